@@ -1,0 +1,66 @@
+"""Application settings: one class, read once from the environment (prefix ``QIFU_``).
+
+See ARCHITECTURE.md "Settings in one class". Every value can be overridden with an environment
+variable, e.g. ``QIFU_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1/qifu``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "qifu-development-secret-change-me-0123456789"
+
+
+class Settings(BaseSettings):
+    """Qifu settings.
+
+    Attributes:
+        environment: ``development`` | ``test`` | ``production``. Outside development and test,
+            the JWT secret must not be the shipped default (a ``ValueError`` is raised at start-up).
+        database_url: SQLAlchemy URL. Default: the embedded SQLite file ``./qifu.db``.
+        redis_url: Redis URL for Celery; empty means the embedded in-process worker.
+        jwt_secret: HMAC key for access tokens (HS256).
+        access_token_minutes: token lifetime in minutes.
+        timezone: the office's time zone (working-time rules are evaluated there).
+        ticket_number_prefix: prefix of ticket numbers, ``QF`` gives ``QF2026-000123``.
+        max_text_length / max_title_length: size limits (characters) on free text fields.
+        import_default_category: category code used by ``qifu import`` when a row has none.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="QIFU_", env_file=".env", extra="ignore")
+
+    environment: str = "development"
+    database_url: str = "sqlite:///./qifu.db"
+    redis_url: str = ""
+    jwt_secret: str = DEV_SECRET
+    access_token_minutes: int = 8 * 60
+    timezone: str = "Asia/Shanghai"
+    ticket_number_prefix: str = "QF"
+    max_title_length: int = 200
+    max_text_length: int = 20_000
+    max_reason_length: int = 2_000
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+    seeds_dir: Path = Path(__file__).resolve().parent.parent / "seeds" / "data"
+    import_default_category: str = "problem.other"
+    sql_echo: bool = False
+
+    @model_validator(mode="after")
+    def _refuse_default_secret(self) -> Settings:
+        if self.environment not in {"development", "test"} and self.jwt_secret == DEV_SECRET:
+            raise ValueError("QIFU_JWT_SECRET must be set outside development")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
+    return Settings()

@@ -1,0 +1,84 @@
+"""Domain errors and their RFC 9457 problem+json rendering (ARCHITECTURE rule 4).
+
+Every business failure is an :class:`AppError` subclass carrying an HTTP status; one handler in
+``service.main`` renders it as ``application/problem+json`` with ``type``, ``title``, ``status``,
+``detail`` and, for field errors, ``errors: [{"field": ..., "message": ...}]``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class AppError(Exception):
+    """Base class of domain errors.
+
+    Attributes:
+        status: HTTP status code.
+        title: short Chinese title for people.
+        type: a URI-ish problem type (``/problems/<slug>``).
+        detail: human-readable explanation (Chinese).
+        extra: extra members merged into the problem document.
+    """
+
+    status: int = 400
+    title: str = "请求有误"
+    slug: str = "bad-request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+    @property
+    def type(self) -> str:
+        return f"/problems/{self.slug}"
+
+    def to_problem(self) -> dict[str, Any]:
+        body = {"type": self.type, "title": self.title, "status": self.status, "detail": self.detail}
+        body.update(self.extra)
+        return body
+
+
+class NotFound(AppError):
+    status, title, slug = 404, "未找到", "not-found"
+
+
+class TicketNotFound(NotFound):
+    slug = "ticket-not-found"
+
+
+class NotAllowed(AppError):
+    """The caller's role may not do this (403)."""
+
+    status, title, slug = 403, "无权操作", "forbidden"
+
+
+class Unauthenticated(AppError):
+    status, title, slug = 401, "未登录或登录已过期", "unauthenticated"
+
+
+class IllegalTransition(AppError):
+    """The action is not legal from the ticket's current status (409, SPEC §3)."""
+
+    status, title, slug = 409, "当前状态不允许此操作", "illegal-transition"
+
+
+class VersionConflict(AppError):
+    """``If-Match`` named a stale version (412), or a concurrent update won the race (409)."""
+
+    status, title, slug = 412, "版本冲突", "version-conflict"
+
+
+class Conflict(AppError):
+    status, title, slug = 409, "冲突", "conflict"
+
+
+class FieldError(AppError):
+    """Invalid input on a named field (422)."""
+
+    status, title, slug = 422, "输入有误", "validation-error"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", errors=[{"field": field, "message": message}])
+        self.field = field

@@ -1,0 +1,21 @@
+"""The model registry: importing this module registers every table on ``SQLModel.metadata``
+(used by Alembic, workers and tests)."""
+
+from service.categories.models import Category
+from service.departments.models import Department
+from service.enterprises.models import Enterprise
+from service.regions.models import Grid, Region
+from service.tickets.models import (
+    IdempotencyKey,
+    Ticket,
+    TicketCoDepartment,
+    TicketEvent,
+    TicketLink,
+    TicketNumberCounter,
+)
+from service.users.models import OfficerGrid, User
+
+__all__ = [
+    "Category", "Department", "Enterprise", "Grid", "IdempotencyKey", "OfficerGrid", "Region",
+    "Ticket", "TicketCoDepartment", "TicketEvent", "TicketLink", "TicketNumberCounter", "User",
+]
