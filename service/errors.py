@@ -25,10 +25,12 @@ class AppError(Exception):
     title: str = "请求有误"
     slug: str = "bad-request"
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(self, detail: str, *, status: int | None = None, **extra: Any) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+        if status is not None:
+            self.status = status
 
     @property
     def type(self) -> str:

@@ -13,6 +13,8 @@ from service import clock
 from service.common.enums import Channel, Priority, Role, ServiceType, TicketStatus
 from service.db import UTCDateTime, check_in
 
+_version_column = sa.Column("version", sa.Integer, nullable=False)
+
 
 class Ticket(SQLModel, table=True):
     """A ticket. Status changes only through :func:`service.tickets.service.apply_action`.
@@ -35,6 +37,9 @@ class Ticket(SQLModel, table=True):
         sa.Index("ix_ticket_status_submitted_at", "status", "submitted_at"),
         sa.Index("ix_ticket_submitted_at_id", "submitted_at", "id"),
     )
+    # Optimistic concurrency: every UPDATE is "... WHERE version = <loaded>" and bumps it;
+    # a lost race raises StaleDataError, rendered as 409 (SPEC §3).
+    __mapper_args__ = {"version_id_col": _version_column}
 
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(max_length=32, unique=True)
@@ -55,7 +60,8 @@ class Ticket(SQLModel, table=True):
     return_count: int = 0
     escalation_level: int = 0
     remind_count: int = 0
-    version: int = 1
+    version: int = Field(default=1, sa_column=_version_column)
+    reply_text: str | None = Field(default=None, sa_type=sa.Text)
     reject_reason: str | None = Field(default=None, max_length=2000)
     duplicate_of_id: int | None = Field(default=None, foreign_key="ticket.id")
     external_ref: str | None = Field(default=None, max_length=64, unique=True)
@@ -135,7 +141,7 @@ class IdempotencyKey(SQLModel, table=True):
     user_id: int = Field(foreign_key="user_account.id", primary_key=True)
     key: str = Field(max_length=255, primary_key=True)
     request_hash: str = Field(max_length=64)
-    ticket_id: int = Field(foreign_key="ticket.id")
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id")  # set in the same transaction
     status_code: int = 201
     created_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
 

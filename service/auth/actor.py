@@ -1,0 +1,26 @@
+"""The authenticated caller and their row-visibility scope (SPEC §1)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting: a logged-in user, or the system (workers, imports).
+
+    ``enterprise_id`` is set for enterprise users, ``department_id`` for department handlers,
+    ``region_id`` for supervisors limited to a region subtree (``None`` = whole county).
+    """
+
+    user_id: int | None
+    role: str
+    enterprise_id: int | None = None
+    department_id: int | None = None
+    region_id: int | None = None
+    username: str = ""
+
+    @classmethod
+    def system(cls) -> Actor:
+        """The actor used by workers and imports (role ``system``, no user)."""
+        return cls(user_id=None, role="system", username="system")

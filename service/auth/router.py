@@ -1,0 +1,39 @@
+"""``/api/v1/auth/token`` (OAuth2 password flow) and ``/api/v1/me``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import BaseModel
+from sqlmodel import select
+
+from service.auth.dependencies import CurrentActor, SessionDep
+from service.auth.security import create_access_token, verify_password
+from service.errors import Unauthenticated
+from service.users.models import User
+from service.users.schemas import UserRead
+
+router = APIRouter(tags=["auth"])
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+    role: str
+
+
+@router.post("/auth/token", response_model=Token, summary="登录：OAuth2 密码模式，返回 JWT")
+def login(session: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
+    user = session.exec(select(User).where(User.username == form.username)).first()
+    if user is None or not user.is_active or not verify_password(form.password, user.password_hash):
+        raise Unauthenticated("用户名或密码错误")
+    token, lifetime = create_access_token(user.id, user.role)
+    return Token(access_token=token, expires_in=lifetime, role=user.role)
+
+
+@router.get("/me", response_model=UserRead, summary="当前登录用户")
+def me(session: SessionDep, actor: CurrentActor) -> User:
+    return session.get(User, actor.user_id)

@@ -1,0 +1,89 @@
+"""The FastAPI application: ``create_app()`` wires routers, problem+json error handlers, health."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service.errors import AppError
+
+log = logging.getLogger("qifu")
+PROBLEM = "application/problem+json"
+
+
+def _problem(status: int, title: str, detail: str, type_: str = "about:blank", **extra: Any) -> JSONResponse:
+    body = {"type": type_, "title": title, "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM)
+
+
+def _field_name(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or (str(loc[-1]) if loc else "body")
+
+
+async def app_error_handler(_request: Request, exc: AppError) -> JSONResponse:
+    return JSONResponse(exc.to_problem(), status_code=exc.status, media_type=PROBLEM)
+
+
+async def validation_error_handler(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [{"field": _field_name(tuple(e.get("loc", ()))), "message": e.get("msg", "")}
+              for e in exc.errors()]
+    detail = "；".join(f"{e['field']}: {e['message']}" for e in errors)
+    return _problem(422, "输入有误", detail, "/problems/validation-error", errors=errors)
+
+
+async def http_error_handler(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    titles = {401: "未登录或登录已过期", 403: "无权操作", 404: "未找到", 405: "方法不允许"}
+    response = _problem(exc.status_code, titles.get(exc.status_code, "请求有误"), str(exc.detail))
+    for k, v in (exc.headers or {}).items():
+        response.headers[k] = v
+    return response
+
+
+async def unhandled_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return _problem(500, "服务器内部错误", "服务器内部错误，请稍后重试")
+
+
+def create_app() -> FastAPI:
+    """Build the API application (routers under ``/api/v1``, problem+json errors, health)."""
+    from service.auth.router import router as auth_router
+    from service.reference.router import router as reference_router
+    from service.stats.router import router as stats_router
+    from service.tickets.router import router as tickets_router
+
+    app = FastAPI(
+        title="Qifu 企服 API",
+        version="0.1.0",
+        description="企业服务诉求平台：诉求受理、交办、答复、评价与统计。错误均为 RFC 9457 problem+json。",
+    )
+    app.add_exception_handler(AppError, app_error_handler)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(Exception, unhandled_error_handler)
+    for router in (auth_router, tickets_router, reference_router, stats_router):
+        app.include_router(router, prefix="/api/v1")
+
+    @app.get("/healthz", tags=["ops"], summary="存活检查")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="就绪检查（数据库可连接）")
+    def readyz() -> JSONResponse:
+        import sqlalchemy as sa
+
+        from service.db import get_engine
+
+        try:
+            with get_engine().connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - report, never raise
+            return _problem(503, "未就绪", f"数据库不可用：{type(exc).__name__}")
+        return JSONResponse({"status": "ready"})
+
+    return app

@@ -1,0 +1,156 @@
+"""Reference-data endpoints (SPEC §2, §7): admin writes, others read what they may see.
+
+Regions, grids, departments and categories are public reference data for every logged-in user.
+Enterprises are filtered by row visibility; users: admins and supervisors see all, others
+only themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+from sqlmodel import select
+
+from service.auth.dependencies import AdminActor, CurrentActor, SessionDep
+from service.categories.models import Category
+from service.departments.models import Department
+from service.enterprises.models import Enterprise
+from service.errors import NotFound
+from service.reference import schemas
+from service.reference import service as ref
+from service.regions.models import Grid, Region
+from service.tickets.visibility import enterprise_visibility
+from service.users.models import User
+from service.users.schemas import UserCreate, UserRead, UserUpdate
+
+router = APIRouter()
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+def _get(session, model, row_id: int, label: str):
+    row = session.get(model, row_id)
+    if row is None:
+        raise NotFound(f"{label} {row_id} 不存在")
+    return row
+
+
+# ---- regions and grids
+@router.get("/regions", response_model=list[schemas.RegionRead], tags=["reference"], summary="区域树（平铺）")
+def list_regions(session: SessionDep, _actor: CurrentActor):
+    return session.exec(select(Region).order_by(Region.id)).all()
+
+
+@router.post("/regions", response_model=schemas.RegionRead, status_code=status.HTTP_201_CREATED,
+             tags=["reference"], summary="新增区域（管理员）")
+def create_region(body: schemas.RegionCreate, session: SessionDep, _admin: AdminActor):
+    return ref.create_region(session, body)
+
+
+@router.get("/grids", response_model=list[schemas.GridRead], tags=["reference"], summary="网格")
+def list_grids(session: SessionDep, _actor: CurrentActor, region_id: Annotated[int | None, Query(ge=1)] = None):
+    stmt = select(Grid).order_by(Grid.id)
+    if region_id is not None:
+        stmt = stmt.where(Grid.region_id == region_id)
+    return session.exec(stmt).all()
+
+
+@router.post("/grids", response_model=schemas.GridRead, status_code=status.HTTP_201_CREATED,
+             tags=["reference"], summary="新增网格（管理员）")
+def create_grid(body: schemas.GridCreate, session: SessionDep, _admin: AdminActor):
+    return ref.create_grid(session, body)
+
+
+# ---- departments
+@router.get("/departments", response_model=list[schemas.DepartmentRead], tags=["reference"], summary="承办单位")
+def list_departments(session: SessionDep, _actor: CurrentActor):
+    return session.exec(select(Department).order_by(Department.id)).all()
+
+
+@router.post("/departments", response_model=schemas.DepartmentRead, status_code=status.HTTP_201_CREATED,
+             tags=["reference"], summary="新增承办单位（管理员）")
+def create_department(body: schemas.DepartmentCreate, session: SessionDep, _admin: AdminActor):
+    return ref.create_department(session, body)
+
+
+@router.patch("/departments/{department_id}", response_model=schemas.DepartmentRead, tags=["reference"],
+              summary="修改承办单位（管理员）")
+def update_department(department_id: int, body: schemas.DepartmentUpdate, session: SessionDep,
+                      _admin: AdminActor):
+    return ref.update_department(session, _get(session, Department, department_id, "承办单位"), body)
+
+
+# ---- categories
+@router.get("/categories", response_model=list[schemas.CategoryRead], tags=["reference"], summary="分类树（平铺）")
+def list_categories(session: SessionDep, _actor: CurrentActor):
+    return session.exec(select(Category).order_by(Category.id)).all()
+
+
+@router.post("/categories", response_model=schemas.CategoryRead, status_code=status.HTTP_201_CREATED,
+             tags=["reference"], summary="新增分类（管理员）")
+def create_category(body: schemas.CategoryCreate, session: SessionDep, _admin: AdminActor):
+    return ref.create_category(session, body)
+
+
+@router.patch("/categories/{category_id}", response_model=schemas.CategoryRead, tags=["reference"],
+              summary="修改分类（管理员）")
+def update_category(category_id: int, body: schemas.CategoryUpdate, session: SessionDep, _admin: AdminActor):
+    return ref.update_category(session, _get(session, Category, category_id, "分类"), body)
+
+
+# ---- enterprises
+@router.get("/enterprises", response_model=list[schemas.EnterpriseRead], tags=["reference"],
+            summary="企业（按可见范围）")
+def list_enterprises(session: SessionDep, actor: CurrentActor, limit: Limit = 100, offset: Offset = 0,
+                     q: Annotated[str | None, Query(max_length=100)] = None):
+    stmt = select(Enterprise).where(enterprise_visibility(session, actor))
+    if q:
+        stmt = stmt.where(Enterprise.name.contains(q) | (Enterprise.uscc == q.upper()))
+    return session.exec(stmt.order_by(Enterprise.id).offset(offset).limit(limit)).all()
+
+
+@router.get("/enterprises/{enterprise_id}", response_model=schemas.EnterpriseRead, tags=["reference"],
+            summary="企业详情")
+def read_enterprise(enterprise_id: int, session: SessionDep, actor: CurrentActor):
+    row = session.exec(select(Enterprise).where(Enterprise.id == enterprise_id,
+                                                enterprise_visibility(session, actor))).first()
+    if row is None:
+        raise NotFound(f"企业 {enterprise_id} 不存在")
+    return row
+
+
+@router.post("/enterprises", response_model=schemas.EnterpriseRead, status_code=status.HTTP_201_CREATED,
+             tags=["reference"], summary="新增企业（管理员）")
+def create_enterprise(body: schemas.EnterpriseCreate, session: SessionDep, _admin: AdminActor):
+    return ref.create_enterprise(session, body)
+
+
+@router.patch("/enterprises/{enterprise_id}", response_model=schemas.EnterpriseRead, tags=["reference"],
+              summary="修改企业（管理员）")
+def update_enterprise(enterprise_id: int, body: schemas.EnterpriseUpdate, session: SessionDep,
+                      _admin: AdminActor):
+    return ref.update_enterprise(session, _get(session, Enterprise, enterprise_id, "企业"), body)
+
+
+# ---- users
+@router.get("/users", response_model=list[UserRead], tags=["users"], summary="用户（管理员、督办看全部）")
+def list_users(session: SessionDep, actor: CurrentActor, limit: Limit = 100, offset: Offset = 0,
+               role: str | None = None):
+    stmt = select(User)
+    if actor.role not in ("admin", "supervisor"):
+        stmt = stmt.where(User.id == actor.user_id)
+    if role:
+        stmt = stmt.where(User.role == role)
+    return session.exec(stmt.order_by(User.id).offset(offset).limit(limit)).all()
+
+
+@router.post("/users", response_model=UserRead, status_code=status.HTTP_201_CREATED, tags=["users"],
+             summary="新增用户（管理员）")
+def create_user(body: UserCreate, session: SessionDep, _admin: AdminActor):
+    return ref.create_user(session, body)
+
+
+@router.patch("/users/{user_id}", response_model=UserRead, tags=["users"], summary="修改用户（管理员）")
+def update_user(user_id: int, body: UserUpdate, session: SessionDep, _admin: AdminActor):
+    return ref.update_user(session, _get(session, User, user_id, "用户"), body)

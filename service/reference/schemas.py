@@ -1,0 +1,164 @@
+"""Request/response models of the reference data (SPEC §2)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from service.common.enums import RegionKind, ServiceType
+from service.common.schemas import ShortText
+from service.enterprises.models import ENTERPRISE_TAGS
+from service.enterprises.uscc import InvalidUSCC, normalize_uscc
+
+Code = str
+_CODE = {"min_length": 1, "max_length": 32, "pattern": r"^[A-Za-z0-9_.-]+$"}
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegionCreate(_In):
+    code: str = Field(**_CODE)
+    name: ShortText
+    kind: RegionKind
+    parent_id: int | None = Field(default=None, ge=1)
+
+
+class RegionUpdate(_In):
+    name: ShortText | None = None
+
+
+class RegionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    code: str
+    name: str
+    kind: str
+    parent_id: int | None
+
+
+class GridCreate(_In):
+    code: str = Field(**_CODE)
+    name: ShortText
+    region_id: int = Field(ge=1)
+
+
+class GridUpdate(_In):
+    name: ShortText | None = None
+
+
+class GridRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    code: str
+    name: str
+    region_id: int
+
+
+class DepartmentCreate(_In):
+    code: str = Field(**_CODE)
+    name: ShortText
+
+
+class DepartmentUpdate(_In):
+    name: ShortText | None = None
+    is_active: bool | None = None
+
+
+class DepartmentRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    code: str
+    name: str
+    is_active: bool
+
+
+class CategoryCreate(_In):
+    """A category: a root needs ``service_type``; a child inherits its parent's."""
+
+    code: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: ShortText
+    parent_id: int | None = Field(default=None, ge=1)
+    service_type: ServiceType | None = None
+    default_department_id: int | None = Field(default=None, ge=1)
+
+
+class CategoryUpdate(_In):
+    name: ShortText | None = None
+    default_department_id: int | None = Field(default=None, ge=1)
+
+
+class CategoryRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    code: str
+    name: str
+    service_type: str
+    parent_id: int | None
+    default_department_id: int | None
+
+
+def _check_uscc(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return normalize_uscc(value)
+    except InvalidUSCC as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def _check_tags(value: list[str]) -> list[str]:
+    unknown = [t for t in value if t not in ENTERPRISE_TAGS]
+    if unknown:
+        raise ValueError(f"未知标签 {unknown}，可选：{', '.join(ENTERPRISE_TAGS)}")
+    return list(dict.fromkeys(value))
+
+
+class EnterpriseCreate(_In):
+    """An enterprise; ``uscc`` is validated per GB 32100-2015."""
+
+    uscc: str = Field(min_length=18, max_length=18)
+    name: ShortText
+    industry: str | None = Field(default=None, max_length=100)
+    grid_id: int | None = Field(default=None, ge=1)
+    tags: list[str] = Field(default_factory=list, max_length=10)
+    contact_name: str | None = Field(default=None, max_length=50)
+    contact_phone: str | None = Field(default=None, max_length=32)
+    address: str | None = Field(default=None, max_length=200)
+    officer_id: int | None = Field(default=None, ge=1)
+
+    _uscc = field_validator("uscc")(_check_uscc)
+    _tags = field_validator("tags")(_check_tags)
+
+
+class EnterpriseUpdate(_In):
+    name: ShortText | None = None
+    industry: str | None = Field(default=None, max_length=100)
+    grid_id: int | None = Field(default=None, ge=1)
+    tags: list[str] | None = Field(default=None, max_length=10)
+    contact_name: str | None = Field(default=None, max_length=50)
+    contact_phone: str | None = Field(default=None, max_length=32)
+    address: str | None = Field(default=None, max_length=200)
+    officer_id: int | None = Field(default=None, ge=1)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_tags(value)
+
+
+class EnterpriseRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: int
+    uscc: str | None
+    name: str
+    industry: str | None
+    grid_id: int | None
+    tags: list[str]
+    contact_name: str | None
+    contact_phone: str | None
+    address: str | None
+    officer_id: int | None
+    created_at: datetime

@@ -1,0 +1,112 @@
+"""Ticket endpoints (SPEC §7): submit, list, read, history, and one POST per action."""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
+from sqlmodel import Session
+
+from service import clock
+from service.auth.dependencies import CurrentActor, SessionDep
+from service.common.enums import Channel, Priority, ServiceType, TicketStatus
+from service.tickets import schemas
+from service.tickets import service as ticket_service
+from service.tickets.dependencies import CurrentTicket, if_match_version
+from service.tickets.models import Ticket
+from service.tickets.workflow import Action
+
+router = APIRouter(prefix="/tickets", tags=["tickets"])
+
+
+def _respond(session: Session, ticket: Ticket, response: Response) -> schemas.TicketRead:
+    response.headers["ETag"] = f'"{ticket.version}"'
+    return ticket_service.ticket_read(session, ticket)
+
+
+@router.post("", response_model=schemas.TicketRead, status_code=status.HTTP_201_CREATED,
+             summary="提交诉求")
+def submit(
+    body: schemas.TicketCreate, session: SessionDep, actor: CurrentActor, response: Response,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> schemas.TicketRead:
+    ticket, _created = ticket_service.submit_ticket(session, actor, body, idempotency_key=idempotency_key)
+    response.headers["Location"] = f"/api/v1/tickets/{ticket.number}"
+    return _respond(session, ticket, response)
+
+
+@router.get("", response_model=schemas.TicketPage, summary="工单列表（筛选、游标分页、排序）")
+def list_tickets(
+    session: SessionDep, actor: CurrentActor,
+    status_: Annotated[list[TicketStatus] | None, Query(alias="status")] = None,
+    department_id: Annotated[int | None, Query(ge=1)] = None,
+    grid_id: Annotated[int | None, Query(ge=1)] = None,
+    category_id: Annotated[int | None, Query(ge=1)] = None,
+    service_type: ServiceType | None = None,
+    channel: Channel | None = None,
+    enterprise_id: Annotated[int | None, Query(ge=1)] = None,
+    priority: Priority | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+    sort: Annotated[str, Query(pattern=r"^-?(submitted_at|updated_at)$")] = "-submitted_at",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(max_length=500)] = None,
+) -> schemas.TicketPage:
+    flt = ticket_service.TicketFilter(
+        status=[s.value for s in status_ or []], department_id=department_id, grid_id=grid_id,
+        category_id=category_id, service_type=service_type.value if service_type else None,
+        channel=channel.value if channel else None, enterprise_id=enterprise_id,
+        priority=priority.value if priority else None,
+        created_from=clock.as_utc(created_from) if created_from else None,
+        created_to=clock.as_utc(created_to) if created_to else None, q=q,
+    )
+    rows, next_cursor = ticket_service.list_tickets(session, actor, flt, sort=sort, limit=limit, cursor=cursor)
+    return schemas.TicketPage(items=[ticket_service.ticket_read(session, t) for t in rows],
+                              next_cursor=next_cursor)
+
+
+@router.get("/{number}", response_model=schemas.TicketRead, summary="工单详情")
+def read_ticket(ticket: CurrentTicket, session: SessionDep, response: Response) -> schemas.TicketRead:
+    return _respond(session, ticket, response)
+
+
+@router.get("/{number}/events", response_model=list[schemas.TicketEventRead], summary="流转记录")
+def read_events(ticket: CurrentTicket, session: SessionDep, actor: CurrentActor):
+    return ticket_service.list_events(session, actor, ticket)
+
+
+def _make_action_endpoint(action: Action):
+    body_model = ticket_service.ACTION_BODIES[action]
+    required = any(f.is_required() for f in body_model.model_fields.values())
+
+    def endpoint(
+        ticket: CurrentTicket, session: SessionDep, actor: CurrentActor, response: Response,
+        expected_version: Annotated[int | None, Depends(if_match_version)],
+        body: Annotated[body_model, Body()] = ...,  # type: ignore[valid-type]
+    ) -> schemas.TicketRead:
+        ticket_service.apply_action(session, actor, ticket, action, body,
+                                    expected_version=expected_version)
+        return _respond(session, ticket, response)
+
+    if not required:  # the body may be omitted: {} is implied
+        endpoint.__defaults__ = (None,)
+
+    endpoint.__name__ = f"ticket_{action.value}"
+    return endpoint
+
+
+ACTION_SUMMARIES = {
+    Action.accept: "受理", Action.reject: "不予受理", Action.answer: "直接答复（政策咨询）",
+    Action.dispatch: "交办（主办+协办）", Action.claim: "签收", Action.return_: "退单",
+    Action.hold: "挂起", Action.resume: "恢复办理", Action.reply: "答复", Action.confirm: "确认办结（评价）",
+    Action.reopen: "重办", Action.comment: "评论", Action.add_info: "补充材料", Action.remind: "催办",
+    Action.escalate: "督办", Action.merge: "合并为重复件", Action.link: "关联工单",
+}
+
+for _action, _summary in ACTION_SUMMARIES.items():
+    router.add_api_route(
+        f"/{{number}}/{_action.value}", _make_action_endpoint(_action), methods=["POST"],
+        response_model=schemas.TicketRead, summary=_summary,
+        responses={403: {"description": "角色不允许"}, 404: {"description": "工单不存在或不可见"},
+                   409: {"description": "状态不允许或并发冲突"}, 412: {"description": "If-Match 版本过期"}},
+    )

@@ -1,0 +1,180 @@
+"""Request and response models of the ticket API (SPEC §3, §7)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from service.common.enums import Channel, Priority
+from service.common.schemas import LongText, NoteText, ReasonText, ShortText
+
+
+class TicketCreate(BaseModel):
+    """Body of ``POST /api/v1/tickets``.
+
+    An enterprise user submits for its own enterprise (``enterprise_id`` may be omitted; channel
+    defaults to ``web``). An officer or admin submits on behalf of an enterprise and must give
+    ``enterprise_id`` and ``channel`` (hotline, window, ...). Give ``category_id`` or
+    ``category_code``; the service type is the category root's.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: ShortText
+    description: LongText
+    category_id: int | None = Field(default=None, ge=1)
+    category_code: str | None = Field(default=None, min_length=1, max_length=64)
+    priority: Priority = Priority.normal
+    channel: Channel | None = None
+    enterprise_id: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _category_given(self) -> TicketCreate:
+        if self.category_id is None and self.category_code is None:
+            raise ValueError("category_id 或 category_code 必须提供一个")
+        if self.channel == Channel.import_:
+            raise ValueError("channel 'import' 仅供数据导入使用")
+        return self
+
+
+class TicketRead(BaseModel):
+    """A ticket as shown to a caller who may see it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    number: str
+    status: str
+    status_label: str
+    title: str
+    description: str
+    channel: str
+    service_type: str
+    category_id: int
+    priority: str
+    enterprise_id: int
+    submitted_by_id: int | None
+    lead_department_id: int | None
+    co_department_ids: list[int] = []
+    officer_id: int | None
+    grid_id: int | None
+    rating: str | None
+    reply_text: str | None
+    reopen_count: int
+    return_count: int
+    escalation_level: int
+    remind_count: int
+    version: int
+    reject_reason: str | None
+    duplicate_of: str | None = None
+    submitted_at: datetime
+    accepted_at: datetime | None
+    rejected_at: datetime | None
+    answered_at: datetime | None
+    dispatched_at: datetime | None
+    claimed_at: datetime | None
+    first_replied_at: datetime | None
+    replied_at: datetime | None
+    closed_at: datetime | None
+    updated_at: datetime
+
+
+class TicketPage(BaseModel):
+    """One page of tickets; pass ``next_cursor`` as ``cursor`` for the next page (``None`` = last)."""
+
+    items: list[TicketRead]
+    next_cursor: str | None
+
+
+class TicketEventRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    action: str
+    actor_id: int | None
+    actor_role: str
+    from_status: str | None
+    to_status: str | None
+    reason: str | None
+    payload: dict[str, Any]
+    visibility: str
+    created_at: datetime
+
+
+# ---- action bodies (one per action; all optional fields have sensible defaults) ----
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EmptyIn(_Body):
+    """Body of actions that need nothing (accept, claim, resume): ``{}`` or an optional note."""
+
+    note: NoteText | None = None
+
+
+class ReasonIn(_Body):
+    """Body of reject, return, hold: a required ``reason``."""
+
+    reason: ReasonText
+
+
+class TextIn(_Body):
+    """Body of answer and reply: ``text`` is what was done or the answer (答复意见)."""
+
+    text: LongText
+
+
+class DispatchIn(_Body):
+    """Body of dispatch: the lead department (default: the category's) and co-handling ones."""
+
+    lead_department_id: int | None = Field(default=None, ge=1)
+    co_department_ids: list[int] = Field(default_factory=list, max_length=20)
+    note: NoteText | None = None
+
+
+class ConfirmIn(_Body):
+    """Body of confirm: the enterprise's rating (满意 / 基本满意) and an optional comment."""
+
+    rating: Literal["satisfied", "basically_satisfied"]
+    comment: NoteText | None = None
+
+
+class ReopenIn(_Body):
+    """Body of reopen (重办): why the reply did not solve the problem."""
+
+    reason: ReasonText
+
+
+class CommentIn(_Body):
+    """Body of comment: ``internal`` comments are hidden from the enterprise."""
+
+    text: LongText
+    internal: bool = False
+
+
+class AddInfoIn(_Body):
+    text: LongText
+
+
+class RemindIn(_Body):
+    note: NoteText | None = None
+
+
+class EscalateIn(_Body):
+    """Body of escalate (督办): level 1 or 2; default one level up from the current."""
+
+    level: int | None = Field(default=None, ge=1, le=2)
+    reason: NoteText | None = None
+
+
+class MergeIn(_Body):
+    """Body of merge: the surviving ticket's number; this ticket becomes rejected (duplicate)."""
+
+    into: ShortText
+
+
+class LinkIn(_Body):
+    other: ShortText
+    note: NoteText | None = None

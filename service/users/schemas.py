@@ -1,0 +1,50 @@
+"""User request/response models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.common.enums import Role
+from service.common.schemas import ShortText
+
+
+class UserRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    username: str
+    full_name: str
+    role: str
+    enterprise_id: int | None
+    department_id: int | None
+    region_id: int | None
+    phone: str | None
+    is_active: bool
+    created_at: datetime
+
+
+class UserCreate(BaseModel):
+    """Body of ``POST /users`` (admin). The role decides which scope field is required."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    full_name: ShortText
+    password: str = Field(min_length=8, max_length=128)
+    role: Role
+    enterprise_id: int | None = Field(default=None, ge=1)
+    department_id: int | None = Field(default=None, ge=1)
+    region_id: int | None = Field(default=None, ge=1)
+    grid_ids: list[int] = Field(default_factory=list, max_length=100)
+    phone: str | None = Field(default=None, max_length=32)
+
+
+class UserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    full_name: ShortText | None = None
+    password: str | None = Field(default=None, min_length=8, max_length=128)
+    is_active: bool | None = None
+    phone: str | None = Field(default=None, max_length=32)
