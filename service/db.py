@@ -6,10 +6,11 @@ and rolls back on error, before the response is sent (FastAPI ``Depends(..., sco
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -60,13 +61,17 @@ def check_in(column: str, values) -> sa.CheckConstraint:
     return sa.CheckConstraint(f"{column} IN ({quoted})", name=f"{column}_valid")
 
 
+#: JSON columns keep Chinese readable in the database (no \\uXXXX escapes).
+_json_dumps = partial(json.dumps, ensure_ascii=False)
+
+
 def make_engine(url: str | None = None) -> Engine:
     """Create an engine for ``url`` (default: settings). SQLite gets WAL and foreign keys on."""
     settings = get_settings()
     url = url or settings.database_url
     if url.startswith("sqlite"):
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                                  echo=settings.sql_echo)
+                                  echo=settings.sql_echo, json_serializer=_json_dumps)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
@@ -79,7 +84,7 @@ def make_engine(url: str | None = None) -> Engine:
 
         return engine
     return sa.create_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
-                            pool_pre_ping=True, echo=settings.sql_echo)
+                            pool_pre_ping=True, echo=settings.sql_echo, json_serializer=_json_dumps)
 
 
 @lru_cache
