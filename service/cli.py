@@ -80,5 +80,21 @@ def standalone(host: str = "127.0.0.1", port: int = 8000) -> None:
     serve(host=host, port=port, workers=1)
 
 
+@app.command()
+def worker(concurrency: Annotated[int, typer.Option(help="worker processes")] = 2) -> None:
+    """Run a Celery worker (needs QIFU_REDIS_URL)."""
+    from workers.celery_app import celery_app
+
+    celery_app.worker_main(["worker", "--loglevel=INFO", f"--concurrency={concurrency}"])
+
+
+@app.command()
+def beat() -> None:
+    """Run the Celery beat scheduler (needs QIFU_REDIS_URL)."""
+    from workers.celery_app import celery_app
+
+    celery_app.start(["beat", "--loglevel=INFO"])
+
+
 def main() -> None:  # pragma: no cover
     app()

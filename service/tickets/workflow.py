@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from service.common.enums import Role, TicketStatus
+from service.common.enums import STATUS_LABELS, Role, TicketStatus
 from service.errors import IllegalTransition, NotAllowed
 
 S = TicketStatus
@@ -42,6 +42,14 @@ class Action(StrEnum):
 
 
 SYSTEM = "system"  # the actor role of workers
+
+#: Chinese names of the actions, for messages people read.
+ACTION_LABELS: dict[str, str] = {
+    "accept": "受理", "reject": "不予受理", "answer": "直接答复", "dispatch": "交办", "claim": "签收",
+    "return": "退单", "hold": "挂起", "resume": "恢复办理", "reply": "答复", "confirm": "确认办结",
+    "reopen": "重办", "comment": "评论", "add_info": "补充材料", "remind": "催办", "escalate": "督办",
+    "merge": "合并", "link": "关联", "auto_close": "自动办结",
+}
 
 
 @dataclass(frozen=True)
@@ -119,12 +127,14 @@ def check(
     transition = TRANSITIONS.get((status, action))
     if transition is None:
         raise IllegalTransition(
-            f"工单当前状态为“{status.value}”，不能执行“{action.value}”",
+            f"工单当前状态为“{STATUS_LABELS[status.value]}”（{status.value}），"
+            f"不能执行“{ACTION_LABELS[action.value]}”（{action.value}）",
             current_status=status.value,
             allowed_actions=allowed_actions(status),
         )
     if role not in transition.roles:
-        raise NotAllowed(f"角色 {role} 不能执行“{action.value}”", allowed_roles=sorted(transition.roles))
+        raise NotAllowed(f"角色 {role} 不能执行“{ACTION_LABELS[action.value]}”（{action.value}）",
+                         allowed_roles=sorted(transition.roles))
     if action == Action.dispatch and return_count >= MAX_RETURNS_BEFORE_SUPERVISOR and role != R.supervisor:
         raise NotAllowed(
             f"该工单已退单{return_count}次，只能由督办人员审定交办", allowed_roles=[R.supervisor.value]
