@@ -16,14 +16,15 @@ def make_celery() -> Celery:
     """Build the Celery app; the broker is ``QIFU_REDIS_URL`` (required to run a real worker)."""
     settings = get_settings()
     broker = settings.redis_url or "redis://127.0.0.1:6379/0"
-    app = Celery("qifu", broker=broker, include=["workers.tasks"])
+    app = Celery("qifu", broker=broker, backend=broker, include=["workers.tasks"])
     app.conf.update(
         timezone=settings.timezone,
         enable_utc=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_ignore_result=True,
+        task_ignore_result=True,  # tasks record their effects in the database; ping opts in
+        result_expires=3600,
         broker_connection_retry_on_startup=True,
         beat_schedule={},
     )
