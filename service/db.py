@@ -81,6 +81,15 @@ def make_engine(url: str | None = None) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
+            # pysqlite opens transactions lazily (only before DML), so a SAVEPOINT issued first
+            # became the outermost transaction and its RELEASE committed: begin_nested() then
+            # leaked writes past an outer rollback. Take over transaction control (SQLAlchemy's
+            # documented pysqlite recipe): no implicit BEGIN, an explicit one on every begin.
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # pragma: no cover - trivial
+            conn.exec_driver_sql("BEGIN")
 
         return engine
     return sa.create_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
