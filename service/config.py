@@ -26,6 +26,7 @@ class Settings(BaseSettings):
         jwt_secret: HMAC key for access tokens (HS256).
         access_token_minutes: token lifetime in minutes.
         timezone: the office's time zone (working-time rules are evaluated there).
+        working_hours: working periods of a working day, ``"09:00-12:00,13:30-17:30"`` (SPEC §4).
         ticket_number_prefix: prefix of ticket numbers, ``QF`` gives ``QF2026-000123``.
         max_text_length / max_title_length: size limits (characters) on free text fields.
         import_default_category: category code used by ``qifu import`` when a row has none.
@@ -39,6 +40,7 @@ class Settings(BaseSettings):
     jwt_secret: str = DEV_SECRET
     access_token_minutes: int = 8 * 60
     timezone: str = "Asia/Shanghai"
+    working_hours: str = "09:00-12:00,13:30-17:30"
     ticket_number_prefix: str = "QF"
     max_title_length: int = 200
     max_text_length: int = 20_000

@@ -1,10 +1,14 @@
 """The model registry: importing this module registers every table on ``SQLModel.metadata``
 (used by Alembic, workers and tests)."""
 
+from service.calendar.models import CalendarOverride
 from service.categories.models import Category
 from service.departments.models import Department
 from service.enterprises.models import Enterprise
+from service.notifications.models import Notification, NotificationDelivery
+from service.outbox_models import OutboxMessage
 from service.regions.models import Grid, Region
+from service.sla.models import SlaPolicy
 from service.tickets.models import (
     IdempotencyKey,
     Ticket,
@@ -16,6 +20,6 @@ from service.tickets.models import (
 from service.users.models import OfficerGrid, User
 
 __all__ = [
-    "Category", "Department", "Enterprise", "Grid", "IdempotencyKey", "OfficerGrid", "Region",
+    "CalendarOverride", "SlaPolicy", "Notification", "NotificationDelivery", "OutboxMessage", "Category", "Department", "Enterprise", "Grid", "IdempotencyKey", "OfficerGrid", "Region",
     "Ticket", "TicketCoDepartment", "TicketEvent", "TicketLink", "TicketNumberCounter", "User",
 ]

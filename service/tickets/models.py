@@ -36,6 +36,17 @@ class Ticket(SQLModel, table=True):
         ),
         sa.Index("ix_ticket_status_submitted_at", "status", "submitted_at"),
         sa.Index("ix_ticket_submitted_at_id", "submitted_at", "id"),
+        # the SLA sweeps (service/sla/sweeps.py) read only rows whose trigger is armed
+        sa.Index("ix_ticket_remind_at", "remind_at", postgresql_where=sa.text("remind_at IS NOT NULL"),
+                 sqlite_where=sa.text("remind_at IS NOT NULL")),
+        sa.Index("ix_ticket_overdue_at", "overdue_at", postgresql_where=sa.text("overdue_at IS NOT NULL"),
+                 sqlite_where=sa.text("overdue_at IS NOT NULL")),
+        sa.Index("ix_ticket_level2_at", "level2_at", postgresql_where=sa.text("level2_at IS NOT NULL"),
+                 sqlite_where=sa.text("level2_at IS NOT NULL")),
+        sa.Index("ix_ticket_feedback_due", "due_at", postgresql_where=sa.text("status = 'replied'"),
+                 sqlite_where=sa.text("status = 'replied'")),
+        sa.Index("ix_ticket_officer_due", "officer_id", "due_at",
+                 postgresql_where=sa.text("due_at IS NOT NULL"), sqlite_where=sa.text("due_at IS NOT NULL")),
     )
     # Optimistic concurrency: every UPDATE is "... WHERE version = <loaded>" and bumps it;
     # a lost race raises StaleDataError, rendered as 409 (SPEC §3).
@@ -75,6 +86,23 @@ class Ticket(SQLModel, table=True):
     replied_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
+    # ---- SLA (SPEC §4; see service/sla/deadlines.py): deadlines of each step reached ...
+    accept_by: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    claim_by: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    reply_by: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    feedback_by: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # ... the running one and the sweep triggers (NULL = not armed / already fired)
+    due_step: str | None = Field(default=None, max_length=16)
+    due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    remind_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    overdue_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    level2_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # hold (挂起) and extensions (延期)
+    held_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    hold_seconds: int = 0  # working seconds spent on hold, in total
+    extension_count: int = 0  # approved extensions
+    extension_requested_days: int | None = None  # a pending request (working days)
+    overdue_count: int = 0  # deadlines missed (each counted once, by the sweep)
 
 
 class TicketCoDepartment(SQLModel, table=True):

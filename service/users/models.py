@@ -32,6 +32,7 @@ class User(SQLModel, table=True):
     department_id: int | None = Field(default=None, foreign_key="department.id", index=True)
     region_id: int | None = Field(default=None, foreign_key="region.id")
     phone: str | None = Field(default=None, max_length=32)
+    email: str | None = Field(default=None, max_length=254)
     is_active: bool = True
     created_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
 

@@ -1,0 +1,306 @@
+"""The working calendar (SPEC §4): Chinese working days and office working hours. Pure, no I/O.
+
+Working days come from the official calendar (public holidays and make-up working days, 调休) via
+PyPI ``chinese-calendar``, plus admin overrides that always win. Years outside the library's data
+fall back to Monday-Friday, with a logged warning and :meth:`WorkingCalendar.is_fallback_year`.
+
+Working hours default to 09:00-12:00 and 13:30-17:30 in ``Asia/Shanghai``.
+
+The engine is a *working clock*: ``W(t)`` = working seconds elapsed from 2000-01-01 00:00 (local)
+to the instant ``t``. It is a non-decreasing step-and-ramp function, computed from per-year prefix
+sums, so "working time between a and b" is ``W(b) - W(a)`` and "add N working hours" is the
+earliest instant with ``W = W(start) + N·3600`` (a binary search). Every query is O(log days).
+
+Counting rules (SPEC §4, as in Chinese law on periods: the starting day is not counted):
+
+- **N working days**: the end of working hours (17:30) of the N-th working day *after* the calendar
+  day on which the clock started. Started Wed 10:00 + 1 → Thu 17:30; started 2026-09-30 16:00 + 1
+  → 2026-10-08 17:30.
+- **N working hours**: N hours of working time counted from the start instant; time outside
+  working hours does not count; a start outside working hours counts from the next working moment.
+  Started 11:30 + 2 h → 15:00 the same day.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+import chinese_calendar
+
+log = logging.getLogger("qifu.calendar")
+
+EPOCH = date(2000, 1, 1)
+DEFAULT_PERIODS: tuple[tuple[time, time], ...] = ((time(9, 0), time(12, 0)), (time(13, 30), time(17, 30)))
+
+
+def _seconds(t: time) -> int:
+    return t.hour * 3600 + t.minute * 60 + t.second
+
+
+@dataclass(frozen=True)
+class WorkingHours:
+    """The working periods of a working day, as ``(start, end)`` local times, sorted, disjoint.
+
+    Raises:
+        ValueError: a period is empty, unsorted or overlapping.
+    """
+
+    periods: tuple[tuple[time, time], ...] = DEFAULT_PERIODS
+
+    def __post_init__(self) -> None:
+        last_end = -1
+        for start, end in self.periods:
+            s, e = _seconds(start), _seconds(end)
+            if not s < e or s < last_end:
+                raise ValueError(f"工作时段无效或重叠：{start}-{end}")
+            last_end = e
+        if not self.periods:
+            raise ValueError("至少需要一个工作时段")
+
+    @classmethod
+    def parse(cls, spec: str) -> WorkingHours:
+        """Parse ``"09:00-12:00,13:30-17:30"``.
+
+        Raises:
+            ValueError: malformed text.
+        """
+        periods = []
+        for part in spec.split(","):
+            start, end = (time.fromisoformat(x.strip()) for x in part.split("-"))
+            periods.append((start, end))
+        return cls(tuple(periods))
+
+    @property
+    def day_seconds(self) -> int:
+        """Working seconds in one working day (default 3 h + 4 h = 7 h = 25,200 s)."""
+        return sum(_seconds(e) - _seconds(s) for s, e in self.periods)
+
+    @property
+    def day_end(self) -> time:
+        """The end of the last period (default 17:30): the instant an N-working-day limit ends."""
+        return self.periods[-1][1]
+
+    def elapsed(self, seconds_of_day: float) -> float:
+        """Working seconds from local midnight to ``seconds_of_day`` on a working day."""
+        total = 0.0
+        for s, e in self.periods:
+            s_, e_ = _seconds(s), _seconds(e)
+            if seconds_of_day <= s_:
+                break
+            total += min(seconds_of_day, e_) - s_
+        return total
+
+    def instant_of(self, working_seconds: float) -> float:
+        """Inverse of :meth:`elapsed`: the earliest second-of-day at which ``working_seconds`` of
+        working time have elapsed (``0 < working_seconds <= day_seconds``)."""
+        remaining = working_seconds
+        for s, e in self.periods:
+            length = _seconds(e) - _seconds(s)
+            if remaining <= length:
+                return _seconds(s) + remaining
+            remaining -= length
+        return float(_seconds(self.day_end))
+
+
+class WorkingCalendar:
+    """Working days and hours in one time zone, with admin overrides.
+
+    Args:
+        overrides: ``{date: is_working_day}`` entered by an admin; they win over the official data.
+        hours: the working periods of a day.
+        tz: the office time zone (default Asia/Shanghai).
+
+    All instants taken and returned are aware datetimes; results are in UTC.
+    """
+
+    def __init__(
+        self,
+        overrides: Mapping[date, bool] | None = None,
+        hours: WorkingHours | None = None,
+        tz: str | ZoneInfo = "Asia/Shanghai",
+    ) -> None:
+        self.overrides: dict[date, bool] = dict(overrides or {})
+        self.hours = hours or WorkingHours()
+        self.tz = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
+        self._day = self.hours.day_seconds
+        self._years: dict[int, tuple[list[bool], list[int]]] = {}
+        self._year_start_cum: dict[int, int] = {}
+        self._fallback: set[int] = set()
+
+    # ---------------------------------------------------------------- days
+    def _official_is_working(self, d: date) -> bool:
+        try:
+            return chinese_calendar.is_workday(d)
+        except NotImplementedError:
+            if d.year not in self._fallback:
+                self._fallback.add(d.year)
+                log.warning("no official holiday data for %s: Monday-Friday assumed; enter the year's "
+                            "holidays as calendar overrides", d.year)
+            return d.weekday() < 5
+
+    def is_fallback_year(self, year: int) -> bool:
+        """True when ``year`` has no official data (Monday-Friday is assumed unless overridden)."""
+        try:
+            chinese_calendar.is_workday(date(year, 6, 1))
+        except NotImplementedError:
+            return True
+        return False
+
+    def is_working_day(self, d: date) -> bool:
+        """Whether the local calendar date ``d`` is a working day (override > official > Mon-Fri)."""
+        override = self.overrides.get(d)
+        if override is not None:
+            return override
+        return self._official_is_working(d)
+
+    def _year(self, year: int) -> tuple[list[bool], list[int]]:
+        """``(working flags, cumulative working seconds before each day)`` of ``year``."""
+        cached = self._years.get(year)
+        if cached is None:
+            first = date(year, 1, 1)
+            days = (date(year + 1, 1, 1) - first).days
+            flags = [self.is_working_day(first + timedelta(days=i)) for i in range(days)]
+            cum, total = [], 0
+            for flag in flags:
+                cum.append(total)
+                total += self._day if flag else 0
+            cached = (flags, cum)
+            self._years[year] = cached
+        return cached
+
+    def _cum_at_year(self, year: int) -> int:
+        """Working seconds from the epoch to ``year``-01-01 00:00 (years before 2000: negative)."""
+        if year in self._year_start_cum:
+            return self._year_start_cum[year]
+        if year == EPOCH.year:
+            value = 0
+        elif year > EPOCH.year:
+            prev = self._cum_at_year(year - 1) if (year - 1) in self._year_start_cum else None
+            if prev is None:
+                value = 0
+                for y in range(EPOCH.year, year):
+                    flags, cum = self._year(y)
+                    value += cum[-1] + (self._day if flags[-1] else 0)
+            else:
+                flags, cum = self._year(year - 1)
+                value = prev + cum[-1] + (self._day if flags[-1] else 0)
+        else:
+            value = 0
+            for y in range(year, EPOCH.year):
+                flags, cum = self._year(y)
+                value -= cum[-1] + (self._day if flags[-1] else 0)
+        self._year_start_cum[year] = value
+        return value
+
+    def _cum_before(self, d: date) -> int:
+        """Working seconds from the epoch to local midnight starting ``d``."""
+        _flags, cum = self._year(d.year)
+        return self._cum_at_year(d.year) + cum[d.timetuple().tm_yday - 1]
+
+    def next_working_day(self, d: date, n: int = 1) -> date:
+        """The ``n``-th working day strictly after ``d`` (``n >= 1``).
+
+        Raises:
+            ValueError: ``n < 1``.
+        """
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        current = d
+        while n:
+            current += timedelta(days=1)
+            if self.is_working_day(current):
+                n -= 1
+        return current
+
+    # ---------------------------------------------------------------- the working clock
+    def _local(self, instant: datetime) -> datetime:
+        if instant.tzinfo is None:
+            raise ValueError("naive datetime: pass an aware instant")
+        return instant.astimezone(self.tz)
+
+    def working_clock(self, instant: datetime) -> float:
+        """``W(instant)``: working seconds from 2000-01-01 00:00 local to ``instant``."""
+        local = self._local(instant)
+        d = local.date()
+        base = self._cum_before(d)
+        if not self.is_working_day(d):
+            return float(base)
+        sod = local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
+        return base + self.hours.elapsed(sod)
+
+    def from_working_clock(self, value: float) -> datetime:
+        """The earliest instant ``t`` with ``W(t) = value`` (aware, UTC)."""
+        # find the year, then the day whose working span holds `value`
+        year = EPOCH.year
+        while self._cum_at_year(year) >= value and year > 1900:
+            year -= 1
+        while self._cum_at_year(year + 1) < value:
+            year += 1
+        flags, cum = self._year(year)
+        offset = value - self._cum_at_year(year)
+        i = bisect.bisect_left(cum, offset) - 1  # last day whose cumulative start < offset
+        i = max(i, 0)
+        while not flags[i] or cum[i] + self._day < offset:
+            i += 1
+        d = date(year, 1, 1) + timedelta(days=i)
+        sod = self.hours.instant_of(offset - cum[i])
+        local = datetime.combine(d, time.min, tzinfo=self.tz) + timedelta(seconds=sod)
+        return local.astimezone(UTC)
+
+    # ---------------------------------------------------------------- public arithmetic
+    def is_working_time(self, instant: datetime) -> bool:
+        """Whether ``instant`` falls inside working hours of a working day (period ends excluded)."""
+        local = self._local(instant)
+        if not self.is_working_day(local.date()):
+            return False
+        sod = local.hour * 3600 + local.minute * 60 + local.second + local.microsecond / 1e6
+        return any(_seconds(s) <= sod < _seconds(e) for s, e in self.hours.periods)
+
+    def working_seconds_between(self, start: datetime, end: datetime) -> float:
+        """Working seconds from ``start`` to ``end`` (negative when ``end < start``)."""
+        return self.working_clock(end) - self.working_clock(start)
+
+    def working_hours_between(self, start: datetime, end: datetime) -> float:
+        """Working hours from ``start`` to ``end`` (see :meth:`working_seconds_between`)."""
+        return self.working_seconds_between(start, end) / 3600.0
+
+    def add_working_seconds(self, start: datetime, seconds: float) -> datetime:
+        """The instant at which ``seconds`` of working time have elapsed since ``start`` (UTC).
+
+        ``seconds == 0`` returns ``start`` unchanged.
+
+        Raises:
+            ValueError: negative ``seconds``.
+        """
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        if seconds == 0:
+            return start.astimezone(UTC)
+        return self.from_working_clock(self.working_clock(start) + seconds)
+
+    def add_working_hours(self, start: datetime, hours: float) -> datetime:
+        """SPEC §4 "N working hours" from ``start`` (UTC result). Example: 11:30 + 2 → 15:00."""
+        return self.add_working_seconds(start, hours * 3600.0)
+
+    def add_working_days(self, start: datetime, days: int) -> datetime:
+        """SPEC §4 "N working days": 17:30 (end of working hours) of the ``days``-th working day
+        after the local calendar date of ``start`` (UTC result).
+
+        Raises:
+            ValueError: ``days < 1``.
+        """
+        d = self.next_working_day(self._local(start).date(), days)
+        return datetime.combine(d, self.hours.day_end, tzinfo=self.tz).astimezone(UTC)
+
+    def working_days(self, start: date, end: date) -> Iterable[date]:
+        """The working days in ``[start, end]`` (local dates)."""
+        d = start
+        while d <= end:
+            if self.is_working_day(d):
+                yield d
+            d += timedelta(days=1)

@@ -1,0 +1,56 @@
+"""Loading the working calendar with its overrides, and managing overrides (SPEC §4)."""
+
+from __future__ import annotations
+
+from datetime import date
+from functools import lru_cache
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from service import clock
+from service.calendar.core import WorkingCalendar, WorkingHours
+from service.calendar.models import CalendarOverride
+from service.config import get_settings
+
+
+@lru_cache(maxsize=16)
+def _calendar(overrides: tuple[tuple[date, bool], ...], hours: str, tz: str) -> WorkingCalendar:
+    return WorkingCalendar(dict(overrides), WorkingHours.parse(hours), tz)
+
+
+def get_calendar(session: Session) -> WorkingCalendar:
+    """The working calendar in force: official data + the overrides stored now + the configured
+    working hours (``QIFU_WORKING_HOURS``) and time zone. Instances are cached per override set, so
+    repeated calls are cheap (one small SELECT)."""
+    settings = get_settings()
+    rows = session.exec(select(CalendarOverride.day, CalendarOverride.is_working_day)
+                        .order_by(CalendarOverride.day)).all()
+    return _calendar(tuple((d, bool(w)) for d, w in rows), settings.working_hours, settings.timezone)
+
+
+def list_overrides(session: Session, year: int | None = None) -> list[CalendarOverride]:
+    """Overrides, oldest first; only ``year`` when given."""
+    stmt = select(CalendarOverride).order_by(CalendarOverride.day)
+    if year is not None:
+        stmt = stmt.where(CalendarOverride.day >= date(year, 1, 1), CalendarOverride.day < date(year + 1, 1, 1))
+    return list(session.exec(stmt).all())
+
+
+def set_overrides(session: Session, entries: list[tuple[date, bool, str | None]]) -> int:
+    """Insert or replace overrides ``(day, is_working_day, note)``; returns how many were written."""
+    now = clock.now()
+    for day, working, note in entries:
+        row = session.get(CalendarOverride, day)
+        if row is None:
+            session.add(CalendarOverride(day=day, is_working_day=working, note=note, updated_at=now))
+        else:
+            row.is_working_day, row.note, row.updated_at = working, note, now
+    session.flush()
+    return len(entries)
+
+
+def delete_override(session: Session, day: date) -> bool:
+    """Remove the override of ``day``; True when one existed."""
+    result = session.execute(sa.delete(CalendarOverride).where(CalendarOverride.day == day))
+    return bool(result.rowcount)

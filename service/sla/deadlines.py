@@ -1,0 +1,129 @@
+"""Deadlines on tickets (SPEC §4): set on every transition, swept by the workers.
+
+Each ticket stores the deadline of every step it has reached (``accept_by``, ``claim_by``,
+``reply_by``, ``feedback_by``, aware UTC), computed with the policy and calendar in force at that
+moment (a later policy change does not move them). The *running* deadline of the current status is
+copied to ``due_at``/``due_step`` together with the sweep triggers:
+
+- ``remind_at``: when the reminder (催办) goes out: one working day before the deadline (urgent:
+  two working hours); when that would be at or before the clock start, half-way through the limit.
+  Not armed for the ``feedback`` step (its expiry closes the ticket, SPEC §3).
+- ``overdue_at``: the deadline itself (overdue and escalation level 1, 督办).
+- ``level2_at``: five working days after the deadline (escalation level 2).
+
+Sweeps clear a trigger when they fire it, so each fires once per deadline; a trigger is re-armed
+only when the running deadline changes (a new step, a resume after hold, an approved extension).
+``on_hold`` pauses the clock: the triggers are cleared, and on resume the reply deadline moves out
+by the working time spent on hold.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from service.calendar.core import WorkingCalendar
+from service.calendar.service import get_calendar
+from service.sla.policy import LEVEL2_AFTER_WORKING_DAYS, REMINDER_LEAD_SECONDS, limit_for
+from service.tickets.models import Ticket
+
+
+def running_deadline(ticket: Ticket) -> tuple[str | None, datetime | None]:
+    """``(step, deadline)`` running in the ticket's current status, or ``(None, None)``."""
+    consultation = ticket.service_type == "consultation"
+    reply_step = "first_reply" if consultation else "reply"
+    status = ticket.status
+    if status == "submitted":
+        return "accept", ticket.accept_by
+    if status == "accepted":
+        return (reply_step, ticket.reply_by) if consultation else (None, None)
+    if status == "dispatched":
+        return "claim", ticket.claim_by
+    if status == "in_progress":
+        return reply_step, ticket.reply_by
+    if status == "replied":
+        return "feedback", ticket.feedback_by
+    return None, None  # on_hold (paused), closed, rejected
+
+
+def _schedule(ticket: Ticket, calendar: WorkingCalendar, start: datetime) -> None:
+    step, due = running_deadline(ticket)
+    if step == ticket.due_step and due == ticket.due_at:
+        return  # same deadline: leave the triggers as they are (each fires once)
+    ticket.due_step, ticket.due_at = step, due
+    if due is None:
+        ticket.remind_at = ticket.overdue_at = ticket.level2_at = None
+        return
+    if step == "feedback":
+        ticket.remind_at = ticket.overdue_at = ticket.level2_at = None
+        return
+    lead = REMINDER_LEAD_SECONDS.get(ticket.priority) or calendar.hours.day_seconds
+    due_clock = calendar.working_clock(due)
+    start_clock = calendar.working_clock(start)
+    remind_clock = due_clock - lead
+    if remind_clock <= start_clock:
+        remind_clock = start_clock + (due_clock - start_clock) / 2
+    ticket.remind_at = calendar.from_working_clock(remind_clock) if remind_clock > start_clock else None
+    ticket.overdue_at = due
+    ticket.level2_at = calendar.from_working_clock(due_clock + LEVEL2_AFTER_WORKING_DAYS * calendar.hours.day_seconds)
+
+
+def apply_sla(session: Session, ticket: Ticket, action: str, at: datetime, *, extension_days: int | None = None) -> None:
+    """Update the ticket's deadlines after ``action`` (already applied to its status) at ``at``.
+
+    Rules (SPEC §4): submit → accept-by (and, for consultations, the first-reply deadline from
+    submission); dispatch/reopen → claim-by; claim → reply-by from the claim (not for
+    consultations, whose reply deadline runs from submission; a reopened consultation gets a new
+    one from the reopen); reply/answer → feedback-by; hold pauses; resume pushes reply-by out by the
+    working time on hold; an approved extension moves reply-by by ``extension_days`` working days.
+    """
+    calendar = get_calendar(session)
+
+    def limit(step: str):
+        return limit_for(session, ticket.category_id, ticket.priority, step)
+
+    consultation = ticket.service_type == "consultation"
+    if action == "submit":
+        ticket.accept_by = limit("accept").deadline(calendar, at)
+        if consultation:
+            ticket.reply_by = limit("first_reply").deadline(calendar, at)
+    elif action == "dispatch":
+        ticket.claim_by = limit("claim").deadline(calendar, at)
+    elif action == "reopen":
+        ticket.claim_by = limit("claim").deadline(calendar, at)
+        ticket.feedback_by = None
+        if consultation:
+            ticket.reply_by = limit("first_reply").deadline(calendar, at)
+    elif action == "claim":
+        if not consultation:
+            ticket.reply_by = limit("reply").deadline(calendar, at)
+    elif action == "return":
+        ticket.claim_by = None
+    elif action in ("reply", "answer"):
+        ticket.feedback_by = limit("feedback").deadline(calendar, at)
+    elif action == "hold":
+        ticket.held_at = at
+    elif action == "resume":
+        if ticket.held_at is not None:
+            held = max(0.0, calendar.working_seconds_between(ticket.held_at, at))
+            ticket.hold_seconds = int(ticket.hold_seconds + held)
+            if ticket.reply_by is not None:
+                ticket.reply_by = calendar.add_working_seconds(ticket.reply_by, held)
+            ticket.held_at = None
+    elif action == "approve_extension" and extension_days:
+        ticket.reply_by = calendar.add_working_days(ticket.reply_by, extension_days)
+    _schedule(ticket, calendar, at)
+
+
+def deadline_view(calendar: WorkingCalendar, ticket: Ticket, now: datetime) -> dict:
+    """The read model of the SLA: every deadline, the running one, working hours left (negative
+    when overdue) and whether it is overdue now."""
+    step, due = running_deadline(ticket)
+    left = round(calendar.working_hours_between(now, due), 2) if due is not None else None
+    return {
+        "accept_by": ticket.accept_by, "claim_by": ticket.claim_by, "reply_by": ticket.reply_by,
+        "feedback_by": ticket.feedback_by, "due_step": step, "due_at": due,
+        "working_hours_left": left, "overdue": bool(due is not None and now > due and step != "feedback"),
+        "on_hold_since": ticket.held_at, "hold_working_hours": round(ticket.hold_seconds / 3600, 2),
+    }
