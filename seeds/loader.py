@@ -44,9 +44,11 @@ from service.config import get_settings
 from service.departments.models import Department
 from service.enterprises.models import Enterprise
 from service.regions.models import Grid, Region
+from service.sla.models import SlaPolicy
 from service.users.models import OfficerGrid, User
 
-COUNT_KEYS = ("regions", "grids", "departments", "categories", "users", "officer_grids", "enterprises")
+COUNT_KEYS = ("regions", "grids", "departments", "categories", "users", "officer_grids", "enterprises",
+              "sla_policies")
 _CHUNK = 500  # keeps IN (...) lists well below every backend's parameter limit
 
 M = TypeVar("M", bound=SQLModel)
@@ -70,7 +72,7 @@ def load_seeds(session: Session, data_dir: Path | None = None, enterprises: int 
 
     Returns:
         The number of rows **created** by this call per table, keys
-        ``regions, grids, departments, categories, users, officer_grids, enterprises``; a second
+        ``regions, grids, departments, categories, users, officer_grids, enterprises, sla_policies``; a second
         load of the same data returns all zeros. (Reference rows whose fields changed in the files
         are updated in place and not counted.)
 
@@ -96,6 +98,7 @@ def load_seeds(session: Session, data_dir: Path | None = None, enterprises: int 
     if enterprises > 0:
         _load_enterprises(session, enterprises_doc, enterprises, regions, grids, users, grid_officers,
                           password_hash, counts)
+    _load_sla_policies(session, data_dir / "sla_policies.yaml", counts)
     session.flush()
     return counts
 
@@ -376,3 +379,25 @@ def _load_enterprises(session: Session, spec: dict[str, Any], count: int, region
                   "phone": s.contact_phone, "enterprise_id": enterprises[s.uscc].id} for s in seeds[:first]]
     _upsert(session, User, "username", user_rows, counts, "users", update=False,
             on_create=lambda: {"password_hash": password_hash()})
+
+
+def _load_sla_policies(session: Session, path: Path, counts: dict[str, int]) -> None:
+    """SPEC §4 default limits on the service-type roots (``first_reply`` only for consultations,
+    ``reply`` for the others). Existing policies are left as an admin set them."""
+    if not path.exists():
+        return
+    doc = _read(path)
+    roots = _fetch(session, Category, "code", doc["roots"])
+    existing = {(p.category_id, p.priority, p.step) for p in session.exec(select(SlaPolicy)).all()}
+    for code in doc["roots"]:
+        root = _lookup(roots, code, "category")
+        for priority, steps in doc["defaults"].items():
+            for step, limit in steps.items():
+                consultation = root.service_type == "consultation"
+                if (step == "first_reply" and not consultation) or (step == "reply" and consultation):
+                    continue
+                if (root.id, priority, step) in existing:
+                    continue
+                session.add(SlaPolicy(category_id=root.id, priority=priority, step=step,
+                                      amount=int(limit["amount"]), unit=str(limit["unit"])))
+                counts["sla_policies"] += 1

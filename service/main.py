@@ -53,7 +53,10 @@ async def unhandled_error_handler(_request: Request, exc: Exception) -> JSONResp
 def create_app() -> FastAPI:
     """Build the API application (routers under ``/api/v1``, problem+json errors, health)."""
     from service.auth.router import router as auth_router
+    from service.calendar.router import router as calendar_router
+    from service.notifications.router import router as notifications_router
     from service.reference.router import router as reference_router
+    from service.sla.router import router as sla_router
     from service.stats.router import router as stats_router
     from service.tickets.router import router as tickets_router
 
@@ -66,7 +69,8 @@ def create_app() -> FastAPI:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)
-    for router in (auth_router, tickets_router, reference_router, stats_router):
+    for router in (auth_router, tickets_router, reference_router, stats_router, calendar_router,
+                   sla_router, notifications_router):
         app.include_router(router, prefix="/api/v1")
 
     @app.get("/healthz", tags=["ops"], summary="存活检查")

@@ -21,12 +21,14 @@ from service.departments.models import Department
 from service.enterprises.models import ENTERPRISE_TAGS, Enterprise
 from service.enterprises.uscc import is_valid_uscc
 from service.regions.models import Grid, Region
+from service.sla.models import SlaPolicy
 from service.users.models import OfficerGrid, User
 
 DATA = Path(__file__).resolve().parent.parent / "seeds" / "data"
 DEMO_PASSWORD = "qifu-demo-2026"
 TABLES = {"regions": Region, "grids": Grid, "departments": Department, "categories": Category,
-          "users": User, "officer_grids": OfficerGrid, "enterprises": Enterprise}
+          "users": User, "officer_grids": OfficerGrid, "enterprises": Enterprise,
+          "sla_policies": SlaPolicy}
 
 
 def _engine() -> sa.Engine:

@@ -54,3 +54,27 @@ def delete_override(session: Session, day: date) -> bool:
     """Remove the override of ``day``; True when one existed."""
     result = session.execute(sa.delete(CalendarOverride).where(CalendarOverride.day == day))
     return bool(result.rowcount)
+
+
+def year_entries(year: int, holidays: list[date], workdays: list[date], note: str | None):
+    """Validate a year's schedule into override entries.
+
+    Raises:
+        FieldError (422): a date outside ``year`` (field ``holidays[i]`` / ``workdays[i]``).
+    """
+    from service.errors import FieldError
+
+    entries = []
+    for name, days, working in (("holidays", holidays, False), ("workdays", workdays, True)):
+        for i, d in enumerate(days):
+            if d.year != year:
+                raise FieldError(f"{name}[{i}]", f"{d} 不在 {year} 年")
+            entries.append((d, working, note))
+    return entries
+
+
+def replace_year(session: Session, year: int, entries: list[tuple[date, bool, str | None]]) -> int:
+    """Replace every override of ``year`` with ``entries`` (one request or one file per year)."""
+    session.execute(sa.delete(CalendarOverride).where(CalendarOverride.day >= date(year, 1, 1),
+                                                      CalendarOverride.day < date(year + 1, 1, 1)))
+    return set_overrides(session, entries)

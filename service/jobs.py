@@ -1,0 +1,187 @@
+"""Jobs after commit: the transactional outbox (SPEC §9; ARCHITECTURE rule 3).
+
+:func:`enqueue` writes the task to ``outbox_message`` in the caller's transaction: a rollback drops
+it, a commit keeps it even when the broker is down. After the commit, the message ids are handed to
+a background relay thread of this process, which sends them to the broker (Celery on Redis when
+``QIFU_REDIS_URL`` is set, else the embedded in-process executor) and stamps ``sent_at``. What the
+broker did not take stays pending and is re-sent by the periodic ``outbox.relay`` task. Consumers
+are idempotent, so a message relayed twice does no harm.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlmodel import Session, select
+
+from service import clock
+from service.config import get_settings
+from service.outbox_models import OutboxMessage
+
+log = logging.getLogger("qifu.jobs")
+_PENDING_KEY = "qifu_outbox_pending"
+
+
+def enqueue(session: Session, task: str, **kwargs: Any) -> OutboxMessage:
+    """Record ``task(**kwargs)`` in the outbox, in the caller's transaction (ids only in kwargs).
+
+    The message is relayed after the transaction commits; on rollback it never existed.
+    """
+    message = OutboxMessage(task=task, kwargs=kwargs, created_at=clock.now())
+    session.add(message)
+    session.info.setdefault(_PENDING_KEY, []).append(message)
+    return message
+
+
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    messages = session.info.pop(_PENDING_KEY, None)
+    if messages:
+        ids = [m.id for m in messages if m.id is not None]
+        if ids and relay_enabled():
+            _relay_thread().submit(ids, session.get_bind())
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING_KEY, None)
+
+
+# ------------------------------------------------------------------ dispatching to a broker
+
+_dispatcher_override: Callable[[str, dict], None] | None = None
+_relay_enabled = True
+
+
+def relay_enabled() -> bool:
+    return _relay_enabled
+
+
+def set_relay_enabled(enabled: bool) -> None:
+    """Turn the after-commit relay thread on or off (tests drive the relay by hand)."""
+    global _relay_enabled
+    _relay_enabled = enabled
+
+
+def set_dispatcher(dispatch: Callable[[str, dict], None] | None) -> None:
+    """Replace how a message is handed to the broker (``None`` = the default)."""
+    global _dispatcher_override
+    _dispatcher_override = dispatch
+
+
+_local_pool: ThreadPoolExecutor | None = None
+
+
+def _dispatch_default(task: str, kwargs: dict) -> None:
+    """Send to Celery when Redis is configured; else run it on the embedded worker threads."""
+    from workers.celery_app import get_celery
+
+    settings = get_settings()
+    app = get_celery()
+    if settings.redis_url:
+        app.send_task(task, kwargs=kwargs, retry=False)
+        return
+    global _local_pool
+    if _local_pool is None:
+        _local_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qifu-embedded-worker")
+    func = app.tasks[task]
+    _local_pool.submit(_run_local, task, func, kwargs)
+
+
+def _run_local(name: str, func, kwargs: dict) -> None:
+    try:
+        func(**kwargs)
+    except Exception:  # noqa: BLE001 - the embedded worker logs and goes on, as Celery would
+        log.exception("embedded task %s failed", name)
+
+
+def dispatch(task: str, kwargs: dict) -> None:
+    (_dispatcher_override or _dispatch_default)(task, kwargs)
+
+
+def relay(session: Session, ids: Iterable[int] | None = None, *, min_age_seconds: float = 0,
+          limit: int = 1000) -> tuple[int, int]:
+    """Send pending outbox messages (``ids``, or all pending at least ``min_age_seconds`` old) to
+    the broker and stamp them sent; commits per batch. Returns ``(sent, failed)``.
+
+    Rows are claimed with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so concurrent relays never send
+    the same row at the same time; a send that fails leaves the row pending with its error.
+    """
+    stmt = select(OutboxMessage).where(OutboxMessage.sent_at.is_(None)).order_by(OutboxMessage.id).limit(limit)
+    if ids is not None:
+        stmt = stmt.where(OutboxMessage.id.in_(list(ids)))
+    elif min_age_seconds:
+        stmt = stmt.where(OutboxMessage.created_at <= clock.now() - timedelta(seconds=min_age_seconds))
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    sent = failed = 0
+    for message in session.exec(stmt).all():
+        try:
+            dispatch(message.task, dict(message.kwargs))
+        except Exception as exc:  # noqa: BLE001 - broker down: keep it pending
+            message.attempts += 1
+            message.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            failed += 1
+            if failed >= 3 and sent == 0:
+                break  # the broker is down: stop trying the rest now, the periodic relay retries
+        else:
+            message.sent_at = clock.now()
+            message.attempts += 1
+            sent += 1
+    session.commit()
+    return sent, failed
+
+
+def pending_count(session: Session) -> int:
+    return session.exec(select(sa.func.count()).select_from(OutboxMessage)
+                        .where(OutboxMessage.sent_at.is_(None))).one()
+
+
+class _RelayThread:
+    """A daemon thread per process that relays ids handed over by committed sessions."""
+
+    def __init__(self) -> None:
+        self.queue: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="qifu-outbox-relay", daemon=True)
+        self.thread.start()
+
+    def submit(self, ids: list[int], bind) -> None:
+        self.queue.put((ids, bind))
+
+    def _run(self) -> None:
+        while True:
+            ids, bind = self.queue.get()
+            engine = getattr(bind, "engine", bind)
+            try:
+                with Session(engine) as session:
+                    relay(session, ids)
+            except Exception:  # noqa: BLE001 - never kill the thread; the periodic relay retries
+                log.exception("outbox relay failed")
+
+    def drain(self, timeout: float = 10.0) -> None:
+        """Wait until the queue is empty (tests)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not self.queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+_relay: _RelayThread | None = None
+_relay_lock = threading.Lock()
+
+
+def _relay_thread() -> _RelayThread:
+    global _relay
+    with _relay_lock:
+        if _relay is None:
+            _relay = _RelayThread()
+    return _relay
