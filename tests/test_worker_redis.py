@@ -24,7 +24,7 @@ def celery_worker_process(monkeypatch):
     env = {**os.environ, "QIFU_REDIS_URL": REDIS_URL}
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "workers.celery_app:celery_app", "worker",
-         "--pool=solo", "--loglevel=WARNING", "--without-gossip", "--without-mingle"],
+         "--pool=solo", "-Q", "celery,sla,notifications,cadence", "--loglevel=WARNING", "--without-gossip", "--without-mingle"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     monkeypatch.setenv("QIFU_REDIS_URL", REDIS_URL)

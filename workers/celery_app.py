@@ -1,21 +1,33 @@
 """The Celery application (broker: Redis), configured from ``service.config``.
 
 Conventions (ARCHITECTURE rule 3): task names ``<domain>.<verb_noun>``, tasks take ids only and
-are idempotent, ``acks_late`` on, beat in Asia/Shanghai. The SLA sweeps and the five cadences
-(issues #3 and #4) register their tasks and beat entries here.
+are idempotent, ``acks_late`` on, beat in Asia/Shanghai. Sweeps are beat entries (no multi-day
+``eta``): deadlines live in columns and the sweeps claim rows with conditional UPDATEs.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from celery import Celery
+from celery.schedules import crontab
 
 from service.config import get_settings
 
+BEAT_SCHEDULE = {
+    "sla-send-reminders": {"task": "sla.send_reminders", "schedule": 60.0},
+    "sla-mark-overdue": {"task": "sla.mark_overdue", "schedule": 60.0},
+    "tickets-auto-close": {"task": "tickets.auto_close", "schedule": 300.0},
+    "outbox-relay": {"task": "outbox.relay", "schedule": 30.0},
+    "notifications-retry": {"task": "notifications.retry_failed", "schedule": 60.0},
+    "ops-heartbeat": {"task": "ops.ping", "schedule": crontab(minute=0)},
+}
 
-def make_celery() -> Celery:
-    """Build the Celery app; the broker is ``QIFU_REDIS_URL`` (required to run a real worker)."""
+
+def make_celery(redis_url: str | None = None) -> Celery:
+    """Build the Celery app on ``redis_url`` (default ``QIFU_REDIS_URL``)."""
     settings = get_settings()
-    broker = settings.redis_url or "redis://127.0.0.1:6379/0"
+    broker = redis_url or settings.redis_url or "redis://127.0.0.1:6379/0"
     app = Celery("qifu", broker=broker, backend=broker, include=["workers.tasks"])
     app.conf.update(
         timezone=settings.timezone,
@@ -26,8 +38,27 @@ def make_celery() -> Celery:
         task_ignore_result=True,  # tasks record their effects in the database; ping opts in
         result_expires=3600,
         broker_connection_retry_on_startup=True,
-        beat_schedule={},
+        broker_connection_timeout=2,
+        broker_transport_options={"socket_connect_timeout": 2, "socket_timeout": 5,
+                                  "visibility_timeout": 3600},
+        task_routes={"sla.*": {"queue": "sla"}, "tickets.*": {"queue": "sla"},
+                     "notifications.*": {"queue": "notifications"}, "outbox.*": {"queue": "celery"},
+                     "cadence.*": {"queue": "cadence"}},
+        beat_schedule=BEAT_SCHEDULE,
     )
+    return app
+
+
+@lru_cache(maxsize=4)
+def _celery_for(redis_url: str) -> Celery:
+    return make_celery(redis_url or None)
+
+
+def get_celery() -> Celery:
+    """The Celery app for the current settings (cached per broker URL; tests switch URLs)."""
+    app = _celery_for(get_settings().redis_url)
+    import workers.tasks  # noqa: F401  (registers the tasks on the default app)
+
     return app
 
 

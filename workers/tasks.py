@@ -1,11 +1,63 @@
-"""Thin Celery tasks that call ``service/`` functions."""
+"""Thin Celery tasks: each opens its own session (``session_scope`` commits) and calls a
+``service/`` function. Names are ``<domain>.<verb_noun>``; arguments are ids only; every task is
+idempotent, so a redelivery (``acks_late``) or a double relay does no harm."""
 
 from __future__ import annotations
 
-from workers.celery_app import celery_app
+from celery import shared_task
+
+from service import jobs
+from service.db import session_scope
+from service.notifications import service as notifications
+from service.sla import sweeps
 
 
-@celery_app.task(name="ops.ping", ignore_result=False)
+@shared_task(name="ops.ping", ignore_result=False)
 def ping() -> str:
     """Liveness probe for workers: returns ``"pong"``."""
     return "pong"
+
+
+@shared_task(name="sla.send_reminders")
+def send_reminders() -> int:
+    """催办 every ticket whose reminder time has come (once per deadline)."""
+    with session_scope() as session:
+        return sweeps.send_reminders(session)
+
+
+@shared_task(name="sla.mark_overdue")
+def mark_overdue() -> list[int]:
+    """Overdue + escalation level 1 at the deadline; level 2 five working days later."""
+    with session_scope() as session:
+        return list(sweeps.mark_overdue(session))
+
+
+@shared_task(name="tickets.auto_close")
+def auto_close() -> int:
+    """Close replied tickets without feedback after the feedback limit (rating none)."""
+    with session_scope() as session:
+        return sweeps.auto_close(session)
+
+
+@shared_task(name="outbox.relay")
+def relay_outbox() -> list[int]:
+    """Re-relay outbox messages the after-commit relay did not get through (broker down)."""
+    with session_scope() as session:
+        return list(jobs.relay(session, min_age_seconds=10))
+
+
+@shared_task(name="notifications.deliver")
+def deliver(delivery_ids: list[int]) -> list[str]:
+    """Deliver notifications (webhook, e-mail); each delivery in its own transaction."""
+    states = []
+    for delivery_id in delivery_ids:
+        with session_scope() as session:
+            states.append(notifications.deliver(session, delivery_id))
+    return states
+
+
+@shared_task(name="notifications.retry_failed")
+def retry_failed() -> int:
+    """Queue the failed deliveries whose backoff has elapsed."""
+    with session_scope() as session:
+        return notifications.retry_failed(session)
