@@ -61,9 +61,11 @@ def migrate(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_url(worker_id: str) -> str:
-    """A fresh, migrated and seeded PostgreSQL database for this xdist worker."""
-    url = _create_database(f"qifu_test_{worker_id}")
+def pg_url(worker_id: str) -> Iterator[str]:
+    """A fresh, migrated and seeded PostgreSQL database for this test process (xdist worker);
+    named after the process id so concurrent runs never share one; dropped at the end."""
+    name = f"qifu_test_{worker_id}_{os.getpid()}"
+    url = _create_database(name)
     migrate(url)
     from seeds.loader import load_seeds
 
@@ -72,7 +74,11 @@ def pg_url(worker_id: str) -> str:
         load_seeds(session)
         session.commit()
     engine.dispose()
-    return url
+    yield url
+    admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @pytest.fixture(scope="session")

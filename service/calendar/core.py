@@ -6,7 +6,7 @@ fall back to Monday-Friday, with a logged warning and :meth:`WorkingCalendar.is_
 
 Working hours default to 09:00-12:00 and 13:30-17:30 in ``Asia/Shanghai``.
 
-The engine is a *working clock*: ``W(t)`` = working seconds elapsed from 2000-01-01 00:00 (local)
+The engine is a *working clock*: ``W(t)`` = working seconds elapsed from 2004-01-01 00:00 (local)
 to the instant ``t``. It is a non-decreasing step-and-ramp function, computed from per-year prefix
 sums, so "working time between a and b" is ``W(b) - W(a)`` and "add N working hours" is the
 earliest instant with ``W = W(start) + N·3600`` (a binary search). Every query is O(log days).
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -34,7 +35,9 @@ import chinese_calendar
 
 log = logging.getLogger("qifu.calendar")
 
-EPOCH = date(2000, 1, 1)
+# The clock's origin: the first year of chinese-calendar's data, so that computing the prefix sums of a
+# covered year never touches (and warns about) a year without official data.
+EPOCH = date(2004, 1, 1)
 DEFAULT_PERIODS: tuple[tuple[time, time], ...] = ((time(9, 0), time(12, 0)), (time(13, 30), time(17, 30)))
 
 
@@ -174,7 +177,7 @@ class WorkingCalendar:
         return cached
 
     def _cum_at_year(self, year: int) -> int:
-        """Working seconds from the epoch to ``year``-01-01 00:00 (years before 2000: negative)."""
+        """Working seconds from the epoch to ``year``-01-01 00:00 (years before the epoch: negative)."""
         if year in self._year_start_cum:
             return self._year_start_cum[year]
         if year == EPOCH.year:
@@ -224,7 +227,7 @@ class WorkingCalendar:
         return instant.astimezone(self.tz)
 
     def working_clock(self, instant: datetime) -> float:
-        """``W(instant)``: working seconds from 2000-01-01 00:00 local to ``instant``."""
+        """``W(instant)``: working seconds from the epoch (2004-01-01 00:00 local) to ``instant``."""
         local = self._local(instant)
         d = local.date()
         base = self._cum_before(d)
@@ -281,7 +284,10 @@ class WorkingCalendar:
             raise ValueError("seconds must be >= 0")
         if seconds == 0:
             return start.astimezone(UTC)
-        return self.from_working_clock(self.working_clock(start) + seconds)
+        clock = self.working_clock(start)
+        # an amount too small to change the float clock must still move forward, never to the
+        # earliest instant of the same clock value (which can lie before ``start``)
+        return self.from_working_clock(max(clock + seconds, math.nextafter(clock, math.inf)))
 
     def add_working_hours(self, start: datetime, hours: float) -> datetime:
         """SPEC §4 "N working hours" from ``start`` (UTC result). Example: 11:30 + 2 → 15:00."""

@@ -6,7 +6,7 @@ from datetime import date, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from service import clock
 from service.auth.dependencies import AdminActor, CurrentActor, SessionDep
@@ -37,12 +37,14 @@ class YearIn(BaseModel):
     workdays: list[date] = Field(default_factory=list, max_length=366)
     note: str | None = Field(default=None, max_length=100)
 
-    @model_validator(mode="after")
-    def _disjoint(self) -> YearIn:
-        both = set(self.holidays) & set(self.workdays)
+    @field_validator("workdays")
+    @classmethod
+    def _disjoint(cls, workdays: list[date], info: ValidationInfo) -> list[date]:
+        # a field validator (not a model one) so that the problem names the field ``workdays``
+        both = set(info.data.get("holidays") or ()) & set(workdays)
         if both:
             raise ValueError(f"同一天不能既是假日又是调休工作日：{sorted(both)[0]}")
-        return self
+        return workdays
 
 
 class DayRead(BaseModel):
@@ -82,16 +84,18 @@ def read_days(session: SessionDep, _actor: CurrentActor, date_from: date, date_t
     if date_to < date_from or (date_to - date_from).days > 400:
         raise FieldError("date_to", "区间须为0-400天")
     cal = calendar_service.get_calendar(session)
-    result, d = [], date_from
-    while d <= date_to:
+    result = []
+    for i in range((date_to - date_from).days + 1):  # not `d += 1 day`: that overflows after 9999-12-31
+        d = date_from + timedelta(days=i)
         source = "override" if d in cal.overrides else ("fallback" if cal.is_fallback_year(d.year) else "official")
         result.append(DayRead(day=d, is_working_day=cal.is_working_day(d), source=source))
-        d += timedelta(days=1)
     return result
 
 
 @router.put("/overrides/{day}", response_model=OverrideRead, summary="设置某天为工作日或休息日（管理员）")
 def put_override(day: date, body: OverrideIn, session: SessionDep, _admin: AdminActor):
+    if not 1990 <= day.year <= 2100:  # the years GET/PUT .../years accept; 9999-12-31 would overflow
+        raise FieldError("day", "年份须在 1990-2100 之间")
     calendar_service.set_overrides(session, [(day, body.is_working_day, body.note)])
     return next(o for o in calendar_service.list_overrides(session, day.year) if o.day == day)
 
