@@ -28,7 +28,7 @@ def make_celery(redis_url: str | None = None) -> Celery:
     """Build the Celery app on ``redis_url`` (default ``QIFU_REDIS_URL``)."""
     settings = get_settings()
     broker = redis_url or settings.redis_url or "redis://127.0.0.1:6379/0"
-    app = Celery("qifu", broker=broker, backend=broker, include=["workers.tasks"])
+    app = Celery("qifu", broker=broker, backend=broker, include=["workers.tasks", "workers.cadence_tasks"])
     app.conf.update(
         timezone=settings.timezone,
         enable_utc=True,
@@ -57,7 +57,8 @@ def _celery_for(redis_url: str) -> Celery:
 def get_celery() -> Celery:
     """The Celery app for the current settings (cached per broker URL; tests switch URLs)."""
     app = _celery_for(get_settings().redis_url)
-    import workers.tasks  # noqa: F401  (registers the tasks on the default app)
+    import workers.cadence_tasks  # noqa: F401
+    import workers.tasks  # noqa: F401  (registers the shared tasks)
 
     return app
 
