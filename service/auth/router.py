@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from service.auth.dependencies import CurrentActor, SessionDep
 from service.auth.security import create_access_token, verify_password
-from service.errors import Unauthenticated
+from service.errors import FieldError, Unauthenticated
 from service.users.models import User
 from service.users.schemas import UserRead
 
@@ -27,6 +27,8 @@ class Token(BaseModel):
 
 @router.post("/auth/token", response_model=Token, summary="登录：OAuth2 密码模式，返回 JWT")
 def login(session: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
+    if "\x00" in form.username:  # PostgreSQL refuses NUL in text: bad input, not a server error
+        raise FieldError("username", "不能包含 NUL（\\x00）字符")
     user = session.exec(select(User).where(User.username == form.username)).first()
     if user is None or not user.is_active or not verify_password(form.password, user.password_hash):
         raise Unauthenticated("用户名或密码错误")

@@ -14,6 +14,8 @@ from sqlmodel import select
 
 from service.auth.dependencies import AdminActor, CurrentActor, SessionDep
 from service.categories.models import Category
+from service.common.enums import Role
+from service.common.schemas import INT32_MAX
 from service.departments.models import Department
 from service.enterprises.models import Enterprise
 from service.errors import NotFound
@@ -26,11 +28,11 @@ from service.users.schemas import UserCreate, UserRead, UserUpdate
 
 router = APIRouter()
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=INT32_MAX)]
 
 
 def _get(session, model, row_id: int, label: str):
-    row = session.get(model, row_id)
+    row = session.get(model, row_id) if 1 <= row_id <= INT32_MAX else None
     if row is None:
         raise NotFound(f"{label} {row_id} 不存在")
     return row
@@ -49,7 +51,8 @@ def create_region(body: schemas.RegionCreate, session: SessionDep, _admin: Admin
 
 
 @router.get("/grids", response_model=list[schemas.GridRead], tags=["reference"], summary="网格")
-def list_grids(session: SessionDep, _actor: CurrentActor, region_id: Annotated[int | None, Query(ge=1)] = None):
+def list_grids(session: SessionDep, _actor: CurrentActor,
+               region_id: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None):
     stmt = select(Grid).order_by(Grid.id)
     if region_id is not None:
         stmt = stmt.where(Grid.region_id == region_id)
@@ -103,7 +106,7 @@ def update_category(category_id: int, body: schemas.CategoryUpdate, session: Ses
 @router.get("/enterprises", response_model=list[schemas.EnterpriseRead], tags=["reference"],
             summary="企业（按可见范围）")
 def list_enterprises(session: SessionDep, actor: CurrentActor, limit: Limit = 100, offset: Offset = 0,
-                     q: Annotated[str | None, Query(max_length=100)] = None):
+                     q: Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00]*$")] = None):
     stmt = select(Enterprise).where(enterprise_visibility(session, actor))
     if q:
         stmt = stmt.where(Enterprise.name.contains(q) | (Enterprise.uscc == q.upper()))
@@ -113,8 +116,10 @@ def list_enterprises(session: SessionDep, actor: CurrentActor, limit: Limit = 10
 @router.get("/enterprises/{enterprise_id}", response_model=schemas.EnterpriseRead, tags=["reference"],
             summary="企业详情")
 def read_enterprise(enterprise_id: int, session: SessionDep, actor: CurrentActor):
-    row = session.exec(select(Enterprise).where(Enterprise.id == enterprise_id,
-                                                enterprise_visibility(session, actor))).first()
+    row = None
+    if 1 <= enterprise_id <= INT32_MAX:  # a larger id cannot exist (and would be a database error)
+        row = session.exec(select(Enterprise).where(Enterprise.id == enterprise_id,
+                                                    enterprise_visibility(session, actor))).first()
     if row is None:
         raise NotFound(f"企业 {enterprise_id} 不存在")
     return row
@@ -136,12 +141,12 @@ def update_enterprise(enterprise_id: int, body: schemas.EnterpriseUpdate, sessio
 # ---- users
 @router.get("/users", response_model=list[UserRead], tags=["users"], summary="用户（管理员、督办看全部）")
 def list_users(session: SessionDep, actor: CurrentActor, limit: Limit = 100, offset: Offset = 0,
-               role: str | None = None):
+               role: Role | None = None):
     stmt = select(User)
     if actor.role not in ("admin", "supervisor"):
         stmt = stmt.where(User.id == actor.user_id)
     if role:
-        stmt = stmt.where(User.role == role)
+        stmt = stmt.where(User.role == role.value)
     return session.exec(stmt.order_by(User.id).offset(offset).limit(limit)).all()
 
 

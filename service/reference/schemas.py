@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from service.common.enums import RegionKind, ServiceType
-from service.common.schemas import ShortText
+from service.common.schemas import InputModel, ShortText
 from service.enterprises.models import ENTERPRISE_TAGS
 from service.enterprises.uscc import InvalidUSCC, normalize_uscc
 
@@ -15,19 +16,23 @@ Code = str
 _CODE = {"min_length": 1, "max_length": 32, "pattern": r"^[A-Za-z0-9_.-]+$"}
 
 
-class _In(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+#: Names of regions, grids, departments and categories: their columns hold 100 characters.
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class _In(InputModel):
+    pass
 
 
 class RegionCreate(_In):
     code: str = Field(**_CODE)
-    name: ShortText
+    name: Name
     kind: RegionKind
     parent_id: int | None = Field(default=None, ge=1)
 
 
 class RegionUpdate(_In):
-    name: ShortText | None = None
+    name: Name | None = None
 
 
 class RegionRead(BaseModel):
@@ -41,12 +46,12 @@ class RegionRead(BaseModel):
 
 class GridCreate(_In):
     code: str = Field(**_CODE)
-    name: ShortText
+    name: Name
     region_id: int = Field(ge=1)
 
 
 class GridUpdate(_In):
-    name: ShortText | None = None
+    name: Name | None = None
 
 
 class GridRead(BaseModel):
@@ -59,11 +64,11 @@ class GridRead(BaseModel):
 
 class DepartmentCreate(_In):
     code: str = Field(**_CODE)
-    name: ShortText
+    name: Name
 
 
 class DepartmentUpdate(_In):
-    name: ShortText | None = None
+    name: Name | None = None
     is_active: bool | None = None
 
 
@@ -79,14 +84,14 @@ class CategoryCreate(_In):
     """A category: a root needs ``service_type``; a child inherits its parent's."""
 
     code: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    name: ShortText
+    name: Name
     parent_id: int | None = Field(default=None, ge=1)
     service_type: ServiceType | None = None
     default_department_id: int | None = Field(default=None, ge=1)
 
 
 class CategoryUpdate(_In):
-    name: ShortText | None = None
+    name: Name | None = None
     default_department_id: int | None = Field(default=None, ge=1)
 
 

@@ -9,6 +9,8 @@ from sqlmodel import Session
 from service import clock
 from service.auth.dependencies import CurrentActor, SessionDep
 from service.common.enums import Channel, Priority, ServiceType, TicketStatus
+from service.common.schemas import INT32_MAX
+from service.errors import FieldError
 from service.tickets import schemas
 from service.tickets import service as ticket_service
 from service.tickets.dependencies import CurrentTicket, if_match_version
@@ -16,6 +18,17 @@ from service.tickets.models import Ticket
 from service.tickets.workflow import Action
 
 router = APIRouter(prefix="/tickets", tags=["tickets"])
+Id = Annotated[int | None, Query(ge=1, le=INT32_MAX)]
+
+
+def _utc(value: datetime | None, name: str) -> datetime | None:
+    """``value`` in UTC (naive = China time); a date beyond the calendar's range is a 422."""
+    if value is None:
+        return None
+    try:
+        return clock.as_utc(value)
+    except OverflowError as exc:
+        raise FieldError(name, "日期超出范围") from exc
 
 
 def _respond(session: Session, ticket: Ticket, response: Response) -> schemas.TicketRead:
@@ -38,16 +51,16 @@ def submit(
 def list_tickets(
     session: SessionDep, actor: CurrentActor,
     status_: Annotated[list[TicketStatus] | None, Query(alias="status")] = None,
-    department_id: Annotated[int | None, Query(ge=1)] = None,
-    grid_id: Annotated[int | None, Query(ge=1)] = None,
-    category_id: Annotated[int | None, Query(ge=1)] = None,
+    department_id: Id = None,
+    grid_id: Id = None,
+    category_id: Id = None,
     service_type: ServiceType | None = None,
     channel: Channel | None = None,
-    enterprise_id: Annotated[int | None, Query(ge=1)] = None,
+    enterprise_id: Id = None,
     priority: Priority | None = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
-    q: Annotated[str | None, Query(max_length=100)] = None,
+    q: Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00]*$")] = None,
     sort: Annotated[str, Query(pattern=r"^-?(submitted_at|updated_at)$")] = "-submitted_at",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
@@ -57,8 +70,7 @@ def list_tickets(
         category_id=category_id, service_type=service_type.value if service_type else None,
         channel=channel.value if channel else None, enterprise_id=enterprise_id,
         priority=priority.value if priority else None,
-        created_from=clock.as_utc(created_from) if created_from else None,
-        created_to=clock.as_utc(created_to) if created_to else None, q=q,
+        created_from=_utc(created_from, "created_from"), created_to=_utc(created_to, "created_to"), q=q,
     )
     rows, next_cursor = ticket_service.list_tickets(session, actor, flt, sort=sort, limit=limit, cursor=cursor)
     return schemas.TicketPage(items=[ticket_service.ticket_read(session, t) for t in rows],
@@ -82,7 +94,9 @@ def _make_action_endpoint(action: Action):
     def endpoint(
         ticket: CurrentTicket, session: SessionDep, actor: CurrentActor, response: Response,
         expected_version: Annotated[int | None, Depends(if_match_version)],
-        body: Annotated[body_model, Body()] = ...,  # type: ignore[valid-type]
+        # no default: FastAPI takes ``= ...`` as a default value, and a request without a body
+        # reached the service as Ellipsis (a 500); a required body is now a 422 naming it
+        body: Annotated[body_model, Body()],  # type: ignore[valid-type]
     ) -> schemas.TicketRead:
         ticket_service.apply_action(session, actor, ticket, action, body,
                                     expected_version=expected_version)

@@ -8,10 +8,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.common.enums import Channel, Priority
-from service.common.schemas import LongText, NoteText, ReasonText, ShortText
+from service.common.schemas import InputModel, LongText, NoteText, ReasonText, ShortText
 
 
-class TicketCreate(BaseModel):
+class TicketCreate(InputModel):
     """Body of ``POST /api/v1/tickets``.
 
     An enterprise user submits for its own enterprise (``enterprise_id`` may be omitted; channel
@@ -104,8 +104,8 @@ class TicketEventRead(BaseModel):
 
 # ---- action bodies (one per action; all optional fields have sensible defaults) ----
 
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class _Body(InputModel):
+    """Action bodies: unknown fields refused, values storable (see :class:`InputModel`)."""
 
 
 class EmptyIn(_Body):

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from service.common.enums import Role
-from service.common.schemas import ShortText
+from service.common.schemas import InputModel
+
+#: ``user_account.full_name`` holds 100 characters.
+FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
 class UserRead(BaseModel):
@@ -25,13 +29,11 @@ class UserRead(BaseModel):
     created_at: datetime
 
 
-class UserCreate(BaseModel):
+class UserCreate(InputModel):
     """Body of ``POST /users`` (admin). The role decides which scope field is required."""
 
-    model_config = ConfigDict(extra="forbid")
-
     username: str = Field(min_length=2, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
-    full_name: ShortText
+    full_name: FullName
     password: str = Field(min_length=8, max_length=128)
     role: Role
     enterprise_id: int | None = Field(default=None, ge=1)
@@ -41,10 +43,10 @@ class UserCreate(BaseModel):
     phone: str | None = Field(default=None, max_length=32)
 
 
-class UserUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class UserUpdate(InputModel):
+    """Body of ``PATCH /users/{id}`` (admin): only the fields given change."""
 
-    full_name: ShortText | None = None
+    full_name: FullName | None = None
     password: str | None = Field(default=None, min_length=8, max_length=128)
     is_active: bool | None = None
     phone: str | None = Field(default=None, max_length=32)
