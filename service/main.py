@@ -31,7 +31,9 @@ async def app_error_handler(_request: Request, exc: AppError) -> JSONResponse:
 
 
 async def validation_error_handler(_request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = [{"field": _field_name(tuple(e.get("loc", ()))), "message": e.get("msg", "")}
+    # a body that is not JSON has no field: its loc is ("body", <character offset>)
+    errors = [{"field": "body" if e.get("type") == "json_invalid" else _field_name(tuple(e.get("loc", ()))),
+               "message": e.get("msg", "")}
               for e in exc.errors()]
     detail = "；".join(f"{e['field']}: {e['message']}" for e in errors)
     return _problem(422, "输入有误", detail, "/problems/validation-error", errors=errors)
@@ -53,6 +55,7 @@ async def unhandled_error_handler(_request: Request, exc: Exception) -> JSONResp
 def create_app() -> FastAPI:
     """Build the API application (routers under ``/api/v1``, problem+json errors, health)."""
     from service.auth.router import router as auth_router
+    from service.cadences.router import router as cadences_router
     from service.calendar.router import router as calendar_router
     from service.notifications.router import router as notifications_router
     from service.reference.router import router as reference_router
@@ -70,7 +73,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)
     for router in (auth_router, tickets_router, reference_router, stats_router, calendar_router,
-                   sla_router, notifications_router):
+                   sla_router, notifications_router, cadences_router):
         app.include_router(router, prefix="/api/v1")
 
     @app.get("/healthz", tags=["ops"], summary="存活检查")

@@ -1,6 +1,7 @@
 """The model registry: importing this module registers every table on ``SQLModel.metadata``
 (used by Alembic, workers and tests)."""
 
+import service.cadences.models  # noqa: F401  (the five cadences' tables, SPEC §5)
 from service.calendar.models import CalendarOverride
 from service.categories.models import Category
 from service.departments.models import Department

@@ -21,6 +21,14 @@ BEAT_SCHEDULE = {
     "outbox-relay": {"task": "outbox.relay", "schedule": 30.0},
     "notifications-retry": {"task": "notifications.retry_failed", "schedule": 60.0},
     "ops-heartbeat": {"task": "ops.ping", "schedule": crontab(minute=0)},
+    # the five cadences (SPEC §5): fired daily at their time in Asia/Shanghai; each task runs the
+    # period that is due (non-working days do nothing; the work moves to the next working day)
+    "cadence-daily": {"task": "cadence.run_daily", "schedule": crontab(hour=8, minute=30)},
+    "cadence-weekly": {"task": "cadence.run_weekly", "schedule": crontab(hour=8, minute=0)},
+    "cadence-monthly": {"task": "cadence.run_monthly", "schedule": crontab(hour=8, minute=5)},
+    "cadence-quarterly": {"task": "cadence.run_quarterly", "schedule": crontab(hour=8, minute=10)},
+    "cadence-annual": {"task": "cadence.run_annual", "schedule": crontab(hour=8, minute=15)},
+    "cadence-catch-up": {"task": "cadence.catch_up", "schedule": crontab(minute=45)},
 }
 
 

@@ -1,0 +1,168 @@
+"""Running the five cadences (SPEC §5): claim a period, do its work, catch up what was missed.
+
+Every run first *claims* its period by inserting ``cadence_run(kind, period_key)`` inside a
+savepoint (as ``service.tickets.service._reserve_idempotency_key`` does): a second run of the same
+period — twice by beat, by hand, or concurrently on two workers (the loser waits on the primary key,
+then finds it taken) — does nothing. The claim and the work commit together, so a failed run
+leaves no claim and is retried.
+
+:func:`run_due` is what beat, the hourly catch-up and the embedded scheduler call: every period
+of the kinds asked whose run date (moved to a working day) lies within ``catch_up_days`` and is
+today after the cadence's time of day (08:30 daily, 08:00 the others) or earlier, and that has no
+claim, is run — oldest first. Missed daily lists are not rebuilt for past days (the rotation
+already puts overdue enterprises first); only today's list is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from service import clock
+from service.cadences import follow_ups, inquiries, reports, return_visits, sessions
+from service.cadences.common import local_date
+from service.cadences.models import CadenceRun
+from service.cadences.periods import KINDS, Period, period_at, periods_between, previous_quarter
+from service.cadences.schemas import RunResult
+from service.cadences.settings import get_cadence_settings
+from service.calendar.service import get_calendar
+from service.clock import SHANGHAI
+from service.errors import FieldError
+from service.notifications import service as notifications
+from service.users.models import User
+
+# ------------------------------------------------------------------ the work of each cadence
+
+def _daily(session: Session, period: Period, now: datetime) -> dict:
+    items = inquiries.build_daily_lists(session, period.run_date)
+    added = sessions.refresh_upcoming(session, period.run_date, now)
+    return {"list_items": items, "agenda_items_added": added, **follow_ups.expire(session, now)}
+
+
+def _weekly(session: Session, period: Period, now: datetime) -> dict:
+    return sessions.create_weekly_clinics(session, period.key, now)
+
+
+def _monthly(session: Session, period: Period, now: datetime) -> dict:
+    result = follow_ups.create_monthly(session, period.key, period.run_date, now)
+    rows = follow_ups.long_open(session, period.run_date)
+    days = get_cadence_settings().long_open_days
+    report = reports.store(session, "long_open", period.key, f"{period.key} 超{days}天未办结工单清单",
+                           {"period": period.key, "as_of": period.run_date.isoformat(), "days": days,
+                            "count": len(rows), "tickets": rows}, now)
+    if report is not None:
+        supervisors = list(session.exec(select(User.id).where(User.role == "supervisor", User.is_active)).all())
+        notifications.notify(session, None, "follow_up", supervisors,
+                             body=f"{len(rows)} 件工单已超过 {days} 天未办结，请督办",
+                             payload={"report": "long_open", "period_key": period.key, "count": len(rows)}, at=now)
+    return {**result, "long_open": len(rows)}
+
+
+def _quarterly(session: Session, period: Period, now: datetime) -> dict:
+    result = sessions.create_joint_consultation(session, period.key, period.run_date, now)
+    q_key, start, end = previous_quarter(period.key)
+    data = reports.quarterly_ranking(session, q_key, start, end)
+    stored = reports.store(session, "quarterly_ranking", q_key, f"{q_key} 承办单位晾晒排名", data, now)
+    return {**result, "report": q_key if stored else None}
+
+
+def _annual(session: Session, period: Period, now: datetime) -> dict:
+    year = int(period.key) - 1
+    result = return_visits.create_annual(session, year, period.run_date, now)
+    stored = reports.store(session, "annual", str(year), f"{year} 年度企业服务报告",
+                           reports.annual_report(session, year), now)
+    return {**result, "report": str(year) if stored else None}
+
+
+RUNNERS: dict[str, Callable[[Session, Period, datetime], dict]] = {
+    "daily": _daily, "weekly": _weekly, "monthly": _monthly, "quarterly": _quarterly, "annual": _annual,
+}
+
+
+# ------------------------------------------------------------------ claiming and running
+
+def _check_kind(kind: str) -> str:
+    if kind not in KINDS:
+        raise FieldError("kind", f"周期类型只能是 {', '.join(KINDS)}")
+    return kind
+
+
+def claim(session: Session, period: Period, now: datetime) -> CadenceRun | None:
+    """Insert the period's ``cadence_run`` row; ``None`` when it was claimed before."""
+    if session.get(CadenceRun, (period.kind, period.key)) is not None:
+        return None
+    row = CadenceRun(kind=period.kind, period_key=period.key, run_date=period.run_date, ran_at=now)
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:
+        return None
+    return row
+
+
+def run_period(session: Session, period: Period, now: datetime | None = None) -> RunResult:
+    """Run one period unless it ran before. Flushes, never commits.
+
+    Returns a :class:`RunResult`; ``ran`` is False when the period had been claimed already.
+    """
+    now = now or clock.now()
+    row = claim(session, period, now)
+    if row is None:
+        return RunResult(kind=period.kind, period_key=period.key, run_date=period.run_date, ran=False)
+    summary = RUNNERS[period.kind](session, period, now)
+    row.summary = summary
+    session.add(row)
+    session.flush()
+    return RunResult(kind=period.kind, period_key=period.key, run_date=period.run_date, ran=True, summary=summary)
+
+
+def run_for_date(session: Session, kind: str, d: date, now: datetime | None = None) -> RunResult:
+    """Run by hand what the ``kind`` cadence does on day ``d`` (``qifu cadence run daily --date
+    2026-03-02``): the period whose run date is the last on or before ``d``. Nothing happens when it
+    ran before, or (daily) when ``d`` is not a working day.
+
+    Raises:
+        FieldError (422, ``kind``): unknown kind.
+    """
+    _check_kind(kind)
+    cal = get_calendar(session)
+    period = period_at(cal, kind, d)
+    if period is None:
+        return RunResult(kind=kind, period_key=None, run_date=None, ran=False,
+                         summary={"detail": f"{d} 不是工作日，没有问诊清单"})
+    return run_period(session, period, now)
+
+
+def due_periods(session: Session, kinds: Iterable[str] = KINDS, now: datetime | None = None) -> list[Period]:
+    """Periods that should have run by ``now`` and have not (see the module docstring), oldest first."""
+    now = now or clock.now()
+    settings = get_cadence_settings()
+    cal = get_calendar(session)
+    local = now.astimezone(SHANGHAI)
+    today = local.date()
+    result: list[Period] = []
+    for kind in kinds:
+        _check_kind(kind)
+        ready = local.time() >= settings.run_times[kind]
+        start = today if kind == "daily" else today - timedelta(days=settings.catch_up_days)
+        for p in periods_between(cal, kind, start, today):
+            if p.run_date == today and not ready:
+                continue
+            if session.get(CadenceRun, (p.kind, p.key)) is None:
+                result.append(p)
+    return sorted(result, key=lambda p: (p.run_date, KINDS.index(p.kind)))
+
+
+def run_due(session: Session, kinds: Iterable[str] = KINDS, now: datetime | None = None) -> list[RunResult]:
+    """Run every due period of ``kinds`` (beat, catch-up, embedded scheduler). Flushes, never commits."""
+    now = now or clock.now()
+    return [run_period(session, p, now) for p in due_periods(session, kinds, now)]
+
+
+def today(now: datetime | None = None) -> date:
+    """Today's date in Asia/Shanghai."""
+    return local_date(now or clock.now())
