@@ -88,6 +88,20 @@ def engine(pg_url: str):
     eng.dispose()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_reference_caches():
+    """Calendar overrides and SLA policies are cached per process for a few seconds; a test's
+    rolled-back changes must not leak into the next test."""
+    from service.calendar.service import clear_cache as clear_calendar
+    from service.sla.policy import clear_cache as clear_policies
+
+    clear_calendar()
+    clear_policies()
+    yield
+    clear_calendar()
+    clear_policies()
+
+
 @pytest.fixture
 def session(engine) -> Iterator[Session]:
     """A session whose work is rolled back after the test (commits become savepoints)."""

@@ -63,6 +63,9 @@ BODIES: dict[str, dict[str, Any]] = {
     "merge": {},
     "link": {"note": "同一园区的同类问题"},
     "auto_close": {},
+    "request_extension": {"reason": "需跨部门会商，申请延期", "days": 5},
+    "approve_extension": {"note": "同意"},
+    "deny_extension": {"note": "理由不充分"},
 }
 
 
@@ -188,14 +191,14 @@ def act(
 
 def default_actor(session: Session, ticket: Ticket, action: str) -> Actor:
     """The seeded user who normally performs ``action`` on ``ticket``."""
-    if action in ("claim", "return", "hold", "resume", "reply"):
+    if action in ("claim", "return", "hold", "resume", "reply", "request_extension"):
         assert ticket.lead_department_id is not None, "no lead department"
         return handler_of(session, ticket.lead_department_id)
     if action in ("confirm", "add_info"):
         ent_actor = enterprise_user_of(session, ticket.enterprise_id)
         if ent_actor is not None:
             return ent_actor
-    if action == "escalate":
+    if action in ("escalate", "approve_extension", "deny_extension"):
         return actor(session, "supervisor1")
     if action == "dispatch" and ticket.return_count >= 2:
         return actor(session, "supervisor1")
@@ -280,6 +283,8 @@ def action_body(session: Session, ticket: Ticket, action: str) -> dict[str, Any]
                             title="另一件同类诉求")
         key = "into" if action == "merge" else "other"
         return {**BODIES[action], key: other.number}
+    if action in ("approve_extension", "deny_extension") and ticket.extension_requested_days is None:
+        act(session, ticket, "request_extension")  # a decision needs a pending request
     return dict(BODIES[action])
 
 

@@ -234,6 +234,12 @@ ACTION_CASES: dict[str, tuple[str, str, list[tuple[Any, str]]]] = {
                                         ({"into": NUL}, "into"), ({"into": "x" * 201}, "into")]),
     "link": ("in_progress", "officer1", [({}, "other"), ({"other": "QF2026-999999"}, "other"),
                                          ({"other": 5}, "other")]),
+    "request_extension": ("in_progress", "dept_rsj", [
+        ({}, "reason"), ({"reason": "需会商"}, "days"), ({"reason": "需会商", "days": 0}, "days"),
+        ({"reason": "需会商", "days": 16}, "days"), ({"reason": "需会商", "days": "x"}, "days"),
+        ({"reason": "", "days": 3}, "reason"), ({"reason": LONG, "days": 3}, "reason")]),
+    "approve_extension": ("in_progress", "supervisor1", [({"note": LONG}, "note"), ({"foo": 1}, "foo")]),
+    "deny_extension": ("in_progress", "supervisor1", [({"note": 7}, "note"), ({"foo": 1}, "foo")]),
 }
 
 

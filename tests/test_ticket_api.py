@@ -90,6 +90,10 @@ RIGHT = [
     ("merge", "submitted", "officer1", {}, "rejected"),
     ("merge", "accepted", "supervisor1", {}, "rejected"),
     ("link", "in_progress", "officer1", {}, "in_progress"),
+    ("request_extension", "in_progress", "dept_rsj", {}, "in_progress"),
+    ("request_extension", "on_hold", "dept_rsj", {}, "on_hold"),
+    ("approve_extension", "in_progress", "supervisor1", {}, "in_progress"),
+    ("deny_extension", "on_hold", "supervisor1", {}, "on_hold"),
 ]
 
 

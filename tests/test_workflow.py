@@ -73,6 +73,14 @@ EXPECTED: list[tuple[str, str, str | None, frozenset[str]]] = [
     ("in_progress", "escalate", None, frozenset({SUP, SYS})),
     ("on_hold", "escalate", None, frozenset({SUP, SYS})),
     ("replied", "escalate", None, frozenset({SUP, SYS})),
+    # extensions of the reply deadline (SPEC §3-§4; decision: asked by the lead department while
+    # handling, decided by a supervisor)
+    ("in_progress", "request_extension", None, frozenset({DEP})),
+    ("on_hold", "request_extension", None, frozenset({DEP})),
+    ("in_progress", "approve_extension", None, frozenset({SUP})),
+    ("on_hold", "approve_extension", None, frozenset({SUP})),
+    ("in_progress", "deny_extension", None, frozenset({SUP})),
+    ("on_hold", "deny_extension", None, frozenset({SUP})),
 ]
 EXPECTED_MAP = {(s, a): (n, roles) for s, a, n, roles in EXPECTED}
 

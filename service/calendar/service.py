@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date
 from functools import lru_cache
 
@@ -19,14 +20,32 @@ def _calendar(overrides: tuple[tuple[date, bool], ...], hours: str, tz: str) -> 
     return WorkingCalendar(dict(overrides), WorkingHours.parse(hours), tz)
 
 
+#: Seconds an override set read from the database is reused by this process. Overrides change a
+#: few times a year; a change made by another process is seen within this time (this process's own
+#: changes at once: the writers below clear it).
+OVERRIDES_TTL_SECONDS = 5.0
+_overrides_cache: dict[str, tuple[float, tuple[tuple[date, bool], ...]]] = {}
+
+
+def clear_cache() -> None:
+    """Forget the cached override set (after a change, and between tests)."""
+    _overrides_cache.clear()
+
+
 def get_calendar(session: Session) -> WorkingCalendar:
-    """The working calendar in force: official data + the overrides stored now + the configured
-    working hours (``QIFU_WORKING_HOURS``) and time zone. Instances are cached per override set, so
-    repeated calls are cheap (one small SELECT)."""
+    """The working calendar in force: official data + the stored overrides + the configured
+    working hours (``QIFU_WORKING_HOURS``) and time zone. Instances are cached per override set and
+    the override set for :data:`OVERRIDES_TTL_SECONDS`, so a call is usually free of queries."""
     settings = get_settings()
-    rows = session.exec(select(CalendarOverride.day, CalendarOverride.is_working_day)
-                        .order_by(CalendarOverride.day)).all()
-    return _calendar(tuple((d, bool(w)) for d, w in rows), settings.working_hours, settings.timezone)
+    url = str(session.get_bind().engine.url)
+    cached = _overrides_cache.get(url)
+    now = time.monotonic()
+    if cached is None or now - cached[0] > OVERRIDES_TTL_SECONDS:
+        rows = session.exec(select(CalendarOverride.day, CalendarOverride.is_working_day)
+                            .order_by(CalendarOverride.day)).all()
+        cached = (now, tuple((d, bool(w)) for d, w in rows))
+        _overrides_cache[url] = cached
+    return _calendar(cached[1], settings.working_hours, settings.timezone)
 
 
 def list_overrides(session: Session, year: int | None = None) -> list[CalendarOverride]:
@@ -47,12 +66,14 @@ def set_overrides(session: Session, entries: list[tuple[date, bool, str | None]]
         else:
             row.is_working_day, row.note, row.updated_at = working, note, now
     session.flush()
+    clear_cache()
     return len(entries)
 
 
 def delete_override(session: Session, day: date) -> bool:
     """Remove the override of ``day``; True when one existed."""
     result = session.execute(sa.delete(CalendarOverride).where(CalendarOverride.day == day))
+    clear_cache()
     return bool(result.rowcount)
 
 

@@ -61,25 +61,31 @@ def recipients(session: Session, ticket: Ticket, kind: str, *, step: str | None 
         return _active_users(session, User.role == "department", User.department_id.in_(dept_ids))
 
     officer = [ticket.officer_id] if ticket.officer_id else []
-    enterprise_users = _active_users(session, User.role == "enterprise",
-                                     User.enterprise_id == ticket.enterprise_id)
-    supervisors = _active_users(session, User.role == "supervisor", User.region_id.is_(None))
-    if kind in ("submitted", "returned", "extension_decided"):
-        users = officer + (dept_users() if kind == "extension_decided" else [])
+
+    def enterprise_users() -> list[int]:
+        return _active_users(session, User.role == "enterprise", User.enterprise_id == ticket.enterprise_id)
+
+    def supervisors() -> list[int]:
+        return _active_users(session, User.role == "supervisor", User.region_id.is_(None))
+
+    if kind in ("submitted", "returned"):
+        users = officer
+    elif kind == "extension_decided":
+        users = officer + dept_users()
     elif kind == "dispatched":
         users = dept_users(include_co=True)
-    elif kind in ("reopened",):
+    elif kind == "reopened":
         users = dept_users() + officer
     elif kind == "reminded":
         users = officer if step in ("accept", None) and not ticket.lead_department_id else dept_users()
     elif kind in ("overdue", "escalated"):
-        users = dept_users() + officer + supervisors
+        users = dept_users() + officer + supervisors()
     elif kind == "replied":
-        users = enterprise_users
+        users = enterprise_users()
     elif kind == "closed":
-        users = enterprise_users + dept_users()
+        users = enterprise_users() + dept_users()
     elif kind == "extension_requested":
-        users = supervisors
+        users = supervisors()
     else:
         users = officer
     return list(dict.fromkeys(users))

@@ -7,6 +7,7 @@ defaults below apply.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -58,25 +59,46 @@ REMINDER_LEAD_SECONDS = {"normal": None, "urgent": 2 * 3600}  # None = one worki
 LEVEL2_AFTER_WORKING_DAYS = 5
 
 
+#: Seconds the policy table and category tree read from the database are reused by this process
+#: (both are small and change rarely; this process's own changes clear the cache at once).
+POLICY_TTL_SECONDS = 5.0
+_snapshot_cache: dict[str, tuple[float, dict[int, int | None], dict[tuple[int, str, str], Limit]]] = {}
+
+
+def clear_cache() -> None:
+    """Forget the cached policies and category tree (after a change, and between tests)."""
+    _snapshot_cache.clear()
+
+
+def _snapshot(session: Session) -> tuple[dict[int, int | None], dict[tuple[int, str, str], Limit]]:
+    url = str(session.get_bind().engine.url)
+    cached = _snapshot_cache.get(url)
+    now = time.monotonic()
+    if cached is None or now - cached[0] > POLICY_TTL_SECONDS:
+        parents = dict(session.exec(select(Category.id, Category.parent_id)).all())
+        policies = {(p.category_id, p.priority, p.step): Limit(p.amount, p.unit)
+                    for p in session.exec(select(SlaPolicy)).all()}
+        cached = (now, parents, policies)
+        _snapshot_cache[url] = cached
+    return cached[1], cached[2]
+
+
 def category_chain(session: Session, category_id: int) -> list[int]:
-    """``[category_id, parent, ..., root]`` (the tree is small and shallow)."""
+    """``[category_id, parent, ..., root]``."""
+    parents, _ = _snapshot(session)
     chain, current = [], category_id
     while current is not None and current not in chain:
         chain.append(current)
-        current = session.exec(select(Category.parent_id).where(Category.id == current)).first()
+        current = parents.get(current)
     return chain
 
 
 def limit_for(session: Session, category_id: int, priority: str, step: str) -> Limit:
-    """The limit in force for ``step`` of a ticket in ``category_id`` at ``priority``."""
-    chain = category_chain(session, category_id)
-    rows = session.exec(
-        select(SlaPolicy).where(SlaPolicy.category_id.in_(chain), SlaPolicy.priority == priority,
-                                SlaPolicy.step == step)
-    ).all()
-    by_category = {row.category_id: row for row in rows}
-    for cid in chain:
-        row = by_category.get(cid)
-        if row is not None:
-            return Limit(row.amount, row.unit)
+    """The limit in force for ``step`` of a ticket in ``category_id`` at ``priority``: the nearest
+    policy up the category tree, else the SPEC §4 default."""
+    _, policies = _snapshot(session)
+    for cid in category_chain(session, category_id):
+        found = policies.get((cid, priority, step))
+        if found is not None:
+            return found
     return DEFAULTS[priority][step]

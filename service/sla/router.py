@@ -13,6 +13,7 @@ from service.auth.dependencies import AdminActor, SessionDep, require_roles
 from service.errors import NotFound
 from service.sla import service as sla_service
 from service.sla.models import SlaPolicy
+from service.sla.policy import clear_cache
 
 router = APIRouter(prefix="/sla-policies", tags=["sla"])
 StaffActor = Annotated[Actor, Depends(require_roles("officer", "department", "supervisor", "admin"))]
@@ -50,4 +51,6 @@ def delete_policy(policy_id: int, session: SessionDep, _admin: AdminActor) -> Re
     if row is None:
         raise NotFound(f"策略 {policy_id} 不存在")
     session.delete(row)
+    session.flush()
+    clear_cache()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -8,6 +8,7 @@ from service import clock
 from service.categories.models import Category
 from service.errors import FieldError
 from service.sla.models import SlaPolicy
+from service.sla.policy import clear_cache
 
 
 def upsert_policy(session: Session, *, category_id: int, priority: str, step: str, amount: int,
@@ -34,4 +35,5 @@ def upsert_policy(session: Session, *, category_id: int, priority: str, step: st
     else:
         row.amount, row.unit, row.updated_at = amount, unit, clock.now()
     session.flush()
+    clear_cache()
     return row

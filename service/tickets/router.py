@@ -115,6 +115,7 @@ ACTION_SUMMARIES = {
     Action.hold: "挂起", Action.resume: "恢复办理", Action.reply: "答复", Action.confirm: "确认办结（评价）",
     Action.reopen: "重办", Action.comment: "评论", Action.add_info: "补充材料", Action.remind: "催办",
     Action.escalate: "督办", Action.merge: "合并为重复件", Action.link: "关联工单",
+    Action.request_extension: "申请延期", Action.approve_extension: "批准延期", Action.deny_extension: "驳回延期",
 }
 
 for _action, _summary in ACTION_SUMMARIES.items():

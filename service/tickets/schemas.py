@@ -78,6 +78,20 @@ class TicketRead(BaseModel):
     replied_at: datetime | None
     closed_at: datetime | None
     updated_at: datetime
+    # SLA (SPEC §4): every deadline reached, the running one, working hours left, overdue now
+    accept_by: datetime | None = None
+    claim_by: datetime | None = None
+    reply_by: datetime | None = None
+    feedback_by: datetime | None = None
+    due_step: str | None = None
+    due_at: datetime | None = None
+    working_hours_left: float | None = None
+    overdue: bool = False
+    overdue_count: int = 0
+    on_hold_since: datetime | None = None
+    hold_working_hours: float = 0.0
+    extension_count: int = 0
+    extension_requested_days: int | None = None
 
 
 class TicketPage(BaseModel):
@@ -177,4 +191,17 @@ class MergeIn(_Body):
 
 class LinkIn(_Body):
     other: ShortText
+    note: NoteText | None = None
+
+
+class RequestExtensionIn(_Body):
+    """Body of request_extension (申请延期): why, and how many working days (1-15, SPEC §4)."""
+
+    reason: ReasonText
+    days: int = Field(ge=1, le=15)
+
+
+class DecideExtensionIn(_Body):
+    """Body of approve_extension / deny_extension: an optional note."""
+
     note: NoteText | None = None

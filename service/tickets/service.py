@@ -24,13 +24,26 @@ from sqlmodel import Session, SQLModel, select
 
 from service import clock
 from service.auth.actor import Actor
+
+# imported at the bottom of the dependency graph: sla and notifications import ticket models
+from service.calendar.service import get_calendar  # noqa: E402
 from service.categories.models import Category
 from service.common.enums import STATUS_LABELS, Channel, Role, TicketStatus
 from service.common.schemas import INT32_MAX
 from service.config import get_settings
 from service.departments.models import Department
 from service.enterprises.models import Enterprise
-from service.errors import AppError, FieldError, NotAllowed, NotFound, TicketNotFound, VersionConflict
+from service.errors import (
+    AppError,
+    Conflict,
+    FieldError,
+    NotAllowed,
+    NotFound,
+    TicketNotFound,
+    VersionConflict,
+)
+from service.notifications import service as notifications  # noqa: E402
+from service.sla.deadlines import apply_sla, deadline_view  # noqa: E402
 from service.tickets import schemas
 from service.tickets import workflow as wf
 from service.tickets.models import (
@@ -122,6 +135,7 @@ def ticket_read(session: Session, ticket: Ticket) -> schemas.TicketRead:
     dup = session.get(Ticket, ticket.duplicate_of_id).number if ticket.duplicate_of_id else None
     data = ticket.model_dump()
     data.update(status_label=STATUS_LABELS[ticket.status], co_department_ids=sorted(co), duplicate_of=dup)
+    data.update(deadline_view(get_calendar(session), ticket, clock.now()))
     return schemas.TicketRead.model_validate(data)
 
 
@@ -292,7 +306,9 @@ def create_ticket(
         officer_id=enterprise.officer_id or (actor.user_id if actor.role == Role.officer else None),
         grid_id=enterprise.grid_id, submitted_at=at, updated_at=at, external_ref=external_ref,
     )
+    apply_sla(session, ticket, "submit", at)  # before the INSERT: no extra UPDATE/version
     _insert_new(session, ticket)
+    notifications.notify_ticket(session, ticket, "submitted", at=at)
     _insert_new(session, TicketEvent(ticket_id=ticket.id, actor_id=actor.user_id, actor_role=actor.role,
                                      action="submit", to_status=ticket.status, created_at=at,
                                      payload={"channel": channel}))
@@ -425,6 +441,9 @@ ACTION_BODIES: dict[Action, type[BaseModel]] = {
     Action.merge: schemas.MergeIn,
     Action.link: schemas.LinkIn,
     Action.auto_close: schemas.EmptyIn,
+    Action.request_extension: schemas.RequestExtensionIn,
+    Action.approve_extension: schemas.DecideExtensionIn,
+    Action.deny_extension: schemas.DecideExtensionIn,
 }
 
 
@@ -436,6 +455,17 @@ class _Ctx:
     body: Any
     at: datetime
     event: TicketEvent
+    extension_days: int | None = None  # set by approve_extension: moves the reply deadline
+
+
+#: Which notification each action sends (recipients: service.notifications.service.recipients).
+NOTIFY_ON: dict[Action, str] = {
+    Action.dispatch: "dispatched", Action.reopen: "reopened", Action.return_: "returned",
+    Action.reply: "replied", Action.answer: "replied", Action.confirm: "closed",
+    Action.auto_close: "closed", Action.remind: "reminded", Action.escalate: "escalated",
+    Action.request_extension: "extension_requested", Action.approve_extension: "extension_decided",
+    Action.deny_extension: "extension_decided",
+}
 
 
 def _require_lead_department(ctx: _Ctx) -> None:
@@ -609,7 +639,47 @@ def _on_link(ctx: _Ctx) -> None:
     ctx.event.payload = {"other": other.number}
 
 
+def _on_request_extension(ctx: _Ctx) -> None:
+    """SPEC §3-§4: asked by the lead department before the reply deadline, at most 15 working days
+    per request and 2 approved per ticket, one pending at a time."""
+    _require_lead_department(ctx)
+    t = ctx.ticket
+    if t.extension_requested_days is not None:
+        raise Conflict(f"已有待审批的延期申请（{t.extension_requested_days}个工作日）")
+    if t.extension_count >= wf.MAX_EXTENSIONS:
+        raise Conflict(f"每件工单最多延期{wf.MAX_EXTENSIONS}次")
+    if t.reply_by is None or (t.status == TicketStatus.in_progress and ctx.at >= t.reply_by):
+        raise Conflict("延期须在答复期限届满前申请")
+    t.extension_requested_days = ctx.body.days
+    ctx.event.payload = {"days": ctx.body.days, "reply_by": t.reply_by.isoformat()}
+    ctx.event.visibility = "internal"
+
+
+def _decide_extension(ctx: _Ctx, approved: bool) -> None:
+    t = ctx.ticket
+    if t.extension_requested_days is None:
+        raise Conflict("没有待审批的延期申请")
+    days = t.extension_requested_days
+    t.extension_requested_days = None
+    if approved:
+        t.extension_count += 1
+        ctx.extension_days = days
+    ctx.event.reason = ctx.body.note
+    ctx.event.payload = {"days": days, "approved": approved}
+    ctx.event.visibility = "internal"
+
+
+def _on_approve_extension(ctx: _Ctx) -> None:
+    _decide_extension(ctx, True)
+
+
+def _on_deny_extension(ctx: _Ctx) -> None:
+    _decide_extension(ctx, False)
+
+
 HANDLERS: dict[Action, Callable[[_Ctx], None]] = {
+    Action.request_extension: _on_request_extension, Action.approve_extension: _on_approve_extension,
+    Action.deny_extension: _on_deny_extension,
     Action.accept: _on_accept, Action.reject: _on_reject, Action.answer: _on_answer,
     Action.dispatch: _on_dispatch, Action.claim: _on_claim, Action.return_: _on_return,
     Action.hold: _on_hold, Action.resume: _on_resume, Action.reply: _on_reply,
@@ -661,17 +731,25 @@ def apply_action(
     event = TicketEvent(ticket_id=ticket.id, actor_id=actor.user_id, actor_role=actor.role,
                         action=action.value, from_status=from_status, reason=reason, created_at=at)
     ctx = _Ctx(session=session, actor=actor, ticket=ticket, body=body, at=at, event=event)
-    HANDLERS[action](ctx)
-    if transition.next_status is not None:
-        ticket.status = transition.next_status.value
-    event.to_status = ticket.status
-    ticket.updated_at = at
+    # Nothing is flushed until the ticket, its event and its deadlines are complete: the flush
+    # below is the one UPDATE ... WHERE version = <loaded> that wins or loses a race.
+    with session.no_autoflush:
+        HANDLERS[action](ctx)
+        if transition.next_status is not None:
+            ticket.status = transition.next_status.value
+        event.to_status = ticket.status
+        ticket.updated_at = at
+        apply_sla(session, ticket, action.value, at, extension_days=ctx.extension_days)
     session.add(ticket)
     session.add(event)
     try:
         session.flush()
     except StaleDataError as exc:
         raise VersionConflict("工单已被他人同时修改，请刷新后重试", status=409) from exc
+    kind = NOTIFY_ON.get(action)
+    if kind is not None:
+        notifications.notify_ticket(session, ticket, kind, step=ticket.due_step, at=at,
+                                    body=event.reason or "")
     return ticket
 
 

@@ -39,6 +39,9 @@ class Action(StrEnum):
     merge = "merge"  # 合并 (the merged ticket becomes rejected, reason duplicate)
     link = "link"
     auto_close = "auto_close"  # worker: no feedback in time → closed, rating none
+    request_extension = "request_extension"  # 申请延期 (department, before the reply deadline)
+    approve_extension = "approve_extension"  # 批准延期 (supervisor): moves the reply deadline
+    deny_extension = "deny_extension"  # 驳回延期 (supervisor)
 
 
 SYSTEM = "system"  # the actor role of workers
@@ -48,7 +51,8 @@ ACTION_LABELS: dict[str, str] = {
     "accept": "受理", "reject": "不予受理", "answer": "直接答复", "dispatch": "交办", "claim": "签收",
     "return": "退单", "hold": "挂起", "resume": "恢复办理", "reply": "答复", "confirm": "确认办结",
     "reopen": "重办", "comment": "评论", "add_info": "补充材料", "remind": "催办", "escalate": "督办",
-    "merge": "合并", "link": "关联", "auto_close": "自动办结",
+    "merge": "合并", "link": "关联", "auto_close": "自动办结", "request_extension": "申请延期",
+    "approve_extension": "批准延期", "deny_extension": "驳回延期",
 }
 
 
@@ -87,6 +91,10 @@ for _status in (S.submitted, S.accepted):
 for _status in TicketStatus:
     TRANSITIONS[(_status, Action.comment)] = _t(None, R.enterprise, R.officer, R.department, R.supervisor)
     TRANSITIONS[(_status, Action.link)] = _t(None, R.officer, R.supervisor)
+for _status in (S.in_progress, S.on_hold):  # extensions of the reply deadline (SPEC §3, §4)
+    TRANSITIONS[(_status, Action.request_extension)] = _t(None, R.department)
+    TRANSITIONS[(_status, Action.approve_extension)] = _t(None, R.supervisor)
+    TRANSITIONS[(_status, Action.deny_extension)] = _t(None, R.supervisor)
 for _status in OPEN_STATUSES:
     TRANSITIONS[(_status, Action.add_info)] = _t(None, R.enterprise, R.officer)
     TRANSITIONS[(_status, Action.remind)] = _t(None, R.officer, R.supervisor, SYSTEM)
@@ -94,6 +102,9 @@ for _status in OPEN_STATUSES:
 
 #: Actions that need a non-empty reason (SPEC §3: reject, return, hold, reopen "(reason)").
 REASON_REQUIRED = frozenset({Action.reject, Action.return_, Action.hold, Action.reopen})
+#: Extensions (SPEC §4): at most this many working days per request, and this many per ticket.
+MAX_EXTENSION_DAYS = 15
+MAX_EXTENSIONS = 2
 #: After this many returns only a supervisor may dispatch (审定, SPEC §3).
 MAX_RETURNS_BEFORE_SUPERVISOR = 2
 
