@@ -77,7 +77,18 @@ def standalone(host: str = "127.0.0.1", port: int = 8000) -> None:
     counts = run_seeds()
     typer.echo("种子数据：" + ", ".join(f"{k}={v}" for k, v in counts.items()))
     typer.echo(f"Qifu 已启动：http://{host}:{port}/docs （演示账号见 seeds/README.md）")
-    serve(host=host, port=port, workers=1)
+    from service.config import get_settings
+
+    scheduler = None
+    if not get_settings().redis_url:  # no broker: SLA sweeps and jobs run in this process
+        from workers.embedded import EmbeddedScheduler
+
+        scheduler = EmbeddedScheduler().start()
+    try:
+        serve(host=host, port=port, workers=1)
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
 
 
 @app.command()
@@ -85,7 +96,8 @@ def worker(concurrency: Annotated[int, typer.Option(help="worker processes")] = 
     """Run a Celery worker (needs QIFU_REDIS_URL)."""
     from workers.celery_app import celery_app
 
-    celery_app.worker_main(["worker", "--loglevel=INFO", f"--concurrency={concurrency}"])
+    celery_app.worker_main(["worker", "--loglevel=INFO", f"--concurrency={concurrency}",
+                            "-Q", "celery,sla,notifications,cadence"])
 
 
 @app.command()
@@ -94,6 +106,186 @@ def beat() -> None:
     from workers.celery_app import celery_app
 
     celery_app.start(["beat", "--loglevel=INFO"])
+
+
+@app.command("import")
+def import_(
+    paths: Annotated[list[Path], typer.Argument(help="CSV or XLSX files of historical requests",
+                                                exists=True, dir_okay=False, readable=True)],
+    map_: Annotated[list[str] | None, typer.Option("--map", help="field=column, repeatable "
+                    "(fields: external_id requester title description submitted_at reply replied_at category)")] = None,
+    mapping: Annotated[Path | None, typer.Option("--mapping", help="YAML mapping file (docs/import.md)",
+                                                 exists=True, dir_okay=False)] = None,
+    sheet: Annotated[str | None, typer.Option(help="XLSX worksheet (default: the first)")] = None,
+    default_category: Annotated[str | None, typer.Option(help="category code for rows without one")] = None,
+    source: Annotated[str | None, typer.Option(help="external-ref prefix (default: the file name)")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="read at most N rows per file")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="check everything, write nothing")] = False,
+    timezone: Annotated[str | None, typer.Option(help="zone of times without one (default Asia/Shanghai)")] = None,
+    time_format: Annotated[str | None, typer.Option(help="strptime format tried first")] = None,
+    encoding: Annotated[str | None, typer.Option(help="CSV encoding (default utf-8-sig)")] = None,
+    feedback_days: Annotated[int | None, typer.Option(min=0, help="working days after the reply before "
+                                                      "auto-close (default: the SLA feedback limit, 5)")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="rows per commit")] = 500,
+    jobs: Annotated[int | None, typer.Option(min=1, help="files imported in parallel (PostgreSQL only; "
+                                             "default: one per file up to the CPU count)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the results as JSON")] = False,
+) -> None:
+    """Import historical requests (CSV/XLSX) by replaying them through the ticket workflow."""
+    import json
+    import os
+    import sys
+    import time
+
+    from service.db import get_engine
+    from service.imports.reader import ImportFileError
+    from service.imports.service import (
+        ImportConfigError,
+        ImportOptions,
+        import_files,
+        load_mapping_file,
+        parse_column_map,
+    )
+
+    try:
+        kwargs = load_mapping_file(mapping) if mapping else {}
+        kwargs["columns"] = {**kwargs.get("columns", {}), **parse_column_map(map_ or [])}
+    except ImportConfigError as exc:
+        typer.echo(f"错误：{exc}", err=True)
+        raise typer.Exit(2) from exc
+    given = {"sheet": sheet, "default_category": default_category, "source": source, "timezone": timezone,
+             "time_format": time_format, "encoding": encoding, "feedback_days": feedback_days}
+    kwargs.update({k: v for k, v in given.items() if v is not None})
+    kwargs.update(limit=limit, dry_run=dry_run, batch_size=batch_size)
+    options = ImportOptions(**kwargs)
+
+    engine = get_engine()
+    if jobs is None:  # PostgreSQL: one process per file, up to the CPU count; SQLite: one writer
+        jobs = min(len(paths), os.cpu_count() or 1) if engine.dialect.name == "postgresql" else 1
+
+    def show(result) -> None:
+        if not as_json:
+            typer.echo("\n".join(result.summary_lines()))
+
+    started = time.perf_counter()
+    try:
+        if sys.stdout.isatty() and not as_json and (jobs == 1 or len(paths) == 1):
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+            results = []
+            for path in paths:
+                with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                              TimeRemainingColumn(), transient=True) as bar:
+                    task = bar.add_task(f"导入 {path.name}", total=None)
+                    options.progress = lambda done, total, t=task, b=bar: b.update(t, completed=done, total=total)
+                    results += import_files(engine, [path], options)
+                show(results[-1])
+        else:
+            results = import_files(engine, list(paths), options, jobs=jobs, on_result=show)
+    except (ImportConfigError, ImportFileError) as exc:
+        typer.echo(f"错误：{exc}", err=True)
+        raise typer.Exit(2) from exc
+    elapsed = time.perf_counter() - started
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in results], ensure_ascii=False, indent=2))
+    elif len(results) > 1:
+        read, imported = sum(r.read for r in results), sum(r.imported for r in results)
+        typer.echo(f"合计：{len(results)} 个文件（{jobs} 个进程），读取 {read}，导入 {imported}，跳过 "
+                   f"{read - imported}；{elapsed:.1f} 秒，{read / elapsed if elapsed else 0:.0f} 行/秒")
+
+
+@app.command()
+def stats(
+    date_from: Annotated[str, typer.Option("--from", help="first submission date, YYYY-MM-DD")],
+    date_to: Annotated[str, typer.Option("--to", help="last submission date (inclusive), YYYY-MM-DD")],
+    group_by: Annotated[str, typer.Option(help="department | category | service_type | channel | grid | month")]
+    = "department",
+    fmt: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
+) -> None:
+    """Print the summary statistics (SPEC §6) of tickets submitted in a period."""
+    import csv
+    import json
+    import sys
+    from dataclasses import fields
+    from datetime import date
+
+    from service.auth.actor import Actor
+    from service.db import session_scope
+    from service.errors import AppError
+    from service.stats.service import GROUPINGS, SummaryRow, summary
+
+    if group_by not in GROUPINGS:
+        raise typer.BadParameter(f"可选：{', '.join(GROUPINGS)}", param_hint="--group-by")
+    if fmt not in ("table", "json", "csv"):
+        raise typer.BadParameter("可选：table, json, csv", param_hint="--format")
+    try:
+        start, end = date.fromisoformat(date_from), date.fromisoformat(date_to)
+    except ValueError as exc:
+        raise typer.BadParameter(f"日期须为 YYYY-MM-DD：{exc}") from exc
+    try:
+        with session_scope() as session:
+            rows, total = summary(session, Actor.system(), start, end, group_by)
+    except AppError as exc:
+        typer.echo(f"错误：{exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+
+    columns = [f.name for f in fields(SummaryRow)]
+    if fmt == "json":
+        typer.echo(json.dumps({"date_from": date_from, "date_to": date_to, "group_by": group_by,
+                               "rows": [r.as_dict() for r in rows], "total": total.as_dict()},
+                              ensure_ascii=False, indent=2, default=str))
+        return
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(columns)
+        for r in [*rows, total]:
+            writer.writerow(["" if v is None else v for v in r.as_dict().values()])
+        return
+
+    from rich.console import Console
+    from rich.table import Table
+
+    def cell(name: str, value) -> str:
+        if value is None:
+            return "—"
+        if name.endswith("_rate"):
+            return f"{value:.1%}"
+        if "hours" in name:
+            return f"{value:.1f}"
+        return str(value)
+
+    headers = {"label": group_by, "received": "收件", "accepted": "受理", "answered": "直接答复",
+               "closed": "办结", "rated": "已评价", "satisfied": "满意", "closure_rate": "办结率",
+               "satisfaction_rate": "满意率", "median_hours_to_reply": "答复中位(小时)"}
+    shown = [name for name in columns if name != "key"]
+    table = Table(title=f"统计 {date_from} — {date_to}（按 {group_by}）")
+    for name in shown:
+        table.add_column(headers.get(name, name), justify="left" if name == "label" else "right")
+    for r in rows:
+        table.add_row(*(cell(name, getattr(r, name)) for name in shown))
+    table.add_section()
+    table.add_row(*(cell(name, getattr(total, name)) for name in shown), style="bold")
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
+
+
+from service.cadences.cli import cadence_app  # noqa: E402
+
+app.add_typer(cadence_app, name="cadence")
+
+sla_app = typer.Typer(help="SLA: deadlines, reminders, escalation, auto-close")
+app.add_typer(sla_app, name="sla")
+
+
+@sla_app.command("scan")
+def sla_scan() -> None:
+    """Run the three SLA sweeps now (reminders, overdue/escalation, auto-close) and print counts."""
+    from service.db import session_scope
+    from service.sla import sweeps
+
+    with session_scope() as session:
+        result = sweeps.scan(session)
+    typer.echo(f"催办 {result.reminded}，超期督办 {result.overdue}，升级督办 {result.escalated}，"
+               f"自动办结 {result.closed}")
 
 
 def main() -> None:  # pragma: no cover

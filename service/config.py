@@ -30,6 +30,10 @@ class Settings(BaseSettings):
         ticket_number_prefix: prefix of ticket numbers, ``QF`` gives ``QF2026-000123``.
         max_text_length / max_title_length: size limits (characters) on free text fields.
         import_default_category: category code used by ``qifu import`` when a row has none.
+        webhook_url / webhook_secret: notification webhook; bodies signed with HMAC-SHA256.
+        smtp_host / smtp_port / smtp_from: SMTP for e-mail notifications (empty host = off).
+        delivery_max_attempts: deliveries failing this many times are dead-lettered.
+        delivery_backoff_seconds: first retry delay; doubles on each failure.
     """
 
     model_config = SettingsConfigDict(env_prefix="QIFU_", env_file=".env", extra="ignore")
@@ -50,6 +54,16 @@ class Settings(BaseSettings):
     seeds_dir: Path = Path(__file__).resolve().parent.parent / "seeds" / "data"
     import_default_category: str = "problem.other"
     sql_echo: bool = False
+    # notifications (issue #3): delivery channels; empty = channel off
+    webhook_url: str = ""
+    webhook_secret: str = ""
+    smtp_host: str = ""
+    smtp_port: int = 25
+    smtp_from: str = "qifu@localhost"
+    delivery_max_attempts: int = 5
+    delivery_backoff_seconds: float = 30.0
+    # embedded scheduler (qifu standalone): seconds between SLA sweeps / outbox relays
+    embedded_sweep_seconds: float = 60.0
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

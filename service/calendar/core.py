@@ -156,6 +156,10 @@ class WorkingCalendar:
 
     def is_working_day(self, d: date) -> bool:
         """Whether the local calendar date ``d`` is a working day (override > official > Mon-Fri)."""
+        flags, _cum = self._year(d.year)
+        return flags[d.timetuple().tm_yday - 1]
+
+    def _is_working_uncached(self, d: date) -> bool:
         override = self.overrides.get(d)
         if override is not None:
             return override
@@ -167,7 +171,7 @@ class WorkingCalendar:
         if cached is None:
             first = date(year, 1, 1)
             days = (date(year + 1, 1, 1) - first).days
-            flags = [self.is_working_day(first + timedelta(days=i)) for i in range(days)]
+            flags = [self._is_working_uncached(first + timedelta(days=i)) for i in range(days)]
             cum, total = [], 0
             for flag in flags:
                 cum.append(total)

@@ -47,12 +47,12 @@ def running_deadline(ticket: Ticket) -> tuple[str | None, datetime | None]:
     return None, None  # on_hold (paused), closed, rejected
 
 
-def _schedule(ticket: Ticket, calendar: WorkingCalendar, start: datetime) -> None:
+def _schedule(ticket: Ticket, calendar: WorkingCalendar, start: datetime, arm: bool = True) -> None:
     step, due = running_deadline(ticket)
     if step == ticket.due_step and due == ticket.due_at:
         return  # same deadline: leave the triggers as they are (each fires once)
     ticket.due_step, ticket.due_at = step, due
-    if due is None:
+    if due is None or not arm:
         ticket.remind_at = ticket.overdue_at = ticket.level2_at = None
         return
     if step == "feedback":
@@ -69,7 +69,8 @@ def _schedule(ticket: Ticket, calendar: WorkingCalendar, start: datetime) -> Non
     ticket.level2_at = calendar.from_working_clock(due_clock + LEVEL2_AFTER_WORKING_DAYS * calendar.hours.day_seconds)
 
 
-def apply_sla(session: Session, ticket: Ticket, action: str, at: datetime, *, extension_days: int | None = None) -> None:
+def apply_sla(session: Session, ticket: Ticket, action: str, at: datetime, *, extension_days: int | None = None,
+              arm: bool = True) -> None:
     """Update the ticket's deadlines after ``action`` (already applied to its status) at ``at``.
 
     Rules (SPEC §4): submit → accept-by (and, for consultations, the first-reply deadline from
@@ -77,6 +78,9 @@ def apply_sla(session: Session, ticket: Ticket, action: str, at: datetime, *, ex
     consultations, whose reply deadline runs from submission; a reopened consultation gets a new
     one from the reopen); reply/answer → feedback-by; hold pauses; resume pushes reply-by out by the
     working time on hold; an approved extension moves reply-by by ``extension_days`` working days.
+
+    ``arm=False`` (replaying imported history) records the deadlines but arms no sweep trigger:
+    a past event is not reminded or escalated now.
     """
     calendar = get_calendar(session)
 
@@ -113,7 +117,7 @@ def apply_sla(session: Session, ticket: Ticket, action: str, at: datetime, *, ex
             ticket.held_at = None
     elif action == "approve_extension" and extension_days:
         ticket.reply_by = calendar.add_working_days(ticket.reply_by, extension_days)
-    _schedule(ticket, calendar, at)
+    _schedule(ticket, calendar, at, arm)
 
 
 def deadline_view(calendar: WorkingCalendar, ticket: Ticket, now: datetime) -> dict:

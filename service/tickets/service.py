@@ -95,13 +95,13 @@ def next_ticket_number(session: Session, year: int) -> str:
             value = session.execute(sa.text("SELECT nextval(CAST(:oid AS regclass))"),
                                     {"oid": oid}).scalar_one()
     else:
-        counter = session.get(TicketNumberCounter, year)
-        if counter is None:
-            counter = TicketNumberCounter(year=year, last_value=0)
-            session.add(counter)
-        counter.last_value += 1
-        session.flush()
-        value = counter.last_value
+        c = TicketNumberCounter.__table__.c
+        value = session.execute(
+            sa.update(TicketNumberCounter.__table__).where(c.year == year)
+            .values(last_value=c.last_value + 1).returning(c.last_value)).scalar()
+        if value is None:
+            session.execute(sa.insert(TicketNumberCounter.__table__).values(year=year, last_value=1))
+            value = 1
     return f"{prefix}{year}-{value:06d}"
 
 
@@ -290,12 +290,14 @@ def create_ticket(
     actor: Actor,
     at: datetime | None = None,
     external_ref: str | None = None,
+    history: bool = False,
 ) -> Ticket:
     """Insert a new ``submitted`` ticket and its ``submit`` event (no authorisation checks:
     callers such as :func:`submit_ticket` and the importer do those).
 
     ``at`` (aware) is the submission instant, default now; ``grid_id`` and ``officer_id`` are
-    copied from the enterprise at this moment.
+    copied from the enterprise at this moment. ``history=True`` replays a known past submission
+    (imports): deadlines are recorded but no reminder/escalation is armed and nobody is notified.
     """
     at = at or clock.now()
     ticket = Ticket(
@@ -306,9 +308,10 @@ def create_ticket(
         officer_id=enterprise.officer_id or (actor.user_id if actor.role == Role.officer else None),
         grid_id=enterprise.grid_id, submitted_at=at, updated_at=at, external_ref=external_ref,
     )
-    apply_sla(session, ticket, "submit", at)  # before the INSERT: no extra UPDATE/version
+    apply_sla(session, ticket, "submit", at, arm=not history)  # before the INSERT: no extra UPDATE
     _insert_new(session, ticket)
-    notifications.notify_ticket(session, ticket, "submitted", at=at)
+    if not history:
+        notifications.notify_ticket(session, ticket, "submitted", at=at)
     _insert_new(session, TicketEvent(ticket_id=ticket.id, actor_id=actor.user_id, actor_role=actor.role,
                                      action="submit", to_status=ticket.status, created_at=at,
                                      payload={"channel": channel}))
@@ -322,15 +325,20 @@ def _insert_new(session: Session, obj: SQLModel) -> None:
     (docs/performance.md); no Python-side column default or ORM event applies to these tables.
     """
     table = obj.__table__
+    statements = _INSERTS.get(table)
+    if statements is None:  # built once per table: a new construct costs a cache-key walk per call
+        statements = _INSERTS[table] = (sa.insert(table), sa.insert(table).returning(table.c.id))
     values = {c.key: getattr(obj, c.key) for c in table.columns}
-    pk = table.c.id
     if values.get("id") is None:
         values.pop("id")
-        obj.id = session.execute(sa.insert(table).returning(pk), values).scalar_one()
+        obj.id = session.execute(statements[1], values).scalar_one()
     else:
-        session.execute(sa.insert(table), values)
+        session.execute(statements[0], values)
     make_transient_to_detached(obj)
     session.add(obj)
+
+
+_INSERTS: dict[sa.Table, tuple[sa.Insert, sa.Insert]] = {}
 
 
 def submit_ticket(
@@ -371,12 +379,23 @@ def submit_ticket(
             return replay, False
         key_row = replay
 
-    enterprise = session.exec(
-        select(Enterprise).where(Enterprise.id == enterprise_id, enterprise_visibility(session, actor))
+    # enterprise (with visibility) and category in one round trip; when either is missing, the
+    # separate lookups below name the field at fault
+    category_cond = (Category.id == data.category_id if data.category_id is not None
+                     else Category.code == data.category_code)
+    found = session.execute(
+        select(Enterprise, Category).join_from(Enterprise, Category, sa.true())
+        .where(Enterprise.id == enterprise_id, enterprise_visibility(session, actor), category_cond)
     ).first()
-    if enterprise is None:
-        raise FieldError("enterprise_id", f"企业 {enterprise_id} 不存在或不在您的服务范围内")
-    category = _resolve_category(session, data.category_id, data.category_code)
+    if found is None:
+        enterprise = session.exec(
+            select(Enterprise).where(Enterprise.id == enterprise_id, enterprise_visibility(session, actor))
+        ).first()
+        if enterprise is None:
+            raise FieldError("enterprise_id", f"企业 {enterprise_id} 不存在或不在您的服务范围内")
+        category = _resolve_category(session, data.category_id, data.category_code)
+    else:
+        enterprise, category = found
     ticket = create_ticket(session, enterprise=enterprise, category=category, title=data.title,
                            description=data.description, channel=channel,
                            priority=data.priority.value, actor=actor)
@@ -448,13 +467,33 @@ ACTION_BODIES: dict[Action, type[BaseModel]] = {
 
 
 @dataclass
+class _EventDraft:
+    """The event an action appends, filled in by its handler, inserted with one Core INSERT
+    (a table-model instance per event costs more than the rest of a replayed action)."""
+
+    ticket_id: int
+    actor_id: int | None
+    actor_role: str
+    action: str
+    from_status: str | None
+    created_at: datetime
+    reason: str | None = None
+    to_status: str | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    visibility: str = "public"
+
+    def insert(self, session: Session) -> None:
+        session.execute(sa.insert(TicketEvent.__table__), [self.__dict__])
+
+
+@dataclass
 class _Ctx:
     session: Session
     actor: Actor
     ticket: Ticket
     body: Any
     at: datetime
-    event: TicketEvent
+    event: _EventDraft
     extension_days: int | None = None  # set by approve_extension: moves the reply deadline
 
 
@@ -599,6 +638,8 @@ def _on_escalate(ctx: _Ctx) -> None:
     if level <= t.escalation_level:
         raise FieldError("level", f"督办级别须高于当前级别 {t.escalation_level}")
     t.escalation_level = level
+    if level >= 2:  # the running deadline is at level 2 by hand: its automatic level 2 is moot
+        t.level2_at = None
     ctx.event.reason = ctx.body.reason
     ctx.event.payload = {"level": level}
     ctx.event.visibility = "internal"
@@ -698,6 +739,7 @@ def apply_action(
     *,
     expected_version: int | None = None,
     at: datetime | None = None,
+    history: bool = False,
 ) -> Ticket:
     """Apply ``action`` to ``ticket`` as ``actor`` (SPEC §3) and flush.
 
@@ -705,6 +747,9 @@ def apply_action(
         body: the action's request model (see :data:`ACTION_BODIES`) or a dict validated into it.
         expected_version: the ``If-Match`` version; a mismatch changes nothing.
         at: the instant of the action (aware; default now); imports replay original times.
+        history: replaying a known past action (imports): no notification, no sweep trigger
+            armed, and no flush — the caller flushes once after the ticket's whole history (one
+            UPDATE for all its actions; the version still guards that UPDATE).
 
     Raises:
         IllegalTransition (409): not legal from the current status (names status and allowed actions).
@@ -728,7 +773,7 @@ def apply_action(
     at = at or clock.now()
     from_status = ticket.status
     reason = getattr(body, "reason", None)
-    event = TicketEvent(ticket_id=ticket.id, actor_id=actor.user_id, actor_role=actor.role,
+    event = _EventDraft(ticket_id=ticket.id, actor_id=actor.user_id, actor_role=actor.role,
                         action=action.value, from_status=from_status, reason=reason, created_at=at)
     ctx = _Ctx(session=session, actor=actor, ticket=ticket, body=body, at=at, event=event)
     # Nothing is flushed until the ticket, its event and its deadlines are complete: the flush
@@ -739,13 +784,16 @@ def apply_action(
             ticket.status = transition.next_status.value
         event.to_status = ticket.status
         ticket.updated_at = at
-        apply_sla(session, ticket, action.value, at, extension_days=ctx.extension_days)
+        apply_sla(session, ticket, action.value, at, extension_days=ctx.extension_days, arm=not history)
     session.add(ticket)
-    session.add(event)
+    if history:
+        event.insert(session)  # the ticket's UPDATE waits for the caller's one flush
+        return ticket
     try:
         session.flush()
     except StaleDataError as exc:
         raise VersionConflict("工单已被他人同时修改，请刷新后重试", status=409) from exc
+    event.insert(session)
     kind = NOTIFY_ON.get(action)
     if kind is not None:
         notifications.notify_ticket(session, ticket, kind, step=ticket.due_step, at=at,
