@@ -87,7 +87,10 @@ def _dispatch_default(task: str, kwargs: dict) -> None:
     settings = get_settings()
     app = get_celery()
     if settings.redis_url:
-        app.send_task(task, kwargs=kwargs, retry=False)
+        # ignore_result: nobody waits on an outbox task's result; without it send_task subscribes
+        # to the result backend for every message (a leak) and, with Redis down, retries that
+        # subscription for ~20 s and leaves the backend broken ("must be restarted").
+        app.send_task(task, kwargs=kwargs, retry=False, ignore_result=True)
         return
     global _local_pool
     if _local_pool is None:
@@ -120,8 +123,15 @@ def relay(session: Session, ids: Iterable[int] | None = None, *, min_age_seconds
         stmt = stmt.where(OutboxMessage.id.in_(list(ids)))
     elif min_age_seconds:
         stmt = stmt.where(OutboxMessage.created_at <= clock.now() - timedelta(seconds=min_age_seconds))
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
+    elif dialect == "sqlite":
+        # No row locks on SQLite: take the database write lock before reading (a no-op UPDATE).
+        # Else the embedded worker thread that runs a just-dispatched task commits between our
+        # read and our write, the write fails with "database is locked" (SQLITE_BUSY_SNAPSHOT),
+        # and the messages stay pending and are re-sent on every round.
+        session.execute(sa.update(OutboxMessage).where(sa.false()).values(attempts=OutboxMessage.attempts))
     sent = failed = 0
     for message in session.exec(stmt).all():
         try:

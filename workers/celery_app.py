@@ -7,6 +7,7 @@ are idempotent, ``acks_late`` on, beat in Asia/Shanghai. Sweeps are beat entries
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 
 from celery import Celery
@@ -32,6 +33,16 @@ BEAT_SCHEDULE = {
 }
 
 
+def _redelivery_options() -> dict[str, float]:
+    """How soon Redis redelivers a message a worker took and never acknowledged (a worker killed
+    mid-task; ``acks_late``): ``QIFU_BROKER_VISIBILITY_TIMEOUT`` seconds (default 3600, longer
+    than any task: a running task must not be redelivered to a second worker). The unacked sweep
+    runs every ``min(10, timeout)`` seconds, so a short timeout also recovers quickly."""
+    timeout = float(os.environ.get("QIFU_BROKER_VISIBILITY_TIMEOUT") or 3600)
+    return {"visibility_timeout": timeout, "unacked_restore_interval": max(1, min(10, int(timeout))),
+            "unacked_restore_throttle": 1}
+
+
 def make_celery(redis_url: str | None = None) -> Celery:
     """Build the Celery app on ``redis_url`` (default ``QIFU_REDIS_URL``)."""
     settings = get_settings()
@@ -48,7 +59,7 @@ def make_celery(redis_url: str | None = None) -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=2,
         broker_transport_options={"socket_connect_timeout": 2, "socket_timeout": 5,
-                                  "visibility_timeout": 3600},
+                                  **_redelivery_options()},
         task_routes={"sla.*": {"queue": "sla"}, "tickets.*": {"queue": "sla"},
                      "notifications.*": {"queue": "notifications"}, "outbox.*": {"queue": "celery"},
                      "cadence.*": {"queue": "cadence"}},

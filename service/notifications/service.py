@@ -256,8 +256,16 @@ def deliver(session: Session, delivery_id: int) -> str:
     at once. Failures schedule a retry with exponential backoff, then dead-letter.
     """
     stmt = select(NotificationDelivery).where(NotificationDelivery.id == delivery_id)
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
+    elif dialect == "sqlite":
+        # No row locks on SQLite: take the database write lock first (a no-op UPDATE, waiting on
+        # busy_timeout). Reading first and writing after the send failed with "database is
+        # locked" (SQLITE_BUSY_SNAPSHOT) whenever another thread committed during the send, and
+        # left the delivery pending for good. The send is bounded by its 10 s timeout.
+        session.execute(sa.update(NotificationDelivery).where(NotificationDelivery.id == delivery_id)
+                        .values(attempts=NotificationDelivery.attempts))
     delivery = session.exec(stmt).first()
     if delivery is None or delivery.state in ("sent", "dead"):
         return delivery.state if delivery else "missing"
