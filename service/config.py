@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     smtp_from: str = "qifu@localhost"
     delivery_max_attempts: int = 5
     delivery_backoff_seconds: float = 30.0
+    # Celery on Redis: seconds before a message taken by a worker that died unacknowledged is
+    # redelivered (acks_late); longer than any task
+    broker_visibility_timeout: float = 3600.0
     # embedded scheduler (qifu standalone): seconds between SLA sweeps / outbox relays
     embedded_sweep_seconds: float = 60.0
 

@@ -6,15 +6,21 @@ and rolls back on error, before the response is sent (FastAPI ``Depends(..., sco
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterator
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache, partial
+from typing import TypeVar
 
+import anyio
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel
 
 from service.config import get_settings
@@ -27,6 +33,7 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 SQLModel.metadata.naming_convention = NAMING_CONVENTION
+T = TypeVar("T")
 
 
 class UTCDateTime(sa.types.TypeDecorator):
@@ -89,11 +96,75 @@ def make_engine(url: str | None = None) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn):  # pragma: no cover - trivial
-            conn.exec_driver_sql("BEGIN")
+            # IMMEDIATE: take the write lock at the start, so a transaction that reads and then
+            # writes never fails with "database is locked" because another one committed in
+            # between; concurrent writers wait (busy_timeout) instead. The embedded default has
+            # few writers; production runs on PostgreSQL.
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return sa.create_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
-                            pool_pre_ping=True, echo=settings.sql_echo, json_serializer=_json_dumps)
+    engine = sa.create_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow,
+                              echo=settings.sql_echo, json_serializer=_json_dumps)
+    _ping_when_idle(engine)
+    return engine
+
+
+#: A pooled connection idle for longer than this is pinged before use (a dead one is replaced).
+PING_AFTER_IDLE_SECONDS = 2.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """``pool_pre_ping``, but only for connections that sat idle (docs/performance.md): under load
+    a connection is handed out again within milliseconds, and a ping per checkout is one more
+    round trip per request. SQLAlchemy's "pessimistic disconnect handling" recipe with events."""
+
+    @event.listens_for(engine, "checkin")
+    def _checked_in(_dbapi_conn, record) -> None:
+        record.info["qifu_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checked_out(dbapi_conn, record, _proxy) -> None:
+        idle_since = record.info.get("qifu_idle_since")
+        if idle_since is None or time.monotonic() - idle_since <= PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # the pool replaces the connection and retries
+            raise sa.exc.DisconnectionError(f"stale pooled connection: {exc}") from exc
+
+
+def insert_now(session: Session, objs: Sequence[SQLModel]) -> None:
+    """INSERT new table models of one table at once, with one Core statement (an executemany for
+    several), and attach them to ``session`` as persistent, clean objects, as a flush would leave
+    them (database-generated ``id`` filled in).
+
+    A fraction of the unit of work's CPU cost, for rows written on hot paths (a submission's
+    ticket, event and notification; docs/performance.md). For tables whose rows need no ORM
+    relationship handling; the values are the objects' column attributes as they are.
+    """
+    if not objs:
+        return
+    table = objs[0].__table__
+    statements = _INSERTS.get(table)
+    if statements is None:  # built once per table: a new construct costs a cache-key walk per call
+        pk = table.c.id if "id" in table.c else None
+        returning = sa.insert(table).returning(pk, sort_by_parameter_order=True) if pk is not None else None
+        statements = _INSERTS[table] = (sa.insert(table), returning)
+    rows = [{c.key: getattr(obj, c.key) for c in table.columns} for obj in objs]
+    if statements[1] is not None and all(row["id"] is None for row in rows):
+        for row in rows:
+            del row["id"]
+        ids = session.execute(statements[1], rows).scalars().all()
+        for obj, new_id in zip(objs, ids, strict=True):
+            obj.id = new_id
+    else:
+        session.execute(statements[0], rows)
+    for obj in objs:
+        make_transient_to_detached(obj)
+        session.add(obj)
+
+
+_INSERTS: dict[sa.Table, tuple[sa.Insert, sa.Insert | None]] = {}
 
 
 @lru_cache
@@ -114,7 +185,74 @@ def session_scope(engine: Engine | None = None) -> Iterator[Session]:
             raise
 
 
-def get_session() -> Iterator[Session]:
-    """FastAPI dependency: one session per request, committed before the response is sent."""
-    with session_scope() as session:
-        yield session
+async def get_session() -> AsyncIterator[Session]:
+    """FastAPI dependency: one session per request, committed before the response is sent.
+
+    An async generator on purpose (docs/performance.md): creating a ``Session`` does no I/O, so it
+    costs no worker-thread hop; the commit (or rollback) and close run in one hop at the end, and
+    only when the request used the database. ``def`` routes still use it as a plain sync Session.
+    """
+    async with _request_slots():
+        session = Session(get_engine(), expire_on_commit=False)
+        try:
+            yield session
+        except BaseException:
+            await anyio.to_thread.run_sync(_finish, session, False)
+            raise
+        if session.in_transaction() or session.new or session.dirty or session.deleted:
+            await anyio.to_thread.run_sync(_finish, session, True)
+        else:
+            session.close()  # nothing to commit and no connection held: no I/O
+
+
+#: Connections of the pool kept out of the request slots, for a request's second connection
+#: (e.g. creating the year's ticket-number sequence) and background threads (the outbox relay).
+POOL_RESERVE = 2
+_SLOTS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _request_slots() -> anyio.Semaphore:
+    """How many requests of this event loop may hold a session at once: the pool's steady size
+    (``QIFU_DB_POOL_SIZE``), less :data:`POOL_RESERVE` when the overflow cannot cover it.
+
+    - A request keeps its pooled connection across several worker-thread hops (auth, route,
+      commit). Without a bound, under load every worker thread could block waiting for a pooled
+      connection while the requests holding the connections wait for a free worker thread: a
+      deadlock until the pool timeout, answered with 500s. Waiting here costs no thread.
+    - Requests never use the overflow, so its connections are not opened and closed again on
+      every burst (a new PostgreSQL connection costs more than a whole submission).
+    """
+    loop = asyncio.get_running_loop()
+    slots = _SLOTS.get(loop)
+    if slots is None:
+        pool = get_engine().pool
+        size = 1000  # a pool that never makes a checkout wait (static, null, unlimited overflow)
+        if isinstance(pool, sa.pool.QueuePool) and pool._max_overflow >= 0:
+            size = max(1, min(pool.size(), pool.size() + pool._max_overflow - POOL_RESERVE))
+        slots = _SLOTS[loop] = anyio.Semaphore(size)
+    return slots
+
+
+async def commit_in_thread(session: Session, work: Callable[[], T]) -> T:
+    """Run ``work()`` (sync code using the request's ``session``) in a worker thread and commit
+    there: one thread hop for a request's whole unit of work instead of two (route, then the
+    dependency's commit). For the hottest routes only (docs/performance.md); the commit still
+    happens before the response is sent, and if ``work`` or the commit raises, the session
+    dependency rolls back and the error is answered (never a 2xx)."""
+
+    def run() -> T:
+        result = work()
+        session.commit()
+        return result
+
+    return await anyio.to_thread.run_sync(run)
+
+
+def _finish(session: Session, commit: bool) -> None:
+    try:
+        if commit:
+            session.commit()
+        else:
+            session.rollback()
+    finally:
+        session.close()

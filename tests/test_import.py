@@ -8,6 +8,7 @@ imported whole into PostgreSQL and checked against plain SQL recounts; SQLite ge
 from __future__ import annotations
 
 import csv
+import os
 import statistics
 from collections import defaultdict
 from datetime import UTC, date, datetime
@@ -383,7 +384,7 @@ def _recount(session: Session, group_sql: str, start: datetime, end: datetime) -
 def import_pg(worker_id: str):
     """A fresh PostgreSQL database of its own (migrated, seeded without demo enterprises): the
     importer commits its batches there, and a long import is not disturbed by other test runs."""
-    name = f"qifu_import_{worker_id}"
+    name = f"qifu_import_{worker_id}_{os.getpid()}"
     url = _create_database(name)
     migrate(url)
     engine = make_engine(url)

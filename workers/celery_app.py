@@ -7,7 +7,6 @@ are idempotent, ``acks_late`` on, beat in Asia/Shanghai. Sweeps are beat entries
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 
 from celery import Celery
@@ -38,7 +37,7 @@ def _redelivery_options() -> dict[str, float]:
     mid-task; ``acks_late``): ``QIFU_BROKER_VISIBILITY_TIMEOUT`` seconds (default 3600, longer
     than any task: a running task must not be redelivered to a second worker). The unacked sweep
     runs every ``min(10, timeout)`` seconds, so a short timeout also recovers quickly."""
-    timeout = float(os.environ.get("QIFU_BROKER_VISIBILITY_TIMEOUT") or 3600)
+    timeout = get_settings().broker_visibility_timeout
     return {"visibility_timeout": timeout, "unacked_restore_interval": max(1, min(10, int(timeout))),
             "unacked_restore_throttle": 1}
 
