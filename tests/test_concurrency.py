@@ -1,8 +1,8 @@
 """Concurrency on real PostgreSQL (SPEC §3 optimistic concurrency, §7 idempotent submission).
 
 Unlike the rest of the suite these tests COMMIT: every party has its own connection and its own
-transaction, exactly as two API processes would. Each test creates its own tickets in the
-per-worker database (``pg_url``) and never assumes global counts.
+transaction, exactly as two API processes would. They run in a database of this module's own
+(``committed_url``), create their own tickets and never assume global counts.
 
 The races are forced, not hoped for: the two threads meet at a ``threading.Barrier`` at the
 point where the race matters (after both have read the ticket, or just before both insert the
@@ -11,7 +11,9 @@ idempotency key), so the interleaving under test happens on every run.
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -39,9 +41,32 @@ TIMEOUT = 30  # seconds; a barrier that is never reached fails the test instead 
 # --------------------------------------------------------------------------- helpers
 
 @pytest.fixture(scope="module")
-def real_engine(pg_url: str) -> Iterator[Engine]:
+def committed_url(worker_id: str) -> Iterator[str]:
+    """A migrated and seeded database of this module's own: these tests commit tickets, and the
+    worker's shared database (``pg_url``) must not see them (its SLA sweep tests count every
+    overdue ticket). Dropped at the end."""
+    from seeds.loader import load_seeds
+    from tests.conftest import PG_SERVER, _create_database, migrate
+
+    name = f"qifu_concurrency_{worker_id}_{os.getpid()}"
+    url = _create_database(name)
+    migrate(url)
+    eng = make_engine(url)
+    with Session(eng) as s:
+        load_seeds(s, enterprises=40)
+        s.commit()
+    eng.dispose()
+    yield url
+    admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def real_engine(committed_url: str) -> Iterator[Engine]:
     """An engine of its own (listeners added here never leak into the shared ``engine``)."""
-    eng = make_engine(pg_url)
+    eng = make_engine(committed_url)
     yield eng
     eng.dispose()
 
@@ -235,12 +260,29 @@ def _key_rows(engine: Engine, user_id: int, key: str) -> list[IdempotencyKey]:
                                                         IdempotencyKey.key == key)).all())
 
 
-def test_idempotent_retry_makes_no_second_ticket(real_engine: Engine):
+@pytest.fixture
+def new_key(real_engine: Engine) -> Iterator[Callable[[str], str]]:
+    """``new_key("race")`` gives a fresh Idempotency-Key; the committed key rows are deleted after
+    the test (other tests of this worker's database count idempotency keys)."""
+    keys: list[str] = []
+
+    def make(prefix: str) -> str:
+        keys.append(f"{prefix}-{uuid.uuid4()}")
+        return keys[-1]
+
+    yield make
+    if keys:
+        with Session(real_engine) as s:
+            s.execute(sa.delete(IdempotencyKey).where(IdempotencyKey.key.in_(keys)))
+            s.commit()
+
+
+def test_idempotent_retry_makes_no_second_ticket(real_engine: Engine, new_key):
     """A retried submission (same key, same body, after the first committed) returns the same
     ticket and creates nothing; the same key with another body is refused (422)."""
     title = f"幂等重试 {uuid.uuid4().hex[:8]}"
     body = {"title": title, "description": "网络超时后客户端重试", "category_code": "problem.labour"}
-    key = f"retry-{uuid.uuid4()}"
+    key = new_key("retry")
     headers = {**_headers(real_engine, "ent1"), "Idempotency-Key": key}
     with TestClient(_real_app(real_engine), raise_server_exceptions=False) as client:
         first = client.post("/api/v1/tickets", headers=headers, json=body)
@@ -250,18 +292,19 @@ def test_idempotent_retry_makes_no_second_ticket(real_engine: Engine):
     assert second.status_code == 201, second.text
     assert second.json()["number"] == first.json()["number"]
     assert second.headers["Location"] == first.headers["Location"]
-    assert other.status_code == 422 and other.json()["errors"][0]["field"] == "Idempotency-Key"
+    assert other.status_code == 422, other.text
+    assert other.json()["type"] == "/problems/idempotency-key-reused"
     assert _count_tickets(real_engine, title) == 1
     assert len(_key_rows(real_engine, _actor(real_engine, "ent1").user_id, key)) == 1
 
 
-def test_idempotent_retries_racing(real_engine: Engine):
+def test_idempotent_retries_racing(real_engine: Engine, new_key):
     """Two retries of one submission race on two connections (same user, key and body), both
     past the "is the key known?" read before either inserts it: one ticket row, one key row, and
     both responses name the same ticket."""
     title = f"并发幂等 {uuid.uuid4().hex[:8]}"
     body = {"title": title, "description": "客户端超时后立即重发", "category_code": "problem.labour"}
-    key = f"race-{uuid.uuid4()}"
+    key = new_key("race")
     headers = {**_headers(real_engine, "ent1"), "Idempotency-Key": key}
     clients = [TestClient(_real_app(real_engine), raise_server_exceptions=False) for _ in range(2)]
 
@@ -283,12 +326,12 @@ def test_idempotent_retries_racing(real_engine: Engine):
     assert [e.action for e in events] == ["submit"]
 
 
-def test_idempotent_retries_racing_service_level(real_engine: Engine):
+def test_idempotent_retries_racing_service_level(real_engine: Engine, new_key):
     """The same race with the service function in two sessions (both commit)."""
     ent = _actor(real_engine, "ent1")
     title = f"并发幂等服务层 {uuid.uuid4().hex[:8]}"
     data = schemas.TicketCreate(title=title, description="两个连接同时提交", category_code="problem.labour")
-    key = f"svc-race-{uuid.uuid4()}"
+    key = new_key("svc-race")
     barrier = threading.Barrier(2, timeout=TIMEOUT)
 
     def submit(_i: int) -> tuple[str, bool]:
@@ -329,3 +372,138 @@ def test_stale_if_match_is_412_and_changes_nothing(real_engine: Engine):
     assert after.model_dump() == before.model_dump()
     assert [e.id for e in events_after] == [e.id for e in events_before]
     assert fresh.status_code == 200 and fresh.headers["ETag"] == '"3"'
+
+
+# --------------------------------------------------------------------------- ticket numbers
+
+def test_first_numbers_of_a_new_year_race(real_engine: Engine):
+    """The first two tickets of a year whose number sequence does not exist yet, allocated at once
+    on two connections: both get a number (the sequence is created once), and they differ."""
+    year = 2099
+    with real_engine.connect() as conn:
+        conn.execute(sa.text(f"DROP SEQUENCE IF EXISTS ticket_number_{year}"))
+        conn.commit()
+    barrier = threading.Barrier(2, timeout=TIMEOUT)
+
+    def allocate(_i: int) -> str:
+        with Session(real_engine) as s:
+            s.connection()
+            barrier.wait()
+            number = ticket_service.next_ticket_number(s, year)
+            s.execute(sa.text("SELECT 1"))  # the transaction is still usable
+            s.commit()
+            return number
+
+    try:
+        results = _run_pair(allocate)
+        assert all(isinstance(r, str) for r in results), results
+        assert sorted(results) == [f"QF{year}-000001", f"QF{year}-000002"]
+        with Session(real_engine) as s:  # a later transaction continues the same sequence
+            assert ticket_service.next_ticket_number(s, year) == f"QF{year}-000003"
+    finally:
+        with real_engine.connect() as conn:
+            conn.execute(sa.text(f"DROP SEQUENCE IF EXISTS ticket_number_{year}"))
+            conn.commit()
+
+
+# --------------------------------------------------------------------------- pool vs threads
+
+def test_more_requests_than_connections_and_threads(committed_url: str, monkeypatch: pytest.MonkeyPatch):
+    """More concurrent requests than pooled connections and worker threads: all succeed.
+
+    A request holds its pooled connection across several worker-thread hops (auth dependency,
+    route, commit). If every worker thread could block waiting for a connection while the
+    connection holders wait for a thread, the process would stall until the pool timeout and
+    answer 500 (``service.db._request_slots`` prevents it). Real ``get_session``, real engine:
+    4 connections, 3 worker threads, 12 requests at once."""
+    import anyio
+
+    from service.config import get_settings
+    from service.db import get_engine
+    from service.main import create_app
+
+    monkeypatch.setenv("QIFU_DATABASE_URL", committed_url)
+    monkeypatch.setenv("QIFU_DB_POOL_SIZE", "4")
+    monkeypatch.setenv("QIFU_DB_MAX_OVERFLOW", "0")
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    try:
+        app = create_app()
+
+        async def few_threads(scope, receive, send):
+            anyio.to_thread.current_default_thread_limiter().total_tokens = 3
+            await app(scope, receive, send)
+
+        headers = _headers(get_engine(), "officer1")
+        n = 12
+        barrier = threading.Barrier(n, timeout=TIMEOUT)
+        with TestClient(few_threads, raise_server_exceptions=False) as client:
+
+            def me(_i: int):
+                barrier.wait()
+                return client.get("/api/v1/me", headers=headers, timeout=20)
+
+            started = time.monotonic()
+            with ThreadPoolExecutor(max_workers=n) as pool:
+                responses = list(pool.map(me, range(n)))
+            elapsed = time.monotonic() - started
+        assert [r.status_code for r in responses] == [200] * n, [r.text for r in responses if r.status_code != 200]
+        assert elapsed < 15, f"{elapsed:.1f} s: requests waited for the pool timeout"
+    finally:
+        get_engine().dispose()
+        monkeypatch.undo()
+        get_settings.cache_clear()
+        get_engine.cache_clear()
+
+
+# --------------------------------------------------------------------------- cached actors
+
+def test_user_deactivated_by_another_process(real_engine: Engine, monkeypatch: pytest.MonkeyPatch):
+    """API processes reuse a token user's actor for ``ACTOR_TTL_SECONDS`` (docs/performance.md).
+    A deactivation committed elsewhere (another process: here a separate connection, no ORM
+    events in this one) takes effect here within that time; a flush in this process at once
+    (tests/test_ticket_api.py)."""
+    from service.auth import dependencies as auth_deps
+
+    monkeypatch.setattr(auth_deps, "ACTOR_TTL_SECONDS", 1.0)
+    headers = _headers(real_engine, "ent19")
+    other = make_engine(str(real_engine.url.render_as_string(hide_password=False)))
+    try:
+        with TestClient(_real_app(real_engine), raise_server_exceptions=False) as client:
+            assert client.get("/api/v1/me", headers=headers).status_code == 200
+            with other.connect() as conn:
+                conn.execute(sa.text("UPDATE user_account SET is_active = false WHERE username = 'ent19'"))
+                conn.commit()
+            deadline = time.monotonic() + 1.0 + 2.0  # the TTL, and a margin for a slow machine
+            while (status := client.get("/api/v1/me", headers=headers).status_code) == 200:
+                assert time.monotonic() < deadline, "the deactivated user was still accepted after the TTL"
+                time.sleep(0.1)
+            assert status == 401
+    finally:
+        with other.connect() as conn:
+            conn.execute(sa.text("UPDATE user_account SET is_active = true WHERE username = 'ent19'"))
+            conn.commit()
+        other.dispose()
+
+
+# --------------------------------------------------------------------------- pooled connections
+
+def test_pooled_connection_killed_while_idle_is_replaced(committed_url: str, monkeypatch: pytest.MonkeyPatch):
+    """A pooled connection whose server process died while it sat idle (a PostgreSQL restart, an
+    idle timeout) is pinged at checkout and replaced: the request does not fail."""
+    import service.db
+
+    monkeypatch.setattr(service.db, "PING_AFTER_IDLE_SECONDS", 0.05)
+    eng = make_engine(committed_url)
+    try:
+        with eng.connect() as conn:
+            pid = conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+        admin = make_engine(committed_url)
+        with admin.connect() as conn:
+            assert conn.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+        admin.dispose()
+        time.sleep(0.2)
+        with eng.connect() as conn:  # the dead connection is pinged, discarded, and a new one used
+            assert conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one() != pid
+    finally:
+        eng.dispose()

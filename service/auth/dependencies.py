@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import time
+import weakref
 from typing import Annotated
 
+import anyio
+import sqlalchemy as sa
 from fastapi import Depends
 from fastapi.security import OAuth2PasswordBearer
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
 from service.auth.actor import Actor
 from service.auth.security import decode_access_token
+from service.config import get_settings
 from service.db import get_session
 from service.errors import NotAllowed, Unauthenticated
 from service.users.models import User
@@ -19,27 +26,115 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=F
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def get_current_actor(session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> Actor:
+#: Seconds this process reuses a token user's :class:`Actor` without reading ``user_account``
+#: again (docs/performance.md: the read and its worker-thread hop are a large share of a cheap
+#: request). A change to a user flushed through this process clears the cache at once (and again
+#: if that transaction rolls back); other API processes see the change within this time.
+ACTOR_TTL_SECONDS = 5.0
+_actors: weakref.WeakKeyDictionary[Engine, dict[int, tuple[float, Actor]]] = weakref.WeakKeyDictionary()
+_generation = [0]  # bumped by every clear: a lookup that raced with a clear is not cached
+_USERS_CHANGED = "qifu_users_changed"
+
+
+def clear_actor_cache() -> None:
+    """Forget every cached actor (after a change to users, and between tests)."""
+    _generation[0] += 1
+    _actors.clear()
+
+
+async def get_current_actor(session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> Actor:
     """Resolve the bearer token to an :class:`Actor`.
+
+    Async on purpose: the token is checked on the event loop; the user row is read in a worker
+    thread only when this process has no fresh copy (:data:`ACTOR_TTL_SECONDS`).
 
     Raises:
         Unauthenticated (401): no token, bad or expired token, unknown or inactive user.
     """
     if not token:
         raise Unauthenticated("需要登录（Authorization: Bearer <token>）")
+    user_id = _token_user(token)
+    bind = session.get_bind()
+    engine = getattr(bind, "engine", bind)
+    cached = _actors.get(engine, {}).get(user_id)
+    if cached is not None and time.monotonic() - cached[0] < ACTOR_TTL_SECONDS:
+        return cached[1]
+    generation = _generation[0]
+    actor = await anyio.to_thread.run_sync(_load_actor, session, user_id)
+    if generation == _generation[0]:
+        _actors.setdefault(engine, {})[user_id] = (time.monotonic(), actor)
+    return actor
+
+
+_TOKENS_MAX = 10_000
+_tokens: dict[str, tuple[float, int, str]] = {}  # token -> (exp, user id, secret it was verified with)
+
+
+def _token_user(token: str) -> int:
+    """The user id of a valid token. A signature is verified once per process; the expiry on
+    every use (verifying HS256 with PyJWT costs as much as a small query)."""
+    secret = get_settings().jwt_secret
+    hit = _tokens.get(token)
+    if hit is not None and hit[2] == secret and time.time() < hit[0]:
+        return hit[1]
     claims = decode_access_token(token)
     try:
-        user_id = int(claims["sub"])
+        user_id, exp = int(claims["sub"]), float(claims["exp"])
     except (TypeError, ValueError) as exc:
         raise Unauthenticated("无效的访问令牌") from exc
-    user = session.get(User, user_id)
+    if len(_tokens) >= _TOKENS_MAX:
+        _tokens.clear()
+    _tokens[token] = (exp, user_id, secret)
+    return user_id
+
+
+def _load_actor(session: Session, user_id: int) -> Actor:
+    # the few columns an Actor needs, not the ORM entity
+    user = session.execute(_ACTOR_QUERY, {"user_id": user_id}).first()
     if user is None or not user.is_active:
         raise Unauthenticated("用户不存在或已停用")
     return actor_of(user)
 
 
-def actor_of(user: User) -> Actor:
-    """Build the :class:`Actor` of a user row."""
+_ACTOR_QUERY = sa.select(
+    User.id, User.role, User.enterprise_id, User.department_id, User.region_id, User.username, User.is_active,
+).where(User.id == sa.bindparam("user_id"))
+
+
+@sa.event.listens_for(OrmSession, "after_flush")
+def _users_flushed(session: OrmSession, _flush_context) -> None:
+    if any(isinstance(o, User) for o in (*session.new, *session.dirty, *session.deleted)):
+        clear_actor_cache()
+        session.connection().info[_USERS_CHANGED] = True
+
+
+@sa.event.listens_for(OrmSession, "do_orm_execute")
+def _users_bulk_changed(state) -> None:
+    if (state.is_update or state.is_delete) and state.bind_mapper is not None \
+            and state.bind_mapper.class_ is User:
+        clear_actor_cache()
+        state.session.connection().info[_USERS_CHANGED] = True
+
+
+@sa.event.listens_for(Engine, "commit")
+def _committed(conn) -> None:
+    conn.info.pop(_USERS_CHANGED, None)
+
+
+@sa.event.listens_for(Engine, "rollback")
+def _rolled_back(conn) -> None:
+    if conn.info.pop(_USERS_CHANGED, None):
+        clear_actor_cache()  # actors read inside the transaction that changed users
+
+
+@sa.event.listens_for(Engine, "rollback_savepoint")
+def _rolled_back_savepoint(conn, _name, _context) -> None:
+    if conn.info.get(_USERS_CHANGED):
+        clear_actor_cache()
+
+
+def actor_of(user: User | sa.Row) -> Actor:
+    """Build the :class:`Actor` of a user (an entity or a row with the same column names)."""
     return Actor(user_id=user.id, role=user.role, enterprise_id=user.enterprise_id,
                  department_id=user.department_id, region_id=user.region_id, username=user.username)
 
@@ -50,7 +145,7 @@ CurrentActor = Annotated[Actor, Depends(get_current_actor)]
 def require_roles(*roles: str):
     """Dependency factory: the caller must have one of ``roles`` (else 403)."""
 
-    def _check(actor: CurrentActor) -> Actor:
+    async def _check(actor: CurrentActor) -> Actor:  # async: no worker-thread hop for a comparison
         if actor.role not in roles:
             raise NotAllowed(f"需要角色：{'、'.join(roles)}")
         return actor

@@ -26,6 +26,8 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import threading
+from calendar import isleap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -134,6 +136,9 @@ class WorkingCalendar:
         self._years: dict[int, tuple[list[bool], list[int]]] = {}
         self._year_start_cum: dict[int, int] = {}
         self._fallback: set[int] = set()
+        # one thread fills a year's tables; the others wait instead of computing it again (the
+        # first requests of an API process would otherwise each compute every year since the epoch)
+        self._fill_lock = threading.Lock()
 
     # ---------------------------------------------------------------- days
     def _official_is_working(self, d: date) -> bool:
@@ -169,16 +174,20 @@ class WorkingCalendar:
         """``(working flags, cumulative working seconds before each day)`` of ``year``."""
         cached = self._years.get(year)
         if cached is None:
-            first = date(year, 1, 1)
-            days = (date(year + 1, 1, 1) - first).days
-            flags = [self._is_working_uncached(first + timedelta(days=i)) for i in range(days)]
-            cum, total = [], 0
-            for flag in flags:
-                cum.append(total)
-                total += self._day if flag else 0
-            cached = (flags, cum)
-            self._years[year] = cached
+            with self._fill_lock:
+                cached = self._years.get(year) or self._fill_year(year)
         return cached
+
+    def _fill_year(self, year: int) -> tuple[list[bool], list[int]]:
+        first = date(year, 1, 1)
+        days = 366 if isleap(year) else 365  # not date(year + 1, 1, 1): no year 10000
+        flags = [self._is_working_uncached(first + timedelta(days=i)) for i in range(days)]
+        cum, total = [], 0
+        for flag in flags:
+            cum.append(total)
+            total += self._day if flag else 0
+        self._years[year] = (flags, cum)
+        return self._years[year]
 
     def _cum_at_year(self, year: int) -> int:
         """Working seconds from the epoch to ``year``-01-01 00:00 (years before the epoch: negative)."""

@@ -32,6 +32,7 @@ from sqlmodel import Session, select
 
 from service import clock, jobs
 from service.config import get_settings
+from service.db import insert_now
 from service.notifications.models import Notification, NotificationDelivery
 from service.tickets.models import Ticket, TicketCoDepartment
 from service.users.models import User
@@ -113,7 +114,7 @@ def notify(session: Session, ticket: Ticket | None, kind: str, user_ids: Iterabl
                          body=body, payload=payload or {}, created_at=at) for u in user_ids]
     if not rows:
         return rows
-    session.add_all(rows)
+    insert_now(session, rows)  # one Core INSERT, not a unit-of-work flush: on every submission
     if channels():
         session.flush()
         _queue_deliveries(session, [n.id for n in rows])

@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.exc import StaleDataError
 from sqlmodel import Session, SQLModel, select
@@ -31,6 +31,7 @@ from service.categories.models import Category
 from service.common.enums import STATUS_LABELS, Channel, Role, TicketStatus
 from service.common.schemas import INT32_MAX
 from service.config import get_settings
+from service.db import insert_now
 from service.departments.models import Department
 from service.enterprises.models import Enterprise
 from service.errors import (
@@ -319,26 +320,8 @@ def create_ticket(
 
 
 def _insert_new(session: Session, obj: SQLModel) -> None:
-    """INSERT ``obj`` (a new table model) at once with one Core statement and attach it to the
-    session as a persistent, clean object (as a flush would leave it; its database-generated
-    ``id`` filled in). A fraction of the unit of work's CPU cost on the hot submit path
-    (docs/performance.md); no Python-side column default or ORM event applies to these tables.
-    """
-    table = obj.__table__
-    statements = _INSERTS.get(table)
-    if statements is None:  # built once per table: a new construct costs a cache-key walk per call
-        statements = _INSERTS[table] = (sa.insert(table), sa.insert(table).returning(table.c.id))
-    values = {c.key: getattr(obj, c.key) for c in table.columns}
-    if values.get("id") is None:
-        values.pop("id")
-        obj.id = session.execute(statements[1], values).scalar_one()
-    else:
-        session.execute(statements[0], values)
-    make_transient_to_detached(obj)
-    session.add(obj)
-
-
-_INSERTS: dict[sa.Table, tuple[sa.Insert, sa.Insert]] = {}
+    """INSERT ``obj`` at once and keep it as a persistent, clean object (:func:`service.db.insert_now`)."""
+    insert_now(session, [obj])
 
 
 def submit_ticket(
@@ -408,8 +391,9 @@ def submit_ticket(
 def _reserve_idempotency_key(session: Session, actor: Actor, key: str, digest: str) -> Ticket | IdempotencyKey:
     """Claim ``key`` for this submission, or return the ticket of the earlier one.
 
-    The key row is inserted first inside a savepoint: a concurrent retry blocks on the primary
-    key until the first transaction commits, then sees its row (PostgreSQL READ COMMITTED).
+    The key row is inserted first (``INSERT ... ON CONFLICT DO NOTHING``: one round trip, no
+    savepoint): a concurrent retry blocks on the primary key until the first transaction
+    commits, inserts nothing, then reads the committed row (PostgreSQL READ COMMITTED).
     """
     def existing() -> Ticket | None:
         row = session.get(IdempotencyKey, (actor.user_id, key), populate_existing=True)
@@ -422,20 +406,19 @@ def _reserve_idempotency_key(session: Session, actor: Actor, key: str, digest: s
             raise VersionConflict("相同 Idempotency-Key 的提交正在处理，请稍后重试", status=409)
         return ticket
 
-    found = existing()
-    if found is not None:
-        return found
     row = IdempotencyKey(user_id=actor.user_id, key=key, request_hash=digest)
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        found = existing()
-        if found is None:  # pragma: no cover - defensive
-            raise
-        return found
-    return row
+    table = IdempotencyKey.__table__
+    dialect_insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = (dialect_insert(table).on_conflict_do_nothing(index_elements=[table.c.user_id, table.c.key])
+            .returning(table.c.user_id))
+    if session.execute(stmt, {c.key: getattr(row, c.key) for c in table.columns}).first() is not None:
+        make_transient_to_detached(row)  # persistent, clean: setting ticket_id later is an UPDATE
+        session.add(row)
+        return row
+    found = existing()
+    if found is None:  # pragma: no cover - the conflicting row is committed when we get here
+        raise VersionConflict("相同 Idempotency-Key 的提交正在处理，请稍后重试", status=409)
+    return found
 
 
 # --------------------------------------------------------------------------- actions
