@@ -12,7 +12,9 @@ copied to ``due_at``/``due_step`` together with the sweep triggers:
 - ``level2_at``: five working days after the deadline (escalation level 2).
 
 Sweeps clear a trigger when they fire it, so each fires once per deadline; a trigger is re-armed
-only when the running deadline changes (a new step, a resume after hold, an approved extension).
+only when the running deadline changes (a new step, a resume after hold, an approved extension),
+and never for a deadline ``(step, instant)`` whose trigger already fired (the same deadline running
+again after a hold that spent no working time, or a consultation's first reply after its claim).
 ``on_hold`` pauses the clock: the triggers are cleared, and on resume the reply deadline moves out
 by the working time spent on hold.
 """
@@ -21,12 +23,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import sqlalchemy as sa
 from sqlmodel import Session
 
 from service.calendar.core import WorkingCalendar
 from service.calendar.service import get_calendar
 from service.sla.policy import LEVEL2_AFTER_WORKING_DAYS, REMINDER_LEAD_SECONDS, limit_for
-from service.tickets.models import Ticket
+from service.tickets.models import Ticket, TicketEvent
 
 
 def running_deadline(ticket: Ticket) -> tuple[str | None, datetime | None]:
@@ -47,7 +50,24 @@ def running_deadline(ticket: Ticket) -> tuple[str | None, datetime | None]:
     return None, None  # on_hold (paused), closed, rejected
 
 
-def _schedule(ticket: Ticket, calendar: WorkingCalendar, start: datetime, arm: bool = True) -> None:
+def _fired(session: Session, ticket: Ticket, step: str, due: datetime) -> set[str]:
+    """The sweep actions (``remind``, ``overdue``, ``escalate``) already fired for this very
+    deadline ``(step, due)``: it can run again after an interlude (a hold that spent no working
+    time; a consultation's first reply after the claim step), and must not fire twice."""
+    if ticket.id is None or not (ticket.remind_count or ticket.overdue_count):
+        return set()  # nothing was ever fired on this ticket (the sweeps bump these counters)
+    rows = session.execute(
+        sa.select(TicketEvent.action, TicketEvent.payload).where(
+            TicketEvent.ticket_id == ticket.id, TicketEvent.actor_role == "system",
+            TicketEvent.action.in_(("remind", "overdue", "escalate")))
+    ).all()
+    return {action for action, payload in rows
+            if (payload or {}).get("step") == step and payload.get("due_at")
+            and datetime.fromisoformat(payload["due_at"]) == due}
+
+
+def _schedule(session: Session, ticket: Ticket, calendar: WorkingCalendar, start: datetime,
+              arm: bool = True) -> None:
     step, due = running_deadline(ticket)
     if step == ticket.due_step and due == ticket.due_at:
         return  # same deadline: leave the triggers as they are (each fires once)
@@ -58,15 +78,18 @@ def _schedule(ticket: Ticket, calendar: WorkingCalendar, start: datetime, arm: b
     if step == "feedback":
         ticket.remind_at = ticket.overdue_at = ticket.level2_at = None
         return
+    fired = _fired(session, ticket, step, due)
     lead = REMINDER_LEAD_SECONDS.get(ticket.priority) or calendar.hours.day_seconds
     due_clock = calendar.working_clock(due)
     start_clock = calendar.working_clock(start)
     remind_clock = due_clock - lead
     if remind_clock <= start_clock:
         remind_clock = start_clock + (due_clock - start_clock) / 2
-    ticket.remind_at = calendar.from_working_clock(remind_clock) if remind_clock > start_clock else None
-    ticket.overdue_at = due
-    ticket.level2_at = calendar.from_working_clock(due_clock + LEVEL2_AFTER_WORKING_DAYS * calendar.hours.day_seconds)
+    ticket.remind_at = (calendar.from_working_clock(remind_clock)
+                        if remind_clock > start_clock and "remind" not in fired else None)
+    ticket.overdue_at = due if "overdue" not in fired else None
+    ticket.level2_at = (calendar.from_working_clock(due_clock + LEVEL2_AFTER_WORKING_DAYS * calendar.hours.day_seconds)
+                        if "escalate" not in fired else None)
 
 
 def apply_sla(session: Session, ticket: Ticket, action: str, at: datetime, *, extension_days: int | None = None,
@@ -117,7 +140,7 @@ def apply_sla(session: Session, ticket: Ticket, action: str, at: datetime, *, ex
             ticket.held_at = None
     elif action == "approve_extension" and extension_days:
         ticket.reply_by = calendar.add_working_days(ticket.reply_by, extension_days)
-    _schedule(ticket, calendar, at, arm)
+    _schedule(session, ticket, calendar, at, arm)
 
 
 def deadline_view(calendar: WorkingCalendar, ticket: Ticket, now: datetime) -> dict:
