@@ -154,3 +154,14 @@ def login(client: TestClient, session: Session):
 @pytest.fixture
 def settings():
     return get_settings()
+
+
+@pytest.fixture
+def quiet_sweeps(session: Session) -> Session:
+    """The SLA sweeps scan every ticket: disarm the triggers of tickets that other tests
+    committed to this database, inside the test's rolled-back transaction, so that a sweep here
+    sees only the tickets this test makes."""
+    session.execute(sa.text(
+        "UPDATE ticket SET remind_at = NULL, overdue_at = NULL, level2_at = NULL, "
+        "due_step = CASE WHEN due_step = 'feedback' THEN NULL ELSE due_step END"))
+    return session

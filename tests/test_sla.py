@@ -29,6 +29,14 @@ from tests import factories as f
 CST = ZoneInfo("Asia/Shanghai")
 SYSTEM_ACTIONS = ("remind", "overdue", "escalate", "auto_close")
 
+@pytest.fixture(autouse=True)
+def _only_this_tests_tickets(request):
+    """Sweeps are global: tests on the rolled-back ``session`` see only their own tickets' triggers
+    (see ``quiet_sweeps``); tests on their own connections are left alone."""
+    if "session" in request.fixturenames:
+        request.getfixturevalue("quiet_sweeps")
+
+
 
 def cst(y: int, m: int, d: int, hh: int = 0, mm: int = 0, ss: int = 0) -> datetime:
     return datetime(y, m, d, hh, mm, ss, tzinfo=CST)

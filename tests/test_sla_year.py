@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 import time_machine
 from sqlmodel import Session, select
 
@@ -75,6 +76,14 @@ LEVEL2_AFTER = 5 * DAY
 #: how promptly people act, relative to the running deadline
 PROFILES = ("early", "reminded", "late", "very_late")
 WEIGHTS = (50, 20, 20, 10)
+
+@pytest.fixture(autouse=True)
+def _only_this_tests_tickets(request):
+    """Sweeps are global: tests on the rolled-back ``session`` see only their own tickets' triggers
+    (see ``quiet_sweeps``); tests on their own connections are left alone."""
+    if "session" in request.fixturenames:
+        request.getfixturevalue("quiet_sweeps")
+
 
 
 def sweep_instants(cal: WorkingCalendar) -> list[datetime]:
