@@ -53,31 +53,9 @@ NOW = datetime(2026, 6, 10, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai
 
 # --------------------------------------------------------------------------------------------- build
 
-def create_database(server: str, name: str) -> str:
-    admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return f"{server}/{name}"
-
-
-def migrate_and_seed(url: str) -> None:
-    from alembic import command
-
-    from seeds.loader import load_seeds
-    from service.cli import _alembic_config
-    from service.db import make_engine
-
-    cfg = _alembic_config()
-    cfg.attributes["url"] = url
-    command.upgrade(cfg, "head")
-    engine = make_engine(url)
-    with Session(engine) as s:
-        load_seeds(s, enterprises=300)
-        s.commit()
-    engine.dispose()
-
+# the database helpers are shared with bench/intake.py
+from bench.intake import build_database as migrate_and_seed  # noqa: E402
+from bench.intake import create_database  # noqa: E402
 
 #: One row per ticket ``i`` (``lo``..``hi``). ``v`` draws the ticket's fate, ``d`` its deadlines.
 LOAD_SQL = """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
@@ -16,26 +16,12 @@ router = APIRouter(prefix="/stats", tags=["stats"])
 StatsActor = Annotated[Actor, Depends(require_roles("supervisor", "admin", "officer"))]
 
 
-class SummaryRowRead(BaseModel):
-    key: Any
-    label: str
-    received: int
-    accepted: int
-    answered: int
-    closed: int
-    rated: int
-    satisfied: int
-    closure_rate: float | None
-    satisfaction_rate: float | None
-    median_hours_to_reply: float | None
-
-
 class SummaryRead(BaseModel):
     date_from: date
     date_to: date
     group_by: str
-    rows: list[SummaryRowRead]
-    total: SummaryRowRead
+    rows: list[stats_service.SummaryRow]
+    total: stats_service.SummaryRow
 
 
 @router.get("/summary", response_model=SummaryRead, summary="统计汇总：受理、办结、办结率、满意率、答复时长")
@@ -45,5 +31,4 @@ def summary(
     = "department",
 ) -> SummaryRead:
     rows, total = stats_service.summary(session, actor, date_from, date_to, group_by)
-    return SummaryRead(date_from=date_from, date_to=date_to, group_by=group_by,
-                       rows=[r.as_dict() for r in rows], total=total.as_dict())
+    return SummaryRead(date_from=date_from, date_to=date_to, group_by=group_by, rows=rows, total=total)
