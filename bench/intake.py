@@ -173,34 +173,7 @@ class CpuMeter:
 
 # --------------------------------------------------------------------------- database
 
-def create_database(server: str, name: str) -> str:
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return f"{server}/{name}"
-
-
-def build_database(url: str) -> None:
-    """Migrate (alembic upgrade head) and seed, as ``qifu migrate`` + ``qifu seed`` would."""
-    from alembic import command
-    from sqlmodel import Session
-
-    from seeds.loader import load_seeds
-    from service.cli import _alembic_config
-    from service.db import make_engine
-
-    cfg = _alembic_config()
-    cfg.attributes["url"] = url
-    command.upgrade(cfg, "head")
-    engine = make_engine(url)
-    with Session(engine) as session:
-        load_seeds(session)
-        session.commit()
-    engine.dispose()
+from service.scratch_db import build_database, create_database  # noqa: E402,F401  (shared with bench/)
 
 
 def libpq_url(url: str) -> str:

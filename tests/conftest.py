@@ -22,6 +22,7 @@ os.environ.setdefault("QIFU_ENVIRONMENT", "test")
 from service.auth.security import create_access_token  # noqa: E402
 from service.config import get_settings  # noqa: E402
 from service.db import get_session, make_engine  # noqa: E402
+from service.scratch_db import migrate, scratch_database  # noqa: E402,F401  (migrate: for tests)
 from service.users.models import User  # noqa: E402
 
 PG_SERVER = os.environ.get("QIFU_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
@@ -40,45 +41,12 @@ def pytest_collection_modifyitems(config, items):
         items[:] = kept
 
 
-def _create_database(name: str) -> str:
-    admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return f"{PG_SERVER}/{name}"
-
-
-def migrate(url: str) -> None:
-    """Build the schema at ``url`` by running the Alembic migrations (as production does)."""
-    from alembic import command
-
-    from service.cli import _alembic_config
-
-    cfg = _alembic_config()
-    cfg.attributes["url"] = url
-    command.upgrade(cfg, "head")
-
-
 @pytest.fixture(scope="session")
 def pg_url(worker_id: str) -> Iterator[str]:
     """A fresh, migrated and seeded PostgreSQL database for this test process (xdist worker);
     named after the process id so concurrent runs never share one; dropped at the end."""
-    name = f"qifu_test_{worker_id}_{os.getpid()}"
-    url = _create_database(name)
-    migrate(url)
-    from seeds.loader import load_seeds
-
-    engine = make_engine(url)
-    with Session(engine) as session:
-        load_seeds(session)
-        session.commit()
-    engine.dispose()
-    yield url
-    admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database(PG_SERVER, f"qifu_test_{worker_id}_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -45,22 +45,11 @@ def committed_url(worker_id: str) -> Iterator[str]:
     """A migrated and seeded database of this module's own: these tests commit tickets, and the
     worker's shared database (``pg_url``) must not see them (its SLA sweep tests count every
     overdue ticket). Dropped at the end."""
-    from seeds.loader import load_seeds
-    from tests.conftest import PG_SERVER, _create_database, migrate
+    from service.scratch_db import scratch_database
+    from tests.conftest import PG_SERVER
 
-    name = f"qifu_concurrency_{worker_id}_{os.getpid()}"
-    url = _create_database(name)
-    migrate(url)
-    eng = make_engine(url)
-    with Session(eng) as s:
-        load_seeds(s, enterprises=40)
-        s.commit()
-    eng.dispose()
-    yield url
-    admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database(PG_SERVER, f"qifu_concurrency_{worker_id}_{os.getpid()}", enterprises=40) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

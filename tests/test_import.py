@@ -34,9 +34,10 @@ from service.imports.service import (
     load_mapping_file,
     parse_column_map,
 )
+from service.scratch_db import scratch_database
 from service.stats.service import period_bounds, summary
 from service.tickets.models import Ticket, TicketEvent
-from tests.conftest import _create_database, migrate
+from tests.conftest import PG_SERVER, migrate
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TEDDY = DATA / "tipdm2020c" / "from_15625103741_Text-Mining"
@@ -384,19 +385,10 @@ def _recount(session: Session, group_sql: str, start: datetime, end: datetime) -
 def import_pg(worker_id: str):
     """A fresh PostgreSQL database of its own (migrated, seeded without demo enterprises): the
     importer commits its batches there, and a long import is not disturbed by other test runs."""
-    name = f"qifu_import_{worker_id}_{os.getpid()}"
-    url = _create_database(name)
-    migrate(url)
-    engine = make_engine(url)
-    with Session(engine) as s:
-        load_seeds(s, enterprises=0)
-        s.commit()
-    yield engine
-    engine.dispose()
-    admin = sa.create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with scratch_database(PG_SERVER, f"qifu_import_{worker_id}_{os.getpid()}", enterprises=0) as url:
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
 
 
 @pytest.mark.realdata
