@@ -34,6 +34,11 @@ class Settings(BaseSettings):
         smtp_host / smtp_port / smtp_from: SMTP for e-mail notifications (empty host = off).
         delivery_max_attempts: deliveries failing this many times are dead-lettered.
         delivery_backoff_seconds: first retry delay; doubles on each failure.
+        db_pool_size: pooled connections per API process (the sync pool, and the async pool of the
+            intake statement).
+        intake_statement: an enterprise's own submission on PostgreSQL runs as one SQL statement
+            on the event loop (``service/tickets/intake_pg.py``, docs/performance.md); ``false``
+            sends every submission through the ORM path (same answers, lower throughput).
     """
 
     model_config = SettingsConfigDict(env_prefix="QIFU_", env_file=".env", extra="ignore")
@@ -51,6 +56,9 @@ class Settings(BaseSettings):
     max_reason_length: int = 2_000
     db_pool_size: int = 10
     db_max_overflow: int = 20
+    # an enterprise's own submission on PostgreSQL as one statement on the event loop
+    # (service/tickets/intake_pg.py); false = every submission takes the ORM path
+    intake_statement: bool = True
     seeds_dir: Path = Path(__file__).resolve().parent.parent / "seeds" / "data"
     import_default_category: str = "problem.other"
     sql_echo: bool = False

@@ -11,13 +11,15 @@ import json
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from functools import lru_cache, partial
 from typing import TypeVar
 
 import anyio
+import psycopg
 import sqlalchemy as sa
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import make_transient_to_detached
@@ -167,6 +169,20 @@ def insert_now(session: Session, objs: Sequence[SQLModel]) -> None:
 _INSERTS: dict[sa.Table, tuple[sa.Insert, sa.Insert | None]] = {}
 
 
+def database_key(session: Session) -> str:
+    """The URL (with password) of the database ``session`` talks to, as a key for per-process
+    caches of that database's reference data. Rendering a URL costs as much as a small request
+    step, so it is done once per engine."""
+    engine = session.get_bind().engine
+    key = _URL_KEYS.get(engine)
+    if key is None:
+        key = _URL_KEYS[engine] = engine.url.render_as_string(hide_password=False)
+    return key
+
+
+_URL_KEYS: weakref.WeakKeyDictionary[Engine, str] = weakref.WeakKeyDictionary()
+
+
 @lru_cache
 def get_engine() -> Engine:
     """The process-wide engine (cached; tests clear it with ``get_engine.cache_clear()``)."""
@@ -246,6 +262,62 @@ async def commit_in_thread(session: Session, work: Callable[[], T]) -> T:
         return result
 
     return await anyio.to_thread.run_sync(run)
+
+
+_ASYNC_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Engine, asyncio.Future]] = \
+    weakref.WeakKeyDictionary()
+
+
+def _conninfo(engine: Engine) -> str:
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def open_async_pools() -> None:
+    """Let this event loop keep async connection pools (application start-up: the pools live as
+    long as the application's lifespan and are closed by :func:`close_async_pools`)."""
+    _ASYNC_POOLS.setdefault(asyncio.get_running_loop(), {})
+
+
+async def close_async_pools() -> None:
+    """Close this event loop's async pools (application shutdown)."""
+    pools = _ASYNC_POOLS.pop(asyncio.get_running_loop(), {})
+    for opening in pools.values():
+        await (await opening).close()
+
+
+@asynccontextmanager
+async def async_connection(engine: Engine) -> AsyncIterator[psycopg.AsyncConnection]:
+    """An autocommit psycopg async connection to ``engine``'s PostgreSQL database, for statements
+    that run on the event loop without a worker thread (the intake statement,
+    docs/performance.md).
+
+    Inside the application's lifespan (:func:`open_async_pools`) it comes from this loop's pool of
+    up to ``QIFU_DB_POOL_SIZE`` connections, opened as needed. Elsewhere (an ASGI call without a
+    lifespan, e.g. a test client used without ``with``) a connection is opened and closed for the
+    call, so nothing outlives its event loop.
+    """
+    pools = _ASYNC_POOLS.get(asyncio.get_running_loop())
+    if pools is None:
+        conn = await psycopg.AsyncConnection.connect(_conninfo(engine), autocommit=True)
+        try:
+            yield conn
+        finally:
+            await conn.close()
+        return
+    opening = pools.get(engine)
+    if opening is None:  # opened once; concurrent first callers await the same future
+        size = max(1, get_settings().db_pool_size)
+        pool = AsyncConnectionPool(_conninfo(engine), min_size=1, max_size=size, open=False,
+                                   kwargs={"autocommit": True}, name="qifu-async")
+        opening = pools[engine] = asyncio.ensure_future(_opened(pool))
+    pool = await opening
+    async with pool.connection() as conn:
+        yield conn
+
+
+async def _opened(pool: AsyncConnectionPool) -> AsyncConnectionPool:
+    await pool.open()
+    return pool
 
 
 def _finish(session: Session, commit: bool) -> None:

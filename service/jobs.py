@@ -41,13 +41,33 @@ def enqueue(session: Session, task: str, **kwargs: Any) -> OutboxMessage:
     return message
 
 
+def relay_after_commit(session: Session, ids: Iterable[int]) -> None:
+    """Relay outbox messages written in ``session``'s transaction by plain SQL (not through
+    :func:`enqueue`) once that transaction commits; dropped on rollback, as enqueued ones are."""
+    session.info.setdefault(_PENDING_KEY, []).extend(_Written(i) for i in ids)
+
+
+def relay_committed(ids: Iterable[int], bind) -> None:
+    """Relay outbox messages that are already committed (written outside a Session)."""
+    ids = list(ids)
+    if ids and relay_enabled():
+        _relay_thread().submit(ids, bind)
+
+
+class _Written:
+    """An outbox row known by id only (see :func:`relay_after_commit`)."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, id_: int) -> None:
+        self.id = id_
+
+
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
     messages = session.info.pop(_PENDING_KEY, None)
     if messages:
-        ids = [m.id for m in messages if m.id is not None]
-        if ids and relay_enabled():
-            _relay_thread().submit(ids, session.get_bind())
+        relay_committed([m.id for m in messages if m.id is not None], session.get_bind())
 
 
 @event.listens_for(Session, "after_rollback")

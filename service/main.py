@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -52,6 +54,15 @@ async def unhandled_error_handler(_request: Request, exc: Exception) -> JSONResp
     return _problem(500, "服务器内部错误", "服务器内部错误，请稍后重试")
 
 
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    from service.db import close_async_pools, open_async_pools
+
+    await open_async_pools()
+    yield
+    await close_async_pools()
+
+
 def create_app() -> FastAPI:
     """Build the API application (routers under ``/api/v1``, problem+json errors, health)."""
     from service.auth.router import router as auth_router
@@ -64,6 +75,7 @@ def create_app() -> FastAPI:
     from service.tickets.router import router as tickets_router
 
     app = FastAPI(
+        lifespan=_lifespan,
         title="Qifu 企服 API",
         version="0.1.0",
         description="企业服务诉求平台：诉求受理、交办、答复、评价与统计。错误均为 RFC 9457 problem+json。",

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import anyio
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
@@ -28,9 +29,10 @@ from sqlmodel import Session, func, select
 from service.auth.actor import Actor
 from service.auth.dependencies import actor_of
 from service.auth.security import create_access_token
+from service.config import get_settings
 from service.db import get_session, make_engine
 from service.errors import IllegalTransition, VersionConflict
-from service.tickets import schemas
+from service.tickets import intake_pg, schemas
 from service.tickets import service as ticket_service
 from service.tickets.models import IdempotencyKey, Ticket, TicketEvent
 from service.users.models import User
@@ -287,10 +289,15 @@ def test_idempotent_retry_makes_no_second_ticket(real_engine: Engine, new_key):
     assert len(_key_rows(real_engine, _actor(real_engine, "ent1").user_id, key)) == 1
 
 
-def test_idempotent_retries_racing(real_engine: Engine, new_key):
-    """Two retries of one submission race on two connections (same user, key and body), both
-    past the "is the key known?" read before either inserts it: one ticket row, one key row, and
-    both responses name the same ticket."""
+@pytest.mark.parametrize("intake_statement", [False, True], ids=["orm-path", "one-statement"])
+def test_idempotent_retries_racing(real_engine: Engine, new_key, monkeypatch, intake_statement: bool):
+    """Two retries of one submission race on two connections (same user, key and body): one
+    ticket row, one key row, and both responses name the same ticket.
+
+    ORM path: both are held past the "is the key known?" read until both are about to insert the
+    key. One statement (``intake_pg``): both are held until both are about to run the statement;
+    the second waits on the first's key, inserts nothing, and replays the first's ticket."""
+    monkeypatch.setattr(get_settings(), "intake_statement", intake_statement)
     title = f"并发幂等 {uuid.uuid4().hex[:8]}"
     body = {"title": title, "description": "客户端超时后立即重发", "category_code": "problem.labour"}
     key = new_key("race")
@@ -300,8 +307,19 @@ def test_idempotent_retries_racing(real_engine: Engine, new_key):
     def submit(i: int):
         return clients[i].post("/api/v1/tickets", headers=headers, json=body)
 
-    with _MeetBefore(real_engine, "INSERT INTO idempotency_key"):
+    if intake_statement:
+        barrier = threading.Barrier(2, timeout=TIMEOUT)
+        original = intake_pg.submit_async
+
+        async def meet_then_submit(session, prepared):
+            await anyio.to_thread.run_sync(barrier.wait)
+            return await original(session, prepared)
+
+        monkeypatch.setattr(intake_pg, "submit_async", meet_then_submit)
         responses = _run_pair(submit)
+    else:
+        with _MeetBefore(real_engine, "INSERT INTO idempotency_key"):
+            responses = _run_pair(submit)
     for c in clients:
         c.close()
     assert [r.status_code for r in responses] == [201, 201], [r.text for r in responses]

@@ -13,6 +13,7 @@ from service import clock
 from service.calendar.core import WorkingCalendar, WorkingHours
 from service.calendar.models import CalendarOverride
 from service.config import get_settings
+from service.db import database_key
 
 
 @lru_cache(maxsize=16)
@@ -32,12 +33,19 @@ def clear_cache() -> None:
     _overrides_cache.clear()
 
 
+def calendar_is_fresh(session: Session) -> bool:
+    """True when :func:`get_calendar` answers without a query (checked by the async intake path
+    before it uses the calendar on the event loop)."""
+    cached = _overrides_cache.get(database_key(session))
+    return cached is not None and time.monotonic() - cached[0] <= OVERRIDES_TTL_SECONDS
+
+
 def get_calendar(session: Session) -> WorkingCalendar:
     """The working calendar in force: official data + the stored overrides + the configured
     working hours (``QIFU_WORKING_HOURS``) and time zone. Instances are cached per override set and
     the override set for :data:`OVERRIDES_TTL_SECONDS`, so a call is usually free of queries."""
     settings = get_settings()
-    url = str(session.get_bind().engine.url)
+    url = database_key(session)
     cached = _overrides_cache.get(url)
     now = time.monotonic()
     if cached is None or now - cached[0] > OVERRIDES_TTL_SECONDS:

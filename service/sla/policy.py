@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 
 from service.calendar.core import WorkingCalendar
 from service.categories.models import Category
+from service.db import database_key
 from service.sla.models import SlaPolicy
 
 
@@ -62,7 +63,18 @@ LEVEL2_AFTER_WORKING_DAYS = 5
 #: Seconds the policy table and category tree read from the database are reused by this process
 #: (both are small and change rarely; this process's own changes clear the cache at once).
 POLICY_TTL_SECONDS = 5.0
-_snapshot_cache: dict[str, tuple[float, dict[int, int | None], dict[tuple[int, str, str], Limit]]] = {}
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    at: float  # time.monotonic() when read
+    parents: dict[int, int | None]
+    policies: dict[tuple[int, str, str], Limit]
+    categories: dict[int, tuple[str, str]]  # id -> (code, service_type)
+    by_code: dict[str, int]
+
+
+_snapshot_cache: dict[str, _Snapshot] = {}
 
 
 def clear_cache() -> None:
@@ -70,17 +82,46 @@ def clear_cache() -> None:
     _snapshot_cache.clear()
 
 
-def _snapshot(session: Session) -> tuple[dict[int, int | None], dict[tuple[int, str, str], Limit]]:
-    url = str(session.get_bind().engine.url)
+def _url(session: Session) -> str:
+    return database_key(session)
+
+
+def snapshot_is_fresh(session: Session) -> bool:
+    """True when :func:`limit_for` and :func:`cached_category` answer without a query (the
+    async intake path checks this before using them on the event loop)."""
+    cached = _snapshot_cache.get(_url(session))
+    return cached is not None and time.monotonic() - cached.at <= POLICY_TTL_SECONDS
+
+
+def _load(session: Session) -> _Snapshot:
+    url = _url(session)
     cached = _snapshot_cache.get(url)
     now = time.monotonic()
-    if cached is None or now - cached[0] > POLICY_TTL_SECONDS:
-        parents = dict(session.exec(select(Category.id, Category.parent_id)).all())
+    if cached is None or now - cached.at > POLICY_TTL_SECONDS:
+        rows = session.exec(select(Category.id, Category.parent_id, Category.code, Category.service_type)).all()
         policies = {(p.category_id, p.priority, p.step): Limit(p.amount, p.unit)
                     for p in session.exec(select(SlaPolicy)).all()}
-        cached = (now, parents, policies)
+        cached = _Snapshot(at=now, parents={r[0]: r[1] for r in rows}, policies=policies,
+                           categories={r[0]: (r[2], r[3]) for r in rows}, by_code={r[2]: r[0] for r in rows})
         _snapshot_cache[url] = cached
-    return cached[1], cached[2]
+    return cached
+
+
+def _snapshot(session: Session) -> tuple[dict[int, int | None], dict[tuple[int, str, str], Limit]]:
+    snap = _load(session)
+    return snap.parents, snap.policies
+
+
+def cached_category(session: Session, category_id: int | None = None,
+                    code: str | None = None) -> tuple[int, str, str] | None:
+    """``(id, code, service_type)`` of the category with ``category_id`` (else ``code``) as this
+    process last read it (at most :data:`POLICY_TTL_SECONDS` old), or None when unknown. A hint
+    only: callers that write must check it against the database (the intake statement does)."""
+    snap = _load(session)
+    if category_id is None:
+        category_id = snap.by_code.get(code or "")
+    found = snap.categories.get(category_id) if category_id is not None else None
+    return (category_id, found[0], found[1]) if found is not None else None
 
 
 def category_chain(session: Session, category_id: int) -> list[int]:

@@ -28,7 +28,7 @@ from service.auth.actor import Actor
 # imported at the bottom of the dependency graph: sla and notifications import ticket models
 from service.calendar.service import get_calendar  # noqa: E402
 from service.categories.models import Category
-from service.common.enums import STATUS_LABELS, Channel, Role, TicketStatus
+from service.common.enums import STATUS_LABELS, Role, TicketStatus
 from service.common.schemas import INT32_MAX
 from service.config import get_settings
 from service.db import insert_now
@@ -45,7 +45,7 @@ from service.errors import (
 )
 from service.notifications import service as notifications  # noqa: E402
 from service.sla.deadlines import apply_sla, deadline_view  # noqa: E402
-from service.tickets import schemas
+from service.tickets import intake, schemas
 from service.tickets import workflow as wf
 from service.tickets.models import (
     IdempotencyKey,
@@ -59,10 +59,8 @@ from service.tickets.visibility import enterprise_visibility, ticket_visibility
 
 Action = wf.Action
 
-#: Roles that may submit on behalf of an enterprise, with a channel (SPEC §1).
-ON_BEHALF_ROLES = frozenset({Role.officer.value, Role.admin.value})
-#: Channels an enterprise user may use for itself.
-SELF_SERVICE_CHANNELS = frozenset({Channel.web.value, Channel.app.value, Channel.email.value})
+ON_BEHALF_ROLES = intake.ON_BEHALF_ROLES  # kept importable from here
+SELF_SERVICE_CHANNELS = intake.SELF_SERVICE_CHANNELS
 
 
 class IdempotencyMismatch(AppError):
@@ -301,15 +299,13 @@ def create_ticket(
     (imports): deadlines are recorded but no reminder/escalation is armed and nobody is notified.
     """
     at = at or clock.now()
-    ticket = Ticket(
-        number=next_ticket_number(session, at.astimezone(clock.SHANGHAI).year),
-        enterprise_id=enterprise.id, submitted_by_id=actor.user_id, channel=channel,
-        service_type=category.service_type, category_id=category.id, title=title,
-        description=description, priority=priority, status=TicketStatus.submitted.value,
-        officer_id=enterprise.officer_id or (actor.user_id if actor.role == Role.officer else None),
-        grid_id=enterprise.grid_id, submitted_at=at, updated_at=at, external_ref=external_ref,
+    columns = intake.new_ticket_columns(
+        session, enterprise_id=enterprise.id, grid_id=enterprise.grid_id,
+        officer_id=enterprise.officer_id or intake.fallback_officer(actor), category_id=category.id,
+        service_type=category.service_type, title=title, description=description, channel=channel,
+        priority=priority, submitted_by_id=actor.user_id, at=at, external_ref=external_ref, arm=not history,
     )
-    apply_sla(session, ticket, "submit", at, arm=not history)  # before the INSERT: no extra UPDATE
+    ticket = Ticket(number=next_ticket_number(session, at.astimezone(clock.SHANGHAI).year), **columns)
     _insert_new(session, ticket)
     if not history:
         notifications.notify_ticket(session, ticket, "submitted", at=at)
@@ -335,22 +331,7 @@ def submit_ticket(
         FieldError (422): unknown enterprise/category, missing channel for an on-behalf submission.
         IdempotencyMismatch (422): the key was used with another body.
     """
-    if actor.role == Role.enterprise:
-        if data.enterprise_id is not None and data.enterprise_id != actor.enterprise_id:
-            raise NotAllowed("企业用户只能为本企业提交诉求", field="enterprise_id")
-        channel = (data.channel or Channel.web).value
-        if channel not in SELF_SERVICE_CHANNELS:
-            raise FieldError("channel", f"企业自行提交只能使用 {', '.join(sorted(SELF_SERVICE_CHANNELS))}")
-        enterprise_id = actor.enterprise_id
-    elif actor.role in ON_BEHALF_ROLES:
-        if data.enterprise_id is None:
-            raise FieldError("enterprise_id", "代企业提交时必须指定 enterprise_id")
-        if data.channel is None:
-            raise FieldError("channel", "代企业提交时必须指定渠道 channel")
-        channel = data.channel.value
-        enterprise_id = data.enterprise_id
-    else:
-        raise NotAllowed(f"角色 {actor.role} 不能提交诉求")
+    enterprise_id, channel = intake.resolve_submitter(actor, data)
 
     key_row: IdempotencyKey | None = None
     if idempotency_key is not None:
