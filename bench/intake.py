@@ -273,7 +273,7 @@ async def _httpx_clients(cfg: dict, record) -> None:
                     status = r.status_code
                 except httpx.HTTPError as exc:
                     status = type(exc).__name__
-                record.add(t0, time.perf_counter(), status)
+                record.add(t0, time.perf_counter(), status, i)
 
     await asyncio.gather(*(one(i) for i in range(cfg["clients"])))
 
@@ -309,11 +309,11 @@ async def _raw_clients(cfg: dict, record) -> None:
                         length = int(v)
                 await reader.readexactly(length)
             except (OSError, asyncio.IncompleteReadError, IndexError, ValueError) as exc:
-                record.add(t0, time.perf_counter(), type(exc).__name__)
+                record.add(t0, time.perf_counter(), type(exc).__name__, i)
                 writer.close()
                 reader, writer = await asyncio.open_connection(host, port)
                 continue
-            record.add(t0, time.perf_counter(), status)
+            record.add(t0, time.perf_counter(), status, i)
         writer.close()
 
     await asyncio.gather(*(one(i) for i in range(cfg["clients"])))
@@ -327,7 +327,7 @@ class _Record:
         self.measure_from = self.start + cfg["warmup"]
         self.deadline = self.measure_from + cfg["duration"]
         self.max_requests = cfg["requests"]
-        self.rows: list[tuple[float, float, object]] = []
+        self.rows: list[tuple[float, float, object, int]] = []
         self.measured = 0
         self.created_total = 0
         self.statuses: dict[str, int] = {}
@@ -336,13 +336,36 @@ class _Record:
         now = time.perf_counter()
         return now >= self.deadline or (self.max_requests and self.measured >= self.max_requests)
 
-    def add(self, t0: float, t1: float, status) -> None:
+    def add(self, t0: float, t1: float, status, client: int) -> None:
         self.statuses[str(status)] = self.statuses.get(str(status), 0) + 1
         if status == 201:
             self.created_total += 1
         if t0 >= self.measure_from:
-            self.rows.append((t0, t1, status))
+            self.rows.append((t0, t1, status, client))
             self.measured += 1
+
+
+def _pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
+
+
+def _timeline(ok: list[tuple[float, float]], start: float) -> list[tuple[int, int, float, float, float]]:
+    """Per second of the window: (second, responses, p50, p99, max latency in ms) by completion."""
+    seconds: dict[int, list[float]] = {}
+    for t0, t1 in ok:
+        seconds.setdefault(int(t1 - start), []).append((t1 - t0) * 1000)
+    return [(sec, len(v), _pct(v, 0.5), _pct(v, 0.99), max(v)) for sec, v in sorted(seconds.items())]
+
+
+def _per_client(rows) -> list[float]:
+    """Mean latency (ms) of each client's successful requests: an unequal split of connections
+    between the API processes shows as two groups."""
+    per: dict[int, list[float]] = {}
+    for t0, t1, status, client in rows:
+        if status == 201:
+            per.setdefault(client, []).append((t1 - t0) * 1000)
+    return [sum(v) / len(v) for _, v in sorted(per.items())]
 
 
 def load_process(cfg: dict, conn) -> None:
@@ -358,7 +381,7 @@ def load_process(cfg: dict, conn) -> None:
     conn.send("started")
     asyncio.run(runner(cfg, record))
     measured = record.rows
-    ok = [(t0, t1) for t0, t1, s in measured if s == 201]
+    ok = [(t0, t1) for t0, t1, s, _ in measured if s == 201]
     window = (max(t1 for _, t1 in ok) - record.measure_from) if ok else 0.0
     conn.send({
         "ok": len(ok), "seconds": window,
@@ -366,6 +389,8 @@ def load_process(cfg: dict, conn) -> None:
         "errors": {k: v for k, v in record.statuses.items() if k != "201"},
         "created_total": record.created_total, "statuses": record.statuses,
         "measure_from": record.measure_from,
+        "timeline": _timeline(ok, record.measure_from),
+        "per_client_ms": _per_client(measured),
     })
     conn.close()
 
@@ -388,6 +413,12 @@ def run_load(cfg: dict, server_pids) -> tuple[Result, int, dict[str, int]]:
     proc.join()
     res = Result("API  POST /api/v1/tickets", data["ok"], data["seconds"], data["latencies_ms"],
                  data["errors"], cpu)
+    if cfg.get("timeline"):
+        print("second  responses  p50 ms  p99 ms  max ms")
+        for sec, n, p50, p99, top in data["timeline"]:
+            print(f"{sec:>6} {n:>10} {p50:>7.1f} {p99:>7.1f} {top:>7.1f}")
+        means = sorted(data["per_client_ms"])
+        print("mean latency per client, ms (sorted):", " ".join(f"{m:.0f}" for m in means))
     return res, data["created_total"], data["statuses"]
 
 
@@ -539,6 +570,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", action="append", default=[], help="extra NAME=VALUE for the API processes")
     p.add_argument("--app", default="service.app:app", help="ASGI application to serve (default service.app:app)")
     p.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    p.add_argument("--timeline", action="store_true",
+                   help="print the API phase per second (responses, p50/p99/max) and each client's mean latency")
     args = p.parse_args(argv)
 
     os.environ.setdefault("QIFU_ENVIRONMENT", "development")
@@ -560,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = {"base": base, "host": "127.0.0.1", "port": port, "clients": args.clients,
                    "tokens": [tokens[u] for u in ENTERPRISE_USERS], "duration": args.duration,
                    "requests": args.requests, "warmup": args.warmup, "client": args.client,
-                   "idempotency_key": args.idempotency_key, "db": args.db}
+                   "idempotency_key": args.idempotency_key, "db": args.db, "timeline": args.timeline}
             print(f"API phase: {args.clients} clients, {args.warmup:g} s warm-up + {args.duration:g} s", flush=True)
             api, created_total, statuses = run_load(cfg, lambda: [server.pid, *_children(server.pid)])
         finally:
