@@ -199,10 +199,18 @@ def free_port() -> int:
 
 
 def start_api(url: str, port: int, workers: int, extra: list[str], env_extra: dict[str, str],
-              app: str = "service.app:app") -> subprocess.Popen:
+              app: str = "service.app:app", server: str = "qifu") -> subprocess.Popen:
+    """``qifu serve`` (the production command: a socket per worker, SO_REUSEPORT), or with
+    ``server="uvicorn"`` plain ``uvicorn --workers`` (one shared socket) for comparison."""
     env = {**os.environ, "QIFU_DATABASE_URL": url, **env_extra}
-    cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(workers), "--no-access-log", "--log-level", "warning", *extra]
+    if server == "qifu":
+        if app != "service.app:app" or extra:
+            raise SystemExit("--app and --uvicorn-arg need --server uvicorn")
+        cmd = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
+    else:
+        cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(workers), "--no-access-log", "--log-level", "warning", *extra]
     print("$ " + " ".join(cmd[1:]), flush=True)
     return subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True)
 
@@ -569,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="extra uvicorn argument, repeatable (e.g. --uvicorn-arg=--loop=asyncio)")
     p.add_argument("--env", action="append", default=[], help="extra NAME=VALUE for the API processes")
     p.add_argument("--app", default="service.app:app", help="ASGI application to serve (default service.app:app)")
+    p.add_argument("--server", choices=["qifu", "uvicorn"], default="qifu",
+                   help="qifu serve (default: a socket per worker) or plain uvicorn --workers (one shared socket)")
     p.add_argument("--keep", action="store_true", help="keep the database afterwards")
     p.add_argument("--timeline", action="store_true",
                    help="print the API phase per second (responses, p50/p99/max) and each client's mean latency")
@@ -586,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         env_extra = dict(kv.split("=", 1) for kv in args.env)
-        server = start_api(url, port, args.workers, args.uvicorn_arg, env_extra, args.app)
+        server = start_api(url, port, args.workers, args.uvicorn_arg, env_extra, args.app, args.server)
         try:
             wait_ready(base, server)
             tokens = login_all(base)

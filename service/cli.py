@@ -61,11 +61,15 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8000,
     workers: Annotated[int, typer.Option(help="API processes")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    access_log: Annotated[bool, typer.Option(help="log every request")] = True,
 ) -> None:
-    """Serve the API with uvicorn (no migrations; see `standalone`)."""
-    import uvicorn
+    """Serve the API with uvicorn (no migrations; see `standalone`). Several workers each get
+    their own listening socket on Linux (SO_REUSEPORT), so connections are spread evenly."""
+    from service.serve import serve as run
 
-    uvicorn.run("service.app:app", host=host, port=port, workers=workers, log_level="info")
+    logging.basicConfig(level=logging.INFO)
+    run(host=host, port=port, workers=workers, log_level=log_level, access_log=access_log)
 
 
 @app.command()
@@ -290,3 +294,7 @@ def sla_scan() -> None:
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+if __name__ == "__main__":  # pragma: no cover - python -m service.cli
+    main()
