@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -60,12 +59,6 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     from service.db import close_async_pools, open_async_pools
 
     await open_async_pools()
-    # Everything loaded so far (modules, models, the OpenAPI schema) lives as long as the process:
-    # move it out of the collector's reach, so that a full collection scans only what requests
-    # created (about 175,000 objects took 150-200 ms per full collection, the slowest 1% of
-    # submissions; docs/performance.md). CPython's documented use of gc.freeze().
-    gc.collect()
-    gc.freeze()
     yield
     await close_async_pools()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import time
 import weakref
 from typing import Annotated
@@ -31,7 +33,7 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 #: request). A change to a user flushed through this process clears the cache at once (and again
 #: if that transaction rolls back); other API processes see the change within this time.
 ACTOR_TTL_SECONDS = 5.0
-_actors: weakref.WeakKeyDictionary[Engine, dict[int, tuple[float, Actor]]] = weakref.WeakKeyDictionary()
+_actors: weakref.WeakKeyDictionary[Engine, dict[int, tuple[float, Actor]]] = weakref.WeakKeyDictionary()  # (expires, actor)
 _generation = [0]  # bumped by every clear: a lookup that raced with a clear is not cached
 _USERS_CHANGED = "qifu_users_changed"
 
@@ -57,13 +59,34 @@ async def get_current_actor(session: SessionDep, token: Annotated[str | None, De
     bind = session.get_bind()
     engine = getattr(bind, "engine", bind)
     cached = _actors.get(engine, {}).get(user_id)
-    if cached is not None and time.monotonic() - cached[0] < ACTOR_TTL_SECONDS:
+    if cached is not None and time.monotonic() < cached[0]:
         return cached[1]
+    # One read per user at a time: when the entry expires under load, the requests of that user
+    # that arrive meanwhile wait for that read instead of each reading (docs/performance.md)
+    key = (engine, user_id)
+    loading = _loading.get(key)
+    if loading is not None and loading.get_loop() is asyncio.get_running_loop():
+        await asyncio.shield(loading)  # always resolved with None, also when that read failed
+        cached = _actors.get(engine, {}).get(user_id)
+        if cached is not None and time.monotonic() < cached[0]:
+            return cached[1]
+    loading = _loading[key] = asyncio.get_running_loop().create_future()
     generation = _generation[0]
-    actor = await anyio.to_thread.run_sync(_load_actor, session, user_id)
-    if generation == _generation[0]:
-        _actors.setdefault(engine, {})[user_id] = (time.monotonic(), actor)
-    return actor
+    try:
+        actor = await anyio.to_thread.run_sync(_load_actor, session, user_id)
+        if generation == _generation[0]:
+            # expires after 75-100 % of the TTL: entries read together (at start-up) are not all
+            # read again at the same moment
+            expires = time.monotonic() + ACTOR_TTL_SECONDS * random.uniform(0.75, 1.0)
+            _actors.setdefault(engine, {})[user_id] = (expires, actor)
+        return actor
+    finally:
+        if _loading.get(key) is loading:
+            del _loading[key]
+        loading.set_result(None)
+
+
+_loading: dict[tuple[Engine, int], asyncio.Future] = {}
 
 
 _TOKENS_MAX = 10_000

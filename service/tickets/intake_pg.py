@@ -26,6 +26,7 @@ PostgreSQL. Submissions on behalf of an enterprise need the officer's scope and 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,7 +44,7 @@ from service.auth.actor import Actor
 from service.calendar.service import calendar_is_fresh, get_calendar
 from service.common.enums import STATUS_LABELS, Role
 from service.config import get_settings
-from service.db import async_connection
+from service.db import async_connection, database_key
 from service.errors import FieldError
 from service.notifications.service import TITLES
 from service.sla.deadlines import deadline_view
@@ -253,7 +254,7 @@ async def submit(session: Session, actor: Actor, data: schemas.TicketCreate,
         NotAllowed (403), FieldError (422): see :func:`prepare`.
     """
     if not (calendar_is_fresh(session) and snapshot_is_fresh(session)):
-        await anyio.to_thread.run_sync(_refresh_caches, session)
+        await _refresh_caches(session)
     prepared = prepare(session, actor, data, idempotency_key)
     if prepared is None:
         return None
@@ -262,7 +263,28 @@ async def submit(session: Session, actor: Actor, data: schemas.TicketCreate,
     return await anyio.to_thread.run_sync(submit_in_session, session, prepared)
 
 
-def _refresh_caches(session: Session) -> None:
+_refreshing: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Future] = {}
+
+
+async def _refresh_caches(session: Session) -> None:
+    """Re-read the calendar overrides and the policy snapshot in a worker thread; one read at a
+    time per database and event loop, which the other requests that find them stale wait for."""
+    key = (asyncio.get_running_loop(), database_key(session))
+    running = _refreshing.get(key)
+    if running is not None:
+        await asyncio.shield(running)
+        if calendar_is_fresh(session) and snapshot_is_fresh(session):
+            return
+    running = _refreshing[key] = asyncio.get_running_loop().create_future()
+    try:
+        await anyio.to_thread.run_sync(_read_caches, session)
+    finally:
+        if _refreshing.get(key) is running:
+            del _refreshing[key]
+        running.set_result(None)
+
+
+def _read_caches(session: Session) -> None:
     get_calendar(session)
     cached_category(session, None, None)
 
