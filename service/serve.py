@@ -77,8 +77,12 @@ def _loaded_config(host: str, port: int, options: dict[str, Any]):
 def _worker(host: str, port: int, options: dict[str, Any]) -> None:
     import uvicorn
 
+    config = _loaded_config(host, port, options)
+    # bound only now that the application is loaded: a socket in the group gets its share of new
+    # connections at once, and a worker still importing (at start, or replacing one that died)
+    # would hold them unanswered meanwhile
     sock = bind_reuse_port(host, port)
-    uvicorn.Server(_loaded_config(host, port, options)).run(sockets=[sock])
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, **options: Any) -> None:

@@ -179,8 +179,9 @@ def _statement(with_key: bool, webhook: bool, email: bool) -> str:
         if webhook:
             deliveries.append("SELECT nt.id, 'webhook', %(p_webhook_url)s::text FROM nt")
         if email:
+            # an empty address gets no delivery either, as in notifications.service._queue_deliveries
             deliveries.append("SELECT nt.id, 'email', u.email FROM nt JOIN user_account u ON u.id = nt.user_id "
-                              "WHERE u.email IS NOT NULL")
+                              "WHERE u.email IS NOT NULL AND u.email <> ''")
         parts.append(
             "d AS (INSERT INTO notification_delivery (notification_id, channel, target, state, attempts) "
             f"SELECT q.*, 'pending', 0 FROM ({' UNION ALL '.join(deliveries)}) AS q RETURNING id)")
