@@ -31,6 +31,7 @@ from calendar import isleap
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
@@ -45,6 +46,11 @@ DEFAULT_PERIODS: tuple[tuple[time, time], ...] = ((time(9, 0), time(12, 0)), (ti
 
 def _seconds(t: time) -> int:
     return t.hour * 3600 + t.minute * 60 + t.second
+
+
+def _day_of_year(d: date) -> int:
+    """0 for January 1st."""
+    return d.toordinal() - date(d.year, 1, 1).toordinal()
 
 
 @dataclass(frozen=True)
@@ -80,10 +86,15 @@ class WorkingHours:
             periods.append((start, end))
         return cls(tuple(periods))
 
-    @property
+    @cached_property
+    def spans(self) -> tuple[tuple[int, int], ...]:
+        """The periods as ``(start, end)`` seconds of the local day."""
+        return tuple((_seconds(s), _seconds(e)) for s, e in self.periods)
+
+    @cached_property
     def day_seconds(self) -> int:
         """Working seconds in one working day (default 3 h + 4 h = 7 h = 25,200 s)."""
-        return sum(_seconds(e) - _seconds(s) for s, e in self.periods)
+        return sum(e - s for s, e in self.spans)
 
     @property
     def day_end(self) -> time:
@@ -93,23 +104,22 @@ class WorkingHours:
     def elapsed(self, seconds_of_day: float) -> float:
         """Working seconds from local midnight to ``seconds_of_day`` on a working day."""
         total = 0.0
-        for s, e in self.periods:
-            s_, e_ = _seconds(s), _seconds(e)
-            if seconds_of_day <= s_:
+        for s, e in self.spans:
+            if seconds_of_day <= s:
                 break
-            total += min(seconds_of_day, e_) - s_
+            total += min(seconds_of_day, e) - s
         return total
 
     def instant_of(self, working_seconds: float) -> float:
         """Inverse of :meth:`elapsed`: the earliest second-of-day at which ``working_seconds`` of
         working time have elapsed (``0 < working_seconds <= day_seconds``)."""
         remaining = working_seconds
-        for s, e in self.periods:
-            length = _seconds(e) - _seconds(s)
+        for s, e in self.spans:
+            length = e - s
             if remaining <= length:
-                return _seconds(s) + remaining
+                return s + remaining
             remaining -= length
-        return float(_seconds(self.day_end))
+        return float(self.spans[-1][1])
 
 
 class WorkingCalendar:
@@ -162,7 +172,7 @@ class WorkingCalendar:
     def is_working_day(self, d: date) -> bool:
         """Whether the local calendar date ``d`` is a working day (override > official > Mon-Fri)."""
         flags, _cum = self._year(d.year)
-        return flags[d.timetuple().tm_yday - 1]
+        return flags[_day_of_year(d)]
 
     def _is_working_uncached(self, d: date) -> bool:
         override = self.overrides.get(d)
@@ -216,7 +226,7 @@ class WorkingCalendar:
     def _cum_before(self, d: date) -> int:
         """Working seconds from the epoch to local midnight starting ``d``."""
         _flags, cum = self._year(d.year)
-        return self._cum_at_year(d.year) + cum[d.timetuple().tm_yday - 1]
+        return self._cum_at_year(d.year) + cum[_day_of_year(d)]
 
     def next_working_day(self, d: date, n: int = 1) -> date:
         """The ``n``-th working day strictly after ``d`` (``n >= 1``).
@@ -251,8 +261,9 @@ class WorkingCalendar:
 
     def from_working_clock(self, value: float) -> datetime:
         """The earliest instant ``t`` with ``W(t) = value`` (aware, UTC)."""
-        # find the year, then the day whose working span holds `value`
-        year = EPOCH.year
+        # find the year (starting from an estimate: about 250 working days a year), then the day
+        # whose working span holds `value`
+        year = EPOCH.year + int(value // (250 * self._day))
         while self._cum_at_year(year) >= value and year > 1900:
             year -= 1
         while self._cum_at_year(year + 1) < value:

@@ -36,6 +36,7 @@ from typing import Any
 
 import anyio
 import psycopg
+import pydantic_core
 import sqlalchemy as sa
 from sqlmodel import Session
 
@@ -99,7 +100,7 @@ def prepare(session: Session, actor: Actor, data: schemas.TicketCreate,
     settings = get_settings()
     year = at.astimezone(clock.SHANGHAI).year
     params = dict(
-        p_row=_json({k: v.isoformat() if isinstance(v, datetime) else v for k, v in columns.items()}),
+        p_row=pydantic_core.to_json(columns).decode(),  # datetimes as ISO 8601 (UTC, "Z")
         p_enterprise_id=enterprise_id, p_category_id=category_id, p_service_type=service_type,
         p_number_prefix=f"{settings.ticket_number_prefix}{year}-", p_sequence=f"ticket_number_{int(year)}",
         p_category_code=data.category_code, p_actor_id=actor.user_id, p_actor_role=actor.role,

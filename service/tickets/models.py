@@ -56,8 +56,10 @@ class Ticket(SQLModel, table=True):
     number: str = Field(max_length=32, unique=True)
     enterprise_id: int = Field(foreign_key="enterprise.id", index=True)
     submitted_by_id: int | None = Field(default=None, foreign_key="user_account.id")
-    channel: str = Field(max_length=16, index=True)
-    service_type: str = Field(max_length=16, index=True)
+    # channel (10 values) and service_type (3) have no index of their own: too few values to pay
+    # for one more index update on every submission (docs/performance.md)
+    channel: str = Field(max_length=16)
+    service_type: str = Field(max_length=16)
     category_id: int = Field(foreign_key="category.id", index=True)
     title: str = Field(max_length=200)
     description: str = Field(sa_type=sa.Text)
