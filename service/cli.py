@@ -66,10 +66,18 @@ def serve(
 ) -> None:
     """Serve the API with uvicorn (no migrations; see `standalone`). Several workers each get
     their own listening socket on Linux (SO_REUSEPORT), so connections are spread evenly."""
+    from service.serve import ServingFailed
     from service.serve import serve as run
 
     logging.basicConfig(level=logging.INFO)
-    run(host=host, port=port, workers=workers, log_level=log_level, access_log=access_log)
+    try:
+        run(host=host, port=port, workers=workers, log_level=log_level, access_log=access_log)
+    except ServingFailed as exc:
+        typer.echo(f"qifu serve: {exc}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    except OSError as exc:
+        typer.echo(f"qifu serve: 无法监听 {host}:{port}：{exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()

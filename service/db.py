@@ -308,16 +308,40 @@ async def async_connection(engine: Engine) -> AsyncIterator[psycopg.AsyncConnect
     if opening is None:  # opened once; concurrent first callers await the same future
         size = max(1, get_settings().db_pool_size)
         pool = AsyncConnectionPool(_conninfo(engine), min_size=1, max_size=size, open=False,
-                                   kwargs={"autocommit": True}, name="qifu-async")
+                                   kwargs={"autocommit": True}, name="qifu-async",
+                                   configure=_mark_idle, reset=_mark_idle, check=_check_when_idle)
         opening = pools[engine] = asyncio.ensure_future(_opened(pool))
-    pool = await opening
+        opening.add_done_callback(lambda done, pools=pools, engine=engine: _forget_failed(pools, engine, done))
+    pool = await asyncio.shield(opening)  # a cancelled caller does not cancel the opening
     async with pool.connection() as conn:
         yield conn
 
 
 async def _opened(pool: AsyncConnectionPool) -> AsyncConnectionPool:
-    await pool.open()
+    await pool.open()  # connections are made in the background; a request waits for one
     return pool
+
+
+def _forget_failed(pools: dict[Engine, asyncio.Future], engine: Engine, opening: asyncio.Future) -> None:
+    """Drop a pool whose opening failed (database down at the first request), so the next
+    request tries again instead of failing on the cached error for the life of the process."""
+    if (opening.cancelled() or opening.exception() is not None) and pools.get(engine) is opening:
+        del pools[engine]
+
+
+async def _mark_idle(conn: psycopg.AsyncConnection) -> None:
+    """Pool callback (``configure``, ``reset``): the connection is idle in the pool from now."""
+    conn._qifu_idle_since = time.monotonic()  # type: ignore[attr-defined]
+
+
+async def _check_when_idle(conn: psycopg.AsyncConnection) -> None:
+    """Pool ``check`` callback: ping a connection that sat idle for more than
+    ``PING_AFTER_IDLE_SECONDS`` before handing it out; the pool replaces one that fails (a server
+    restart, a connection killed by a proxy). Under load no ping is sent, as in
+    :func:`_ping_when_idle` for the synchronous engine."""
+    idle_since = getattr(conn, "_qifu_idle_since", None)
+    if idle_since is None or time.monotonic() - idle_since > PING_AFTER_IDLE_SECONDS:
+        await AsyncConnectionPool.check_connection(conn)
 
 
 def _finish(session: Session, commit: bool) -> None:

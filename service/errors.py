@@ -76,6 +76,14 @@ class Conflict(AppError):
     status, title, slug = 409, "冲突", "conflict"
 
 
+class Unavailable(AppError):
+    """A backing service failed mid-request (503): e.g. the database connection broke while a
+    statement ran, so whether it committed is unknown; a retry with the same
+    ``Idempotency-Key`` is safe (SPEC §7)."""
+
+    status, title, slug = 503, "服务暂不可用", "unavailable"
+
+
 class FieldError(AppError):
     """Invalid input on a named field (422)."""
 

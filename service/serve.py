@@ -10,9 +10,11 @@ docs/performance.md). Known upstream: Kludex/uvicorn#2472 (open) and Kludex/uvic
 On Linux each worker here binds its own socket to the same address with ``SO_REUSEPORT`` instead,
 and the kernel spreads new connections over the workers by a hash of the connection. This is what
 nginx's ``reuseport`` does. The HTTP server in each worker is still uvicorn's; the supervisor below
-only starts the workers, restarts one that dies, and stops them all on SIGINT/SIGTERM.
-Elsewhere (no ``SO_REUSEPORT``, or port 0), it is plain ``uvicorn.run(workers=N)``. Every process
-freezes what it loaded before serving (:func:`_loaded_config`).
+only starts the workers, replaces one that dies (with a growing pause, and gives up when one
+fails to start the application), and stops them all on SIGINT/SIGTERM. Elsewhere (no
+``SO_REUSEPORT``, or port 0), it is plain ``uvicorn.run(workers=N)``. A single process and the
+``SO_REUSEPORT`` workers freeze what they loaded before serving (:func:`_loaded_config`);
+uvicorn's own workers in the fallback do not.
 """
 
 from __future__ import annotations
@@ -23,10 +25,14 @@ import multiprocessing
 import signal
 import socket
 import threading
+import time
 from typing import Any
 
 log = logging.getLogger("qifu.serve")
 APP = "service.app:app"
+STARTUP_FAILURE = 3  # uvicorn's exit code when the application fails to start (lifespan, import)
+QUICK_DEATH = 5.0  # seconds: a worker dying sooner than this after its start died starting up
+MAX_QUICK_DEATHS = 5  # consecutive quick deaths after which the supervisor gives up
 
 
 def reuse_port_supported() -> bool:
@@ -57,7 +63,7 @@ def bind_reuse_port(host: str, port: int, backlog: int = 2048) -> socket.socket:
     return sock
 
 
-def _loaded_config(host: str, port: int, options: dict[str, Any]):
+def _loaded_config(host: str, port: int, options: dict[str, Any], app: str = APP):
     """uvicorn's config with the application imported, and everything loaded so far frozen.
 
     The modules, models and routes live as long as the process: ``gc.freeze()`` moves them out of
@@ -67,61 +73,130 @@ def _loaded_config(host: str, port: int, options: dict[str, Any]):
     """
     import uvicorn
 
-    config = uvicorn.Config(APP, host=host, port=port, **options)
+    config = uvicorn.Config(app, host=host, port=port, **options)
     config.load()
     gc.collect()
     gc.freeze()
     return config
 
 
-def _worker(host: str, port: int, options: dict[str, Any]) -> None:
+def _worker(host: str, port: int, options: dict[str, Any], app: str = APP) -> None:
+    """One API process of the ``SO_REUSEPORT`` group; exits with ``STARTUP_FAILURE`` when the
+    application cannot be imported or its lifespan start-up fails (uvicorn exits 1 on the first
+    and, depending on its version, 3 or a plain return on the second)."""
+    import sys
+
     import uvicorn
 
-    config = _loaded_config(host, port, options)
+    try:
+        config = _loaded_config(host, port, options, app)
+    except SystemExit:  # uvicorn's Config.load() exits 1 on an import error, after logging it
+        sys.exit(STARTUP_FAILURE)
     # bound only now that the application is loaded: a socket in the group gets its share of new
     # connections at once, and a worker still importing (at start, or replacing one that died)
     # would hold them unanswered meanwhile
     sock = bind_reuse_port(host, port)
-    uvicorn.Server(config).run(sockets=[sock])
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, **options: Any) -> None:
-    """Serve the API on ``host:port`` with ``workers`` processes; ``options`` go to
-    :class:`uvicorn.Config` (``log_level``, ``access_log``, ...). Returns when stopped."""
+class ServingFailed(RuntimeError):
+    """The API could not be served or kept running: the application failed to start (import
+    error or lifespan start-up; ``exit_code`` 3, uvicorn's ``STARTUP_FAILURE``), or workers died
+    within ``QUICK_DEATH`` seconds of their start ``MAX_QUICK_DEATHS`` times in a row
+    (``exit_code`` is the last worker's)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def check_address_free(host: str, port: int) -> None:
+    """Raise :class:`OSError` (``EADDRINUSE``) when anything listens on ``(host, port)``.
+
+    The probe binds *without* ``SO_REUSEPORT``: such a bind fails beside any listening socket,
+    including another server's ``SO_REUSEPORT`` group (which a probe with the option would
+    silently join, and the kernel would then split the connections between the two servers).
+    ``SO_REUSEADDR`` lets the probe pass connections of an earlier run left in TIME_WAIT.
+    """
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                         flags=socket.AI_PASSIVE)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, *, app: str = APP,
+          **options: Any) -> None:
+    """Serve ``app`` (an import string, Qifu's API by default) on ``host:port`` with ``workers``
+    processes; ``options`` go to
+    :class:`uvicorn.Config` (``log_level``, ``access_log``, ...). Returns when stopped by
+    SIGINT/SIGTERM.
+
+    With several workers on Linux, a supervisor keeps them running: a worker that dies is
+    replaced, after a pause that doubles with each quick death in a row (0.5 s up to 8 s).
+
+    Raises:
+        OSError: the address is in use (checked once, before any worker starts).
+        ServingFailed: a worker failed to start the application, or workers kept dying at once.
+    """
     import uvicorn
 
     if workers <= 1:
-        uvicorn.Server(_loaded_config(host, port, options)).run()
+        try:
+            server = uvicorn.Server(_loaded_config(host, port, options, app))
+        except SystemExit:
+            raise ServingFailed("应用无法导入，见上方日志", STARTUP_FAILURE) from None
+        try:
+            server.run()
+        except SystemExit as exc:  # uvicorn exits 3 when the lifespan fails, 1 on a taken address
+            code = exc.code if isinstance(exc.code, int) else 1
+            raise ServingFailed(f"应用未能启动（退出码 {code}），见上方日志", code) from None
+        if not server.started:
+            raise ServingFailed("应用未能启动，见上方日志", STARTUP_FAILURE)
         return
-    if port == 0 or not reuse_port_supported():
-        uvicorn.run(APP, host=host, port=port, workers=workers, **options)
+    if port == 0 or not reuse_port_supported():  # uvicorn's own supervisor; nothing frozen here
+        uvicorn.run(app, host=host, port=port, workers=workers, **options)
         return
-    bind_reuse_port(host, port).close()  # fail here, once, when the address is taken
+    check_address_free(host, port)
     ctx = multiprocessing.get_context("spawn")
     stopping = threading.Event()
 
-    def start() -> multiprocessing.Process:
-        process = ctx.Process(target=_worker, args=(host, port, options), name="qifu-api")
+    def start() -> tuple[multiprocessing.Process, float]:
+        process = ctx.Process(target=_worker, args=(host, port, options, app), name="qifu-api")
         process.start()
-        return process
+        return process, time.monotonic()
 
     def stop(_sig, _frame) -> None:
         stopping.set()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     processes = [start() for _ in range(workers)]
+    quick_deaths = 0
     log.info("API: %d processes on %s:%d (SO_REUSEPORT)", workers, host, port)
     try:
         while not stopping.wait(0.5):
-            for i, process in enumerate(processes):
-                if not process.is_alive():  # restart a worker that died, as uvicorn's supervisor does
-                    log.warning("API process %s exited with %s; restarting", process.pid, process.exitcode)
-                    processes[i] = start()
+            for i, (process, started) in enumerate(processes):
+                if process.is_alive():
+                    continue
+                code = process.exitcode
+                if code == STARTUP_FAILURE:
+                    raise ServingFailed(f"API 进程未能启动应用（退出码 {code}），见上方日志", code)
+                quick_deaths = quick_deaths + 1 if time.monotonic() - started < QUICK_DEATH else 0
+                if quick_deaths >= MAX_QUICK_DEATHS:
+                    raise ServingFailed(f"API 进程连续 {quick_deaths} 次启动后即退出（退出码 {code}）", code or 1)
+                pause = min(0.5 * 2 ** max(quick_deaths - 1, 0), 8.0) if quick_deaths else 0.0
+                log.warning("API process %s exited with %s; restarting in %.1f s", process.pid, code, pause)
+                if stopping.wait(pause):
+                    break
+                processes[i] = start()
     finally:
-        for process in processes:
+        for process, _ in processes:
             if process.is_alive():
                 process.terminate()  # SIGTERM: uvicorn finishes the requests in flight
-        for process in processes:
+        for process, _ in processes:
             process.join(timeout=30)
             if process.is_alive():
                 process.kill()

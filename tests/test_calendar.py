@@ -314,6 +314,19 @@ def test_working_clock_round_trip() -> None:
     assert local(CAL.from_working_clock(CAL.working_clock(at(2026, 3, 11, 13)))) == at(2026, 3, 11, 12)
 
 
+def test_working_clock_round_trip_far_from_the_epoch() -> None:
+    """The inverse holds far from 2004 too, where the year estimate (250 working days a year) is
+    off by years (Monday-Friday fallback: ~261 a year): 1950, 2300, 2700 (working days all).
+    A value that is not a number is a ValueError."""
+    cal = WorkingCalendar()
+    for instant in (at(1950, 6, 7, 10, 15), at(2300, 3, 14, 15, 45), at(2700, 12, 28, 16, 59)):
+        assert cal.is_working_time(instant)
+        assert local(cal.from_working_clock(cal.working_clock(instant))) == instant
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(ValueError):
+            cal.from_working_clock(bad)
+
+
 # --------------------------------------------------------------------------- overrides, fallback
 
 def test_override_declares_a_holiday_working() -> None:

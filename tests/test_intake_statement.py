@@ -408,6 +408,25 @@ def test_refusals_are_the_orm_paths(session, submit, paths, frozen, case):
     assert session.execute(sa.select(sa.func.count()).select_from(Ticket)).scalar_one() == count
 
 
+def test_enterprise_user_without_enterprise_is_403_on_both_paths(session, submit, paths, frozen):
+    """An enterprise account linked to no enterprise (an inconsistent account: the users API
+    requires the link) may not submit: 403 naming ``enterprise_id``, the same problem on both
+    paths, nothing written (SPEC §1: an enterprise user acts only for its own enterprise)."""
+    orphan = User(username=f"orphan-{uuid.uuid4().hex[:8]}", full_name="无企业账号", password_hash="-",
+                  role="enterprise", enterprise_id=None)
+    session.add(orphan)
+    session.commit()  # a savepoint released: the first refusal's rollback keeps the account
+    body = {"title": "无企业", "description": "不应写入", "category_code": "problem.labour"}
+    count = session.execute(sa.select(sa.func.count()).select_from(Ticket)).scalar_one()
+    fast = submit(body, statement=True, user=orphan.username)
+    orm = submit(body, statement=False, user=orphan.username)
+    assert fast.status_code == orm.status_code == 403, (fast.text, orm.text)
+    assert fast.json() == orm.json()
+    assert fast.json()["type"] == "/problems/forbidden" and fast.json()["field"] == "enterprise_id"
+    assert paths == []
+    assert session.execute(sa.select(sa.func.count()).select_from(Ticket)).scalar_one() == count
+
+
 @pytest.fixture
 def stale_reference_cache(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
     """This process's category cache is filled now and kept (TTL lifted), so a change made later
@@ -474,7 +493,8 @@ def test_category_id_with_another_categorys_code(session, submit, paths, frozen)
 def test_idempotent_retry_on_the_statement(session, submit, paths, frozen):
     """Same key and body twice: the statement writes the first; the retry's statement inserts
     nothing (the key exists) and the ORM path replays it: the same number, both 201 with the same
-    body, one ticket, one key row. The same key with another body: 422 idempotency-key-reused."""
+    body, one ticket, one key row. The same key with another body: 422 idempotency-key-reused.
+    Neither takes a ticket number: the next submission gets the first's number plus one."""
     body = _body(session, "problem.labour", "code", title=f"幂等 {uuid.uuid4().hex[:8]}")
     key = f"retry-{uuid.uuid4()}"
     first = submit(body, statement=True, key=key)
@@ -496,6 +516,11 @@ def test_idempotent_retry_on_the_statement(session, submit, paths, frozen):
     ticket_id = session.execute(sa.select(t.c.id).where(t.c.number == first.json()["number"])).scalar_one()
     assert keys[0]["ticket_id"] == ticket_id and keys[0]["created_at"] == MONDAY
     assert keys[0]["request_hash"] == ticket_service.request_hash(schemas.TicketCreate(**body))
+    # neither the replay nor the refusal used up a number: the next ticket follows the first
+    following = submit(body, statement=True)
+    assert paths[-1] == "statement"
+    prefix, n = first.json()["number"].rsplit("-", 1)
+    assert following.json()["number"] == f"{prefix}-{int(n) + 1:06d}"
 
 
 # =========================================================================== 6. numbers
@@ -683,3 +708,107 @@ def test_committed_on_a_connection_per_call(real_engine, paths, connections):
     rows = _committed(real_engine, resp.json()["number"])
     assert [e["action"] for e in rows["events"]] == ["submit"]
     assert rows["ticket"]["service_type"] == "consultation" and rows["ticket"]["reply_by"] is not None
+
+
+# =========================================================================== 9. broken connections
+
+def _terminate_others(engine: Engine) -> int:
+    """Terminate every other backend connected to ``engine``'s database (as a server restart or a
+    proxy's idle timeout would); returns how many."""
+    with engine.connect() as conn:
+        n = conn.execute(sa.text(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar_one()
+        conn.commit()
+    return n
+
+
+def test_pooled_connections_killed_while_idle_are_replaced(real_engine, paths, connections, monkeypatch):
+    """The server ends the pooled connections while they sit idle: the next submission still
+    answers 201 and commits, because a connection idle for longer than
+    ``PING_AFTER_IDLE_SECONDS`` (0 here) is pinged before use and replaced when dead, in the
+    async pool as in the engine's."""
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
+    title = f"断线重连 {uuid.uuid4().hex[:8]}"
+    body = {"title": title, "description": "连接池中的连接被服务器终止", "category_code": "problem.labour"}
+    headers = _headers(real_engine, "ent1")
+    with TestClient(_real_app(real_engine), raise_server_exceptions=False) as client:
+        before = client.post("/api/v1/tickets", json=body, headers=headers)
+        assert _terminate_others(real_engine) >= 1
+        after = client.post("/api/v1/tickets", json=body, headers=headers)
+    assert (before.status_code, after.status_code) == (201, 201), after.text
+    assert paths == ["statement", "statement"] and connections == ["pooled", "pooled"]
+    assert _count_titled(real_engine, title) == 2
+
+
+def test_connection_broken_mid_statement_is_503_and_writes_nothing(real_engine, paths, connections):
+    """The connection breaks while the statement runs (here: it waits on a key another
+    transaction holds, and its backend is terminated): 503 problem naming the cause, never a
+    500; nothing written; the retry with the same key, once the other transaction is gone,
+    makes the ticket."""
+    import threading
+
+    title = f"语句中断线 {uuid.uuid4().hex[:8]}"
+    body = {"title": title, "description": "执行中连接中断", "category_code": "problem.labour"}
+    key = f"broken-{uuid.uuid4()}"
+    headers = {**_headers(real_engine, "ent1"), "Idempotency-Key": key}
+    with Session(real_engine) as s:
+        user_id = f.user(s, "ent1").id
+    holder = real_engine.connect()
+    holder.execute(sa.text(  # an open transaction holding the key: the statement's insert waits on it
+        "INSERT INTO idempotency_key (user_id, key, request_hash, ticket_id, status_code, created_at) "
+        "VALUES (:u, :k, 'x', NULL, 201, now())"), {"u": user_id, "k": key})
+    terminated: list[int] = []
+
+    def terminate_the_waiter() -> None:
+        for _ in range(200):
+            with real_engine.connect() as conn:
+                pids = conn.execute(sa.text(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND query LIKE 'WITH e AS%'")).scalars().all()
+                if pids:
+                    conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pids[0]})
+                    terminated.append(pids[0])
+                    return
+            threading.Event().wait(0.05)
+
+    killer = threading.Thread(target=terminate_the_waiter)
+    try:
+        with TestClient(_real_app(real_engine), raise_server_exceptions=False) as client:
+            killer.start()
+            broken = client.post("/api/v1/tickets", json=body, headers=headers)
+            killer.join()
+            holder.rollback()
+            retry = client.post("/api/v1/tickets", json=body, headers=headers)
+    finally:
+        holder.close()
+    assert terminated, "the statement never waited on the held key"
+    assert broken.status_code == 503, broken.text
+    assert broken.headers["content-type"].startswith("application/problem+json")
+    assert broken.json()["type"] == "/problems/unavailable" and "Idempotency-Key" in broken.json()["detail"]
+    assert retry.status_code == 201, retry.text
+    assert _count_titled(real_engine, title) == 1
+
+
+def test_a_cancelled_first_request_does_not_break_the_pool(real_engine):
+    """The first request of a loop opens the pool and is cancelled meanwhile (a client gone):
+    the opening goes on, and the next request gets a connection from it, instead of the
+    cancellation cached for the life of the process."""
+
+    async def scenario() -> int:
+        await db.open_async_pools()
+        try:
+            async def use() -> int:
+                async with db.async_connection(real_engine) as conn:
+                    return (await (await conn.execute("SELECT 1")).fetchone())[0]
+
+            first = asyncio.ensure_future(use())
+            await asyncio.sleep(0)  # the opening has started
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            return await asyncio.wait_for(use(), 30)
+        finally:
+            await db.close_async_pools()
+
+    assert asyncio.run(scenario()) == 1

@@ -31,7 +31,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from service.db import make_engine
-from service.serve import bind_reuse_port, reuse_port_supported
+from service.serve import (
+    STARTUP_FAILURE,
+    ServingFailed,
+    bind_reuse_port,
+    check_address_free,
+    reuse_port_supported,
+    serve,
+)
 from tests.test_concurrency import _headers, _real_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -191,6 +198,56 @@ def test_bind_reuse_port_refuses_an_address_held_without_it():
     finally:
         plain.close()
     bind_reuse_port(HOST, port).close()
+
+
+def test_address_check_sees_another_servers_reuse_port_group():
+    """A group of ``SO_REUSEPORT`` sockets already listening (another server) makes the start-up
+    check fail with EADDRINUSE, although a socket of our own with the option could join it."""
+    group = bind_reuse_port(HOST, 0)
+    port = group.getsockname()[1]
+    try:
+        with pytest.raises(OSError) as raised:
+            check_address_free(HOST, port)
+        assert raised.value.errno == errno.EADDRINUSE
+        bind_reuse_port(HOST, port).close()  # what the check is there to stop
+    finally:
+        group.close()
+    check_address_free(HOST, port)
+
+
+@pytest.mark.parametrize(("app", "workers"), [
+    ("tests.serving_apps:failing_startup", 2),
+    ("tests.serving_apps:no_such_app", 2),
+    ("tests.serving_apps:failing_startup", 1),
+])
+def test_serve_gives_up_when_the_application_cannot_start(app: str, workers: int):
+    """An application that fails to start (lifespan error, or an import string naming nothing)
+    is not restarted in a loop: :func:`serve` raises ``ServingFailed`` with exit code 3
+    (uvicorn's STARTUP_FAILURE), promptly, and leaves nothing listening on the port."""
+    port = _free_port()
+    began = time.monotonic()
+    with pytest.raises(ServingFailed) as raised:
+        serve(HOST, port, workers=workers, app=app, log_level="critical")
+    assert raised.value.exit_code == STARTUP_FAILURE
+    assert time.monotonic() - began < 30
+    check_address_free(HOST, port)
+
+
+def test_qifu_serve_exits_non_zero_on_an_address_in_use():
+    """``qifu serve --workers 2`` on a port another server listens on: exit code 1 and a message
+    naming the address, before any worker starts."""
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        holder.bind((HOST, 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "service.cli", "serve", "--workers", "2",
+                               "--port", str(port)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60)
+    finally:
+        holder.close()
+    assert done.returncode == 1, done.stderr
+    assert f"{HOST}:{port}" in done.stderr
 
 
 # --------------------------------------------------------------------------- qifu serve --workers 2

@@ -28,10 +28,11 @@ oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=F
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-#: Seconds this process reuses a token user's :class:`Actor` without reading ``user_account``
-#: again (docs/performance.md: the read and its worker-thread hop are a large share of a cheap
-#: request). A change to a user flushed through this process clears the cache at once (and again
-#: if that transaction rolls back); other API processes see the change within this time.
+#: Longest time (seconds) this process reuses a token user's :class:`Actor` without reading
+#: ``user_account`` again; each entry lives a random 75-100 % of it (docs/performance.md: the
+#: read and its worker-thread hop are a large share of a cheap request). A change to a user
+#: flushed through this process clears the cache at once (and again if that transaction rolls
+#: back); other API processes see the change within this time.
 ACTOR_TTL_SECONDS = 5.0
 _actors: weakref.WeakKeyDictionary[Engine, dict[int, tuple[float, Actor]]] = weakref.WeakKeyDictionary()  # (expires, actor)
 _generation = [0]  # bumped by every clear: a lookup that raced with a clear is not cached

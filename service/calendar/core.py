@@ -260,10 +260,16 @@ class WorkingCalendar:
         return base + self.hours.elapsed(sod)
 
     def from_working_clock(self, value: float) -> datetime:
-        """The earliest instant ``t`` with ``W(t) = value`` (aware, UTC)."""
-        # find the year (starting from an estimate: about 250 working days a year), then the day
-        # whose working span holds `value`
-        year = EPOCH.year + int(value // (250 * self._day))
+        """The earliest instant ``t`` with ``W(t) = value`` (aware, UTC).
+
+        Raises:
+            ValueError: ``value`` is not finite, or lies beyond the years ``datetime`` holds.
+        """
+        if not math.isfinite(value):
+            raise ValueError(f"working clock value must be finite, got {value!r}")
+        # find the year (starting from an estimate: about 250 working days a year, kept inside
+        # the years datetime holds), then the day whose working span holds `value`
+        year = min(max(EPOCH.year + int(value // (250 * self._day)), 1901), 9998)
         while self._cum_at_year(year) >= value and year > 1900:
             year -= 1
         while self._cum_at_year(year + 1) < value:

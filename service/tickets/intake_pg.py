@@ -4,8 +4,9 @@ target of docs/performance.md).
 What :func:`service.tickets.service.create_ticket` does in seven round trips through the ORM, one
 data-modifying ``WITH`` statement does in one, in its own implicit transaction:
 
-1. checks the enterprise and the category (id, service type and, when given, code) and takes the
-   next number of the year's sequence;
+1. checks the enterprise and the category (id, service type and, when given, code) and, when
+   both hold (and the key, if any, is new), takes the next number of the year's sequence: a
+   submission the general path must decide uses up no number here;
 2. inserts the ticket with the values of :func:`service.tickets.intake.new_ticket_columns` (the
    same rules as every other writer), the grid and officer read from the enterprise row;
 3. inserts its ``submit`` event and the ``submitted`` notification of the responsible officer
@@ -42,11 +43,12 @@ from sqlmodel import Session
 
 from service import clock, jobs
 from service.auth.actor import Actor
+from service.calendar.core import WorkingCalendar
 from service.calendar.service import calendar_is_fresh, get_calendar
 from service.common.enums import STATUS_LABELS, Role
 from service.config import get_settings
 from service.db import async_connection, database_key
-from service.errors import FieldError
+from service.errors import FieldError, Unavailable
 from service.notifications.service import TITLES
 from service.sla.deadlines import deadline_view
 from service.sla.policy import cached_category, snapshot_is_fresh
@@ -70,6 +72,7 @@ class Prepared:
     columns: dict[str, Any]  # the ticket's columns as planned (grid/officer come back from the row)
     with_key: bool
     at: datetime
+    calendar: WorkingCalendar  # the one the deadlines were planned with, for the response's view
 
 
 def prepare(session: Session, actor: Actor, data: schemas.TicketCreate,
@@ -92,6 +95,7 @@ def prepare(session: Session, actor: Actor, data: schemas.TicketCreate,
         return None
     category_id, _code, service_type = category
     at = clock.now()
+    calendar = get_calendar(session)  # fresh (submit refreshed it): no I/O
     columns = intake.new_ticket_columns(
         session, enterprise_id=enterprise_id, grid_id=None, officer_id=intake.fallback_officer(actor),
         category_id=category_id, service_type=service_type, title=data.title, description=data.description,
@@ -109,7 +113,8 @@ def prepare(session: Session, actor: Actor, data: schemas.TicketCreate,
     )
     if idempotency_key is not None:
         params.update(p_key=idempotency_key, p_request_hash=request_hash(data))
-    return Prepared(params=params, columns=columns, with_key=idempotency_key is not None, at=at)
+    return Prepared(params=params, columns=columns, with_key=idempotency_key is not None, at=at,
+                    calendar=calendar)
 
 
 def _json(value: Any) -> str:
@@ -149,17 +154,20 @@ def _statement(with_key: bool, webhook: bool, email: bool) -> str:
         "c AS (SELECT id FROM category WHERE id = %(p_category_id)s::integer "
         "AND service_type = %(p_service_type)s::text "
         "AND (%(p_category_code)s::text IS NULL OR code = %(p_category_code)s::text))",
-        "s AS (SELECT nextval(to_regclass(%(p_sequence)s::text)) AS n)",
     ]
     if with_key:
         # the key first: a retry racing the first submission waits here until that one commits,
-        # then inserts nothing, so no second ticket is written (the caller then replays)
+        # then inserts nothing, so no second ticket is written (the caller then replays). The
+        # number is drawn only for a key inserted (s reads k), so a replay uses up no number.
         parts.append(
             "k AS (INSERT INTO idempotency_key (user_id, key, request_hash, ticket_id, status_code, created_at) "
             "SELECT %(p_actor_id)s::integer, %(p_key)s::text, %(p_request_hash)s::text, "
             "nextval(pg_get_serial_sequence('ticket', 'id')), 201, %(p_at)s::timestamptz "
-            "FROM e, c, s WHERE s.n IS NOT NULL "
+            "FROM e, c WHERE to_regclass(%(p_sequence)s::text) IS NOT NULL "
             "ON CONFLICT (user_id, key) DO NOTHING RETURNING ticket_id)")
+        parts.append("s AS (SELECT nextval(to_regclass(%(p_sequence)s::text)) AS n FROM k)")
+    else:
+        parts.append("s AS (SELECT nextval(to_regclass(%(p_sequence)s::text)) AS n FROM e, c)")
     parts.append(
         f"t AS (INSERT INTO ticket ({', '.join(names)}) SELECT {', '.join(values)} FROM {sources} "
         "WHERE s.n IS NOT NULL RETURNING id, number, officer_id, grid_id, status, title)")
@@ -200,14 +208,15 @@ def _sql(prepared: Prepared) -> str:
                      email=bool(settings.smtp_host))
 
 
-def _response(session: Session, prepared: Prepared, row: tuple) -> schemas.TicketRead:
-    """The response model, as :func:`service.tickets.service.ticket_read` gives it for the row."""
+def _response(prepared: Prepared, row: tuple) -> schemas.TicketRead:
+    """The response model, as :func:`service.tickets.service.ticket_read` gives it for the row.
+    No I/O: it runs on the event loop after the statement (the calendar is the prepared one)."""
     _id, number, officer_id, grid_id, _outbox = row
     ticket = SimpleNamespace(**prepared.columns)
     ticket.officer_id, ticket.grid_id = officer_id, grid_id
     data = dict(prepared.columns, number=number, officer_id=officer_id, grid_id=grid_id,
                 status_label=STATUS_LABELS[ticket.status], co_department_ids=[], duplicate_of=None)
-    data.update(deadline_view(get_calendar(session), ticket, clock.now()))  # type: ignore[arg-type]
+    data.update(deadline_view(prepared.calendar, ticket, clock.now()))  # type: ignore[arg-type]
     return schemas.TicketRead.model_validate(data)
 
 
@@ -224,12 +233,18 @@ def submit_in_session(session: Session, prepared: Prepared) -> schemas.TicketRea
         return None
     if row[4] is not None:
         jobs.relay_after_commit(session, [row[4]])
-    return _response(session, prepared, tuple(row))
+    return _response(prepared, tuple(row))
 
 
 async def submit_async(session: Session, prepared: Prepared) -> schemas.TicketRead | None:
     """Run the statement on a pooled async connection in autocommit mode (its own transaction,
-    one round trip) without a worker thread; relay the outbox message after it committed."""
+    one round trip) without a worker thread; relay the outbox message after it committed.
+
+    Raises:
+        Unavailable (503): no connection could be had, or it broke while the statement ran (the
+            submission may or may not have committed; a retry with the same Idempotency-Key is
+            safe, one without may make a second ticket).
+    """
     engine = session.get_bind()
     try:
         async with async_connection(engine) as conn:
@@ -237,11 +252,13 @@ async def submit_async(session: Session, prepared: Prepared) -> schemas.TicketRe
             row = await cur.fetchone()
     except psycopg.errors.IntegrityError:
         return None
+    except psycopg.OperationalError as exc:  # PoolTimeout included
+        raise Unavailable(f"数据库连接中断，提交结果未知；请携带相同的 Idempotency-Key 重试（{type(exc).__name__}）") from exc
     if row is None:
         return None
     if row[4] is not None:
         jobs.relay_committed([row[4]], engine)
-    return _response(session, prepared, row)
+    return _response(prepared, row)
 
 
 async def submit(session: Session, actor: Actor, data: schemas.TicketCreate,
@@ -249,11 +266,14 @@ async def submit(session: Session, actor: Actor, data: schemas.TicketCreate,
     """Submit on this path, or return None for the general path (see the module docstring).
 
     ``session`` is the request's session: when it is bound to the engine the statement runs on
-    the async pool (committed on return); when it is bound to a connection, inside its
-    transaction. The reference caches are refreshed in a worker thread when stale.
+    an async connection in autocommit (committed on return; from this loop's pool inside the
+    application's lifespan, else a connection opened for the call, :func:`service.db.async_connection`);
+    when it is bound to a connection, inside that connection's transaction. The reference caches
+    are refreshed in a worker thread when stale.
 
     Raises:
         NotAllowed (403), FieldError (422): see :func:`prepare`.
+        Unavailable (503): the database connection failed (see :func:`submit_async`).
     """
     if not (calendar_is_fresh(session) and snapshot_is_fresh(session)):
         await _refresh_caches(session)
