@@ -131,9 +131,8 @@ def check_address_free(host: str, port: int) -> None:
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, *, app: str = APP,
           **options: Any) -> None:
     """Serve ``app`` (an import string, Qifu's API by default) on ``host:port`` with ``workers``
-    processes; ``options`` go to
-    :class:`uvicorn.Config` (``log_level``, ``access_log``, ...). Returns when stopped by
-    SIGINT/SIGTERM.
+    processes; ``options`` go to :class:`uvicorn.Config` (``log_level``, ``access_log``, ...).
+    Returns when stopped by SIGINT/SIGTERM.
 
     With several workers on Linux, a supervisor keeps them running: a worker that dies is
     replaced, after a pause that doubles with each quick death in a row (0.5 s up to 8 s).
