@@ -306,25 +306,61 @@ async def async_connection(engine: Engine) -> AsyncIterator[psycopg.AsyncConnect
         return
     opening = pools.get(engine)
     if opening is None:  # opened once; concurrent first callers await the same future
-        size = max(1, get_settings().db_pool_size)
-        pool = AsyncConnectionPool(_conninfo(engine), min_size=1, max_size=size, open=False,
-                                   kwargs={"autocommit": True}, name="qifu-async",
-                                   configure=_mark_idle, reset=_mark_idle, check=_check_when_idle)
-        opening = pools[engine] = asyncio.ensure_future(_opened(pool))
+        opening = pools[engine] = asyncio.ensure_future(_opened(_new_pool(engine)))
         opening.add_done_callback(lambda done, pools=pools, engine=engine: _forget_failed(pools, engine, done))
     pool = await asyncio.shield(opening)  # a cancelled caller does not cancel the opening
     async with pool.connection() as conn:
-        yield conn
+        try:
+            yield conn
+        except psycopg.OperationalError:
+            if conn.broken:  # the server went away: its other connections are likely gone too
+                pool.run_task_drain()
+            raise
 
 
-async def _opened(pool: AsyncConnectionPool) -> AsyncConnectionPool:
+class _AsyncPool(AsyncConnectionPool):
+    """psycopg's async pool with SQLAlchemy's disconnect handling (:func:`_ping_when_idle`):
+    a connection idle for more than ``PING_AFTER_IDLE_SECONDS`` is pinged before it is handed out
+    (under load none is), and one dead connection, found by the ping or by a statement, replaces
+    every idle connection of the pool (:meth:`drain`). After a database restart the pool's other
+    connections are dead too: checking them one at a time would cost the waiting request the
+    pool's growing pauses between attempts (1, 2, 4 ... s), up to a ``PoolTimeout``."""
+
+    def __init__(self, conninfo: str, size: int) -> None:
+        super().__init__(conninfo, min_size=1, max_size=size, open=False, kwargs={"autocommit": True},
+                         name="qifu-async", configure=_mark_idle, reset=_mark_idle, check=self._check_when_idle)
+        self._draining: asyncio.Task | None = None
+
+    async def _check_when_idle(self, conn: psycopg.AsyncConnection) -> None:
+        idle_since = getattr(conn, "_qifu_idle_since", None)
+        if idle_since is not None and time.monotonic() - idle_since <= PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            await self.drain()
+            raise  # the pool discards this connection and waits for a new one
+
+    def run_task_drain(self) -> None:
+        """Drain in the background (one drain at a time): called where the caller cannot wait."""
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.ensure_future(self.drain())
+
+
+def _new_pool(engine: Engine) -> _AsyncPool:
+    return _AsyncPool(_conninfo(engine), max(1, get_settings().db_pool_size))
+
+
+async def _opened(pool: _AsyncPool) -> _AsyncPool:
     await pool.open()  # connections are made in the background; a request waits for one
     return pool
 
 
 def _forget_failed(pools: dict[Engine, asyncio.Future], engine: Engine, opening: asyncio.Future) -> None:
-    """Drop a pool whose opening failed (database down at the first request), so the next
-    request tries again instead of failing on the cached error for the life of the process."""
+    """Drop a pool whose opening was cancelled or raised (e.g. the loop shutting down while it
+    opened), so the next request opens a new one instead of failing on the cached outcome for the
+    life of the process. (A database that is down at the first request is not such a failure: the
+    pool opens without connecting, and requests wait for a connection up to ``PoolTimeout``.)"""
     if (opening.cancelled() or opening.exception() is not None) and pools.get(engine) is opening:
         del pools[engine]
 
@@ -332,16 +368,6 @@ def _forget_failed(pools: dict[Engine, asyncio.Future], engine: Engine, opening:
 async def _mark_idle(conn: psycopg.AsyncConnection) -> None:
     """Pool callback (``configure``, ``reset``): the connection is idle in the pool from now."""
     conn._qifu_idle_since = time.monotonic()  # type: ignore[attr-defined]
-
-
-async def _check_when_idle(conn: psycopg.AsyncConnection) -> None:
-    """Pool ``check`` callback: ping a connection that sat idle for more than
-    ``PING_AFTER_IDLE_SECONDS`` before handing it out; the pool replaces one that fails (a server
-    restart, a connection killed by a proxy). Under load no ping is sent, as in
-    :func:`_ping_when_idle` for the synchronous engine."""
-    idle_since = getattr(conn, "_qifu_idle_since", None)
-    if idle_since is None or time.monotonic() - idle_since > PING_AFTER_IDLE_SECONDS:
-        await AsyncConnectionPool.check_connection(conn)
 
 
 def _finish(session: Session, commit: bool) -> None:

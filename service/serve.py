@@ -31,7 +31,7 @@ from typing import Any
 log = logging.getLogger("qifu.serve")
 APP = "service.app:app"
 STARTUP_FAILURE = 3  # uvicorn's exit code when the application fails to start (lifespan, import)
-QUICK_DEATH = 5.0  # seconds: a worker dying sooner than this after its start died starting up
+QUICK_DEATH = 5.0  # seconds: a worker dying sooner than this after it began to serve died "quickly"
 MAX_QUICK_DEATHS = 5  # consecutive quick deaths after which the supervisor gives up
 
 
@@ -80,24 +80,33 @@ def _loaded_config(host: str, port: int, options: dict[str, Any], app: str = APP
     return config
 
 
-def _worker(host: str, port: int, options: dict[str, Any], app: str = APP) -> None:
-    """One API process of the ``SO_REUSEPORT`` group; exits with ``STARTUP_FAILURE`` when the
-    application cannot be imported or its lifespan start-up fails (uvicorn exits 1 on the first
-    and, depending on its version, 3 or a plain return on the second)."""
+def _worker(host: str, port: int, options: dict[str, Any], app: str = APP, ready: Any = None) -> None:
+    """One API process of the ``SO_REUSEPORT`` group. Sets ``ready`` (a multiprocessing event)
+    once it serves; exits with ``STARTUP_FAILURE`` when it cannot get there: the application
+    cannot be imported, the socket cannot be bound, or the lifespan start-up fails."""
     import sys
 
     import uvicorn
 
+    class _Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            if self.started and ready is not None:
+                ready.set()
+
     try:
         config = _loaded_config(host, port, options, app)
-    except SystemExit:  # uvicorn's Config.load() exits 1 on an import error, after logging it
+        # bound only now that the application is loaded: a socket in the group gets its share of
+        # new connections at once, and a worker still importing (at start, or replacing one that
+        # died) would hold them unanswered meanwhile
+        sock = bind_reuse_port(host, port)
+    except SystemExit:  # uvicorn's Config.load() logs an import error and exits
         sys.exit(STARTUP_FAILURE)
-    # bound only now that the application is loaded: a socket in the group gets its share of new
-    # connections at once, and a worker still importing (at start, or replacing one that died)
-    # would hold them unanswered meanwhile
-    sock = bind_reuse_port(host, port)
-    server = uvicorn.Server(config)
-    server.run(sockets=[sock])
+    except Exception:
+        log.exception("API process cannot start")
+        sys.exit(STARTUP_FAILURE)
+    server = _Server(config)
+    server.run(sockets=[sock])  # uvicorn exits STARTUP_FAILURE itself when the lifespan fails
     if not server.started:
         sys.exit(STARTUP_FAILURE)
 
@@ -105,8 +114,8 @@ def _worker(host: str, port: int, options: dict[str, Any], app: str = APP) -> No
 class ServingFailed(RuntimeError):
     """The API could not be served or kept running: the application failed to start (import
     error or lifespan start-up; ``exit_code`` 3, uvicorn's ``STARTUP_FAILURE``), or workers died
-    within ``QUICK_DEATH`` seconds of their start ``MAX_QUICK_DEATHS`` times in a row
-    (``exit_code`` is the last worker's)."""
+    before serving or within ``QUICK_DEATH`` seconds of it, ``MAX_QUICK_DEATHS`` times in a row
+    (``exit_code`` is the last worker's, 128 + N when killed by signal N)."""
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
@@ -128,6 +137,32 @@ def check_address_free(host: str, port: int) -> None:
         probe.bind(address)
 
 
+class _Worker:
+    """A supervised API process: its ``ready`` event is set once it serves, and ``ready_at`` is
+    when the supervisor first saw that (monotonic seconds)."""
+
+    def __init__(self, process: multiprocessing.Process, ready: Any) -> None:
+        self.process, self.ready = process, ready
+        self.ready_at: float | None = None
+
+    def note_ready(self) -> None:
+        if self.ready_at is None and self.ready.is_set():
+            self.ready_at = time.monotonic()
+
+    def died_quickly(self) -> bool:
+        """Dead before it served, or within ``QUICK_DEATH`` seconds of serving: however slowly the
+        host imports the application, a worker that crashes while starting counts as quick."""
+        self.note_ready()
+        return self.ready_at is None or time.monotonic() - self.ready_at < QUICK_DEATH
+
+
+def _exit_status(exitcode: int | None) -> int:
+    """A process's exit code as a shell reports it: killed by signal N (``-N``) is 128 + N."""
+    if exitcode is None:
+        return 1
+    return 128 - exitcode if exitcode < 0 else exitcode
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, *, app: str = APP,
           **options: Any) -> None:
     """Serve ``app`` (an import string, Qifu's API by default) on ``host:port`` with ``workers``
@@ -135,22 +170,28 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, *, app: s
     Returns when stopped by SIGINT/SIGTERM.
 
     With several workers on Linux, a supervisor keeps them running: a worker that dies is
-    replaced, after a pause that doubles with each quick death in a row (0.5 s up to 8 s).
+    replaced, after a pause that doubles with each quick death in a row (0.5 s up to 8 s; a
+    death before the worker served, or within ``QUICK_DEATH`` seconds of it, is quick).
 
     Raises:
-        OSError: the address is in use (checked once, before any worker starts).
+        OSError: the address is in use (checked once, before anything starts; not for port 0).
         ServingFailed: a worker failed to start the application, or workers kept dying at once.
     """
     import uvicorn
 
+    if port != 0:
+        check_address_free(host, port)
     if workers <= 1:
         try:
             server = uvicorn.Server(_loaded_config(host, port, options, app))
-        except SystemExit:
+        except SystemExit:  # uvicorn's Config.load() logs an import error and exits
             raise ServingFailed("应用无法导入，见上方日志", STARTUP_FAILURE) from None
+        except Exception as exc:
+            log.exception("API cannot start")
+            raise ServingFailed(f"应用无法导入：{exc}", STARTUP_FAILURE) from exc
         try:
             server.run()
-        except SystemExit as exc:  # uvicorn exits 3 when the lifespan fails, 1 on a taken address
+        except SystemExit as exc:  # uvicorn exits 3 (STARTUP_FAILURE) when the lifespan or the bind fails
             code = exc.code if isinstance(exc.code, int) else 1
             raise ServingFailed(f"应用未能启动（退出码 {code}），见上方日志", code) from None
         if not server.started:
@@ -159,14 +200,14 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, *, app: s
     if port == 0 or not reuse_port_supported():  # uvicorn's own supervisor; nothing frozen here
         uvicorn.run(app, host=host, port=port, workers=workers, **options)
         return
-    check_address_free(host, port)
     ctx = multiprocessing.get_context("spawn")
     stopping = threading.Event()
 
-    def start() -> tuple[multiprocessing.Process, float]:
-        process = ctx.Process(target=_worker, args=(host, port, options, app), name="qifu-api")
+    def start() -> _Worker:
+        ready = ctx.Event()
+        process = ctx.Process(target=_worker, args=(host, port, options, app, ready), name="qifu-api")
         process.start()
-        return process, time.monotonic()
+        return _Worker(process, ready)
 
     def stop(_sig, _frame) -> None:
         stopping.set()
@@ -177,27 +218,28 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, *, app: s
     log.info("API: %d processes on %s:%d (SO_REUSEPORT)", workers, host, port)
     try:
         while not stopping.wait(0.5):
-            for i, (process, started) in enumerate(processes):
-                if process.is_alive():
+            for i, worker in enumerate(processes):
+                if worker.process.is_alive():
+                    worker.note_ready()
                     continue
-                code = process.exitcode
+                code = _exit_status(worker.process.exitcode)
                 if code == STARTUP_FAILURE:
                     raise ServingFailed(f"API 进程未能启动应用（退出码 {code}），见上方日志", code)
-                quick_deaths = quick_deaths + 1 if time.monotonic() - started < QUICK_DEATH else 0
+                quick_deaths = quick_deaths + 1 if worker.died_quickly() else 0
                 if quick_deaths >= MAX_QUICK_DEATHS:
                     raise ServingFailed(f"API 进程连续 {quick_deaths} 次启动后即退出（退出码 {code}）", code or 1)
                 pause = min(0.5 * 2 ** max(quick_deaths - 1, 0), 8.0) if quick_deaths else 0.0
-                log.warning("API process %s exited with %s; restarting in %.1f s", process.pid, code, pause)
+                log.warning("API process %s exited with %s; restarting in %.1f s", worker.process.pid, code, pause)
                 if stopping.wait(pause):
                     break
                 processes[i] = start()
     finally:
-        for process, _ in processes:
-            if process.is_alive():
-                process.terminate()  # SIGTERM: uvicorn finishes the requests in flight
-        for process, _ in processes:
-            process.join(timeout=30)
-            if process.is_alive():
-                process.kill()
+        for worker in processes:
+            if worker.process.is_alive():
+                worker.process.terminate()  # SIGTERM: uvicorn finishes the requests in flight
+        for worker in processes:
+            worker.process.join(timeout=30)
+            if worker.process.is_alive():
+                worker.process.kill()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

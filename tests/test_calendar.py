@@ -317,14 +317,17 @@ def test_working_clock_round_trip() -> None:
 def test_working_clock_round_trip_far_from_the_epoch() -> None:
     """The inverse holds far from 2004 too, where the year estimate (250 working days a year) is
     off by years (Monday-Friday fallback: ~261 a year): 1950, 2300, 2700 (working days all).
-    A value that is not a number is a ValueError."""
+    A value that is not a number, or outside the years 1900-9999, is a ValueError, at once."""
     cal = WorkingCalendar()
     for instant in (at(1950, 6, 7, 10, 15), at(2300, 3, 14, 15, 45), at(2700, 12, 28, 16, 59)):
         assert cal.is_working_time(instant)
         assert local(cal.from_working_clock(cal.working_clock(instant))) == instant
-    for bad in (float("nan"), float("inf"), -float("inf")):
+    for bad in (float("nan"), float("inf"), -float("inf"), -1e12, 1e18):
         with pytest.raises(ValueError):
             cal.from_working_clock(bad)
+    before_1900 = cal.working_clock(at(1900, 1, 1, 0, 0)) - 3600
+    with pytest.raises(ValueError, match="before 1900"):
+        cal.from_working_clock(before_1900)
 
 
 # --------------------------------------------------------------------------- overrides, fallback

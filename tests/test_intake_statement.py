@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager
@@ -755,6 +756,8 @@ def test_connection_broken_mid_statement_is_503_and_writes_nothing(real_engine, 
     with Session(real_engine) as s:
         user_id = f.user(s, "ent1").id
     holder = real_engine.connect()
+    # ended by the server if the test goes wrong, so that the POST below cannot wait forever
+    holder.execute(sa.text("SET LOCAL idle_in_transaction_session_timeout = '20s'"))
     holder.execute(sa.text(  # an open transaction holding the key: the statement's insert waits on it
         "INSERT INTO idempotency_key (user_id, key, request_hash, ticket_id, status_code, created_at) "
         "VALUES (:u, :k, 'x', NULL, 201, now())"), {"u": user_id, "k": key})
@@ -804,11 +807,48 @@ def test_a_cancelled_first_request_does_not_break_the_pool(real_engine):
 
             first = asyncio.ensure_future(use())
             await asyncio.sleep(0)  # the opening has started
+            opening = db._ASYNC_POOLS[asyncio.get_running_loop()][real_engine]
             first.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await first
-            return await asyncio.wait_for(use(), 30)
+            value = await asyncio.wait_for(use(), 30)
+            # the same opening served the second request: it was not cancelled with the first
+            assert db._ASYNC_POOLS[asyncio.get_running_loop()][real_engine] is opening
+            assert opening.done() and not opening.cancelled()
+            return value
         finally:
             await db.close_async_pools()
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_a_restarted_server_costs_the_async_pool_one_ping(real_engine, monkeypatch):
+    """Several idle pooled connections all killed (a database restart): the first ping that fails
+    drains the pool, so the next request gets a new connection at once instead of checking the
+    dead ones one by one with the pool's growing pauses (1 s, 2 s, ...) between them."""
+    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
+
+    async def scenario() -> tuple[int, float]:
+        await db.open_async_pools()
+        try:
+            async def hold(release: asyncio.Event) -> None:
+                async with db.async_connection(real_engine) as conn:
+                    await conn.execute("SELECT 1")
+                    await release.wait()
+
+            release = asyncio.Event()
+            holders = [asyncio.ensure_future(hold(release)) for _ in range(4)]  # the pool grows to 4
+            await asyncio.sleep(0.5)
+            release.set()
+            await asyncio.gather(*holders)
+            assert await asyncio.to_thread(_terminate_others, real_engine) >= 4
+            began = time.monotonic()
+            async with db.async_connection(real_engine) as conn:
+                value = (await (await conn.execute("SELECT 1")).fetchone())[0]
+            return value, time.monotonic() - began
+        finally:
+            await db.close_async_pools()
+
+    value, took = asyncio.run(scenario())
+    assert value == 1
+    assert took < 1.0, f"{took:.2f} s: the dead connections were checked one by one"

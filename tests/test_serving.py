@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import multiprocessing
 import os
 import signal
 import socket
@@ -32,12 +33,13 @@ from sqlalchemy.engine import Engine
 
 from service.db import make_engine
 from service.serve import (
+    QUICK_DEATH,
     STARTUP_FAILURE,
-    ServingFailed,
+    _exit_status,
+    _Worker,
     bind_reuse_port,
     check_address_free,
     reuse_port_supported,
-    serve,
 )
 from tests.test_concurrency import _headers, _real_app
 
@@ -215,33 +217,60 @@ def test_address_check_sees_another_servers_reuse_port_group():
     check_address_free(HOST, port)
 
 
-@pytest.mark.parametrize(("app", "workers"), [
-    ("tests.serving_apps:failing_startup", 2),
-    ("tests.serving_apps:no_such_app", 2),
-    ("tests.serving_apps:failing_startup", 1),
-])
+def _serve_in_subprocess(port: int, workers: int, app: str) -> subprocess.CompletedProcess:
+    """Run :func:`service.serve.serve` in a fresh interpreter (it freezes the collector and sets
+    up uvicorn's logging, neither of which belongs in the test process); its exit code is
+    ``ServingFailed.exit_code``, or 0 when ``serve`` returned."""
+    code = ("import sys\n"
+            "from service.serve import ServingFailed, serve\n"
+            "try:\n"
+            f"    serve({HOST!r}, {port}, workers={workers}, app={app!r}, log_level='critical')\n"
+            "except ServingFailed as exc:\n"
+            "    print(exc, file=sys.stderr)\n"
+            "    sys.exit(exc.exit_code)\n")
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("app", ["tests.serving_apps:failing_startup", "tests.serving_apps:no_such_app",
+                                 "tests.serving_broken_import:app"])
 def test_serve_gives_up_when_the_application_cannot_start(app: str, workers: int):
-    """An application that fails to start (lifespan error, or an import string naming nothing)
-    is not restarted in a loop: :func:`serve` raises ``ServingFailed`` with exit code 3
-    (uvicorn's STARTUP_FAILURE), promptly, and leaves nothing listening on the port."""
+    """An application that fails to start (lifespan error, an import string naming nothing, a
+    module raising on import) is not restarted in a loop: :func:`serve` raises ``ServingFailed``
+    with exit code 3 (uvicorn's STARTUP_FAILURE), at the first failure, and leaves nothing
+    listening on the port."""
     port = _free_port()
     began = time.monotonic()
-    with pytest.raises(ServingFailed) as raised:
-        serve(HOST, port, workers=workers, app=app, log_level="critical")
-    assert raised.value.exit_code == STARTUP_FAILURE
-    assert time.monotonic() - began < 30
+    done = _serve_in_subprocess(port, workers, app)
+    assert done.returncode == STARTUP_FAILURE, done.stderr
+    assert time.monotonic() - began < 20, "restarted instead of giving up"
     check_address_free(HOST, port)
 
 
-def test_qifu_serve_exits_non_zero_on_an_address_in_use():
-    """``qifu serve --workers 2`` on a port another server listens on: exit code 1 and a message
-    naming the address, before any worker starts."""
+def test_quick_deaths_are_counted_from_serving_and_signals_map_to_shell_codes():
+    """A worker counts as dying quickly when it dies before it served, however long its start
+    took, or within ``QUICK_DEATH`` seconds of serving; a kill by signal N is exit status 128 + N."""
+    ready = multiprocessing.get_context("spawn").Event()
+    worker = _Worker(process=None, ready=ready)  # type: ignore[arg-type]
+    assert worker.died_quickly()  # never served
+    ready.set()
+    assert worker.died_quickly()  # served just now
+    worker.ready_at = time.monotonic() - QUICK_DEATH - 1
+    assert not worker.died_quickly()
+    assert _exit_status(-signal.SIGKILL) == 137 and _exit_status(-signal.SIGTERM) == 143
+    assert _exit_status(3) == 3 and _exit_status(None) == 1
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_qifu_serve_exits_non_zero_on_an_address_in_use(workers: int):
+    """``qifu serve`` on a port another server listens on: exit code 1 and a message naming the
+    address, before anything starts."""
     holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         holder.bind((HOST, 0))
         holder.listen()
         port = holder.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "service.cli", "serve", "--workers", "2",
+        done = subprocess.run([sys.executable, "-m", "service.cli", "serve", "--workers", str(workers),
                                "--port", str(port)], cwd=ROOT, capture_output=True, text=True,
                               timeout=60)
     finally:

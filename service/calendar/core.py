@@ -263,15 +263,21 @@ class WorkingCalendar:
         """The earliest instant ``t`` with ``W(t) = value`` (aware, UTC).
 
         Raises:
-            ValueError: ``value`` is not finite, or lies beyond the years ``datetime`` holds.
+            ValueError: ``value`` is not finite, or falls before 1900 or after 9999 (the bound
+                checked first, without building tables, is that no year has more than 366
+                working days).
         """
         if not math.isfinite(value):
             raise ValueError(f"working clock value must be finite, got {value!r}")
+        if not -(EPOCH.year - 1900) * 366 * self._day <= value <= (9999 - EPOCH.year) * 366 * self._day:
+            raise ValueError(f"working clock value {value!r} is outside the years 1900-9999")
         # find the year (starting from an estimate: about 250 working days a year, kept inside
         # the years datetime holds), then the day whose working span holds `value`
         year = min(max(EPOCH.year + int(value // (250 * self._day)), 1901), 9998)
         while self._cum_at_year(year) >= value and year > 1900:
             year -= 1
+        if self._cum_at_year(year) > value:
+            raise ValueError(f"working clock value {value!r} falls before 1900")
         while self._cum_at_year(year + 1) < value:
             year += 1
         flags, cum = self._year(year)

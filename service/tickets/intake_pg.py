@@ -240,6 +240,10 @@ async def submit_async(session: Session, prepared: Prepared) -> schemas.TicketRe
     """Run the statement on a pooled async connection in autocommit mode (its own transaction,
     one round trip) without a worker thread; relay the outbox message after it committed.
 
+    Returns None (the general path then answers) when the statement wrote nothing: see the
+    module docstring; also when the server refused it and rolled it back (deadlock, statement
+    timeout, lock not available).
+
     Raises:
         Unavailable (503): no connection could be had, or it broke while the statement ran (the
             submission may or may not have committed; a retry with the same Idempotency-Key is
@@ -252,13 +256,25 @@ async def submit_async(session: Session, prepared: Prepared) -> schemas.TicketRe
             row = await cur.fetchone()
     except psycopg.errors.IntegrityError:
         return None
-    except psycopg.OperationalError as exc:  # PoolTimeout included
+    except psycopg.OperationalError as exc:
+        if not _connection_lost(exc):
+            return None  # refused by the server and rolled back (deadlock, timeout, ...): general path
         raise Unavailable(f"数据库连接中断，提交结果未知；请携带相同的 Idempotency-Key 重试（{type(exc).__name__}）") from exc
     if row is None:
         return None
     if row[4] is not None:
         jobs.relay_committed([row[4]], engine)
     return _response(prepared, row)
+
+
+def _connection_lost(exc: psycopg.OperationalError) -> bool:
+    """True when ``exc`` means the connection is gone or was never had, so the statement's outcome
+    is unknown: no SQLSTATE (the socket closed, ``PoolTimeout``), class 08 (connection exception)
+    or 57P (operator intervention: the server shutting down or the backend terminated). Others of
+    class 40/53/55/57 (deadlock, out of resources, lock not available, query cancelled) are
+    answered by the server after it rolled the statement back."""
+    state = exc.sqlstate
+    return state is None or state.startswith(("08", "57P"))
 
 
 async def submit(session: Session, actor: Actor, data: schemas.TicketCreate,
