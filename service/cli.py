@@ -73,10 +73,10 @@ def serve(
     try:
         run(host=host, port=port, workers=workers, log_level=log_level, access_log=access_log)
     except ServingFailed as exc:
-        typer.echo(f"qifu serve: {exc}", err=True)
+        typer.echo(f"qifu: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
     except OSError as exc:
-        typer.echo(f"qifu serve: 无法监听 {host}:{port}：{exc.strerror or exc}", err=True)
+        typer.echo(f"qifu: 无法监听 {host}:{port}：{exc.strerror or exc}", err=True)
         raise typer.Exit(1) from None
 
 
