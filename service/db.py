@@ -126,13 +126,19 @@ def _ping_when_idle(engine: Engine) -> None:
 
     @event.listens_for(engine, "checkout")
     def _checked_out(dbapi_conn, record, _proxy) -> None:
-        idle_since = record.info.get("qifu_idle_since")
-        if idle_since is None or time.monotonic() - idle_since <= PING_AFTER_IDLE_SECONDS:
+        if not _idle_too_long(record.info.get("qifu_idle_since")):
             return
         try:
             engine.dialect.do_ping(dbapi_conn)
         except Exception as exc:  # the pool replaces the connection and retries
             raise sa.exc.DisconnectionError(f"stale pooled connection: {exc}") from exc
+
+
+def _idle_too_long(idle_since: float | None) -> bool:
+    """Whether a pooled connection idle since ``idle_since`` (monotonic seconds; None: never
+    returned to the pool, i.e. new) must be pinged before use: idle for more than
+    :data:`PING_AFTER_IDLE_SECONDS`. The rule of both pools (sync engine, async intake pool)."""
+    return idle_since is not None and time.monotonic() - idle_since > PING_AFTER_IDLE_SECONDS
 
 
 def insert_now(session: Session, objs: Sequence[SQLModel]) -> None:
@@ -332,8 +338,7 @@ class _AsyncPool(AsyncConnectionPool):
         self._draining: asyncio.Task | None = None
 
     async def _check_when_idle(self, conn: psycopg.AsyncConnection) -> None:
-        idle_since = getattr(conn, "_qifu_idle_since", None)
-        if idle_since is not None and time.monotonic() - idle_since <= PING_AFTER_IDLE_SECONDS:
+        if not _idle_too_long(getattr(conn, "_qifu_idle_since", None)):
             return
         try:
             await AsyncConnectionPool.check_connection(conn)

@@ -63,6 +63,17 @@ def bind_reuse_port(host: str, port: int, backlog: int = 2048) -> socket.socket:
     return sock
 
 
+class ServingFailed(RuntimeError):
+    """The API could not be served or kept running: the application failed to start (import
+    error or lifespan start-up; ``exit_code`` 3, uvicorn's ``STARTUP_FAILURE``), or workers died
+    before serving or within ``QUICK_DEATH`` seconds of it, ``MAX_QUICK_DEATHS`` times in a row
+    (``exit_code`` is the last worker's, 128 + N when killed by signal N)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 def _loaded_config(host: str, port: int, options: dict[str, Any], app: str = APP):
     """uvicorn's config with the application imported, and everything loaded so far frozen.
 
@@ -70,20 +81,45 @@ def _loaded_config(host: str, port: int, options: dict[str, Any], app: str = APP
     the collector's reach, so a full collection scans only what requests created. Without it, a
     full collection walked ~175,000 objects in 150-200 ms, which made the slowest 1 % of
     submissions (docs/performance.md). This is the use the CPython documentation gives for it.
+
+    Raises:
+        ServingFailed: the application cannot be imported (exit code ``STARTUP_FAILURE``).
     """
     import uvicorn
 
     config = uvicorn.Config(app, host=host, port=port, **options)
-    config.load()
+    try:
+        config.load()
+    except SystemExit:  # uvicorn logs an import error it recognises, then exits
+        raise ServingFailed("应用无法导入，见上方日志", STARTUP_FAILURE) from None
+    except Exception as exc:
+        log.exception("API cannot start")
+        raise ServingFailed(f"应用无法导入：{exc}", STARTUP_FAILURE) from exc
     gc.collect()
     gc.freeze()
     return config
 
 
+def _run(server, sockets=None) -> None:
+    """Run a uvicorn ``server`` until it is stopped.
+
+    Raises:
+        ServingFailed: it never started serving (lifespan start-up or bind failed; uvicorn's exit
+            code, ``STARTUP_FAILURE`` when it gave none).
+    """
+    try:
+        server.run(sockets=sockets)
+    except SystemExit as exc:  # uvicorn exits 3 (STARTUP_FAILURE) when the lifespan or the bind fails
+        code = exc.code if isinstance(exc.code, int) else 1
+        raise ServingFailed(f"应用未能启动（退出码 {code}），见上方日志", code) from None
+    if not server.started:
+        raise ServingFailed("应用未能启动，见上方日志", STARTUP_FAILURE)
+
+
 def _worker(host: str, port: int, options: dict[str, Any], app: str = APP, ready: Any = None) -> None:
     """One API process of the ``SO_REUSEPORT`` group. Sets ``ready`` (a multiprocessing event)
-    once it serves; exits with ``STARTUP_FAILURE`` when it cannot get there: the application
-    cannot be imported, the socket cannot be bound, or the lifespan start-up fails."""
+    once it serves; exits with ``ServingFailed.exit_code`` when it cannot get there: the
+    application cannot be imported, the socket cannot be bound, or the lifespan start-up fails."""
     import sys
 
     import uvicorn
@@ -99,27 +135,14 @@ def _worker(host: str, port: int, options: dict[str, Any], app: str = APP, ready
         # bound only now that the application is loaded: a socket in the group gets its share of
         # new connections at once, and a worker still importing (at start, or replacing one that
         # died) would hold them unanswered meanwhile
-        sock = bind_reuse_port(host, port)
-    except SystemExit:  # uvicorn's Config.load() logs an import error and exits
-        sys.exit(STARTUP_FAILURE)
-    except Exception:
-        log.exception("API process cannot start")
-        sys.exit(STARTUP_FAILURE)
-    server = _Server(config)
-    server.run(sockets=[sock])  # uvicorn exits STARTUP_FAILURE itself when the lifespan fails
-    if not server.started:
-        sys.exit(STARTUP_FAILURE)
-
-
-class ServingFailed(RuntimeError):
-    """The API could not be served or kept running: the application failed to start (import
-    error or lifespan start-up; ``exit_code`` 3, uvicorn's ``STARTUP_FAILURE``), or workers died
-    before serving or within ``QUICK_DEATH`` seconds of it, ``MAX_QUICK_DEATHS`` times in a row
-    (``exit_code`` is the last worker's, 128 + N when killed by signal N)."""
-
-    def __init__(self, message: str, exit_code: int) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+        try:
+            sock = bind_reuse_port(host, port)
+        except OSError as exc:
+            raise ServingFailed(f"无法监听 {host}:{port}：{exc}", STARTUP_FAILURE) from exc
+        _run(_Server(config), [sock])
+    except ServingFailed as exc:
+        log.error("API process cannot start: %s", exc)
+        sys.exit(exc.exit_code)
 
 
 def check_address_free(host: str, port: int) -> None:
@@ -182,20 +205,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, *, app: s
     if port != 0:
         check_address_free(host, port)
     if workers <= 1:
-        try:
-            server = uvicorn.Server(_loaded_config(host, port, options, app))
-        except SystemExit:  # uvicorn's Config.load() logs an import error and exits
-            raise ServingFailed("应用无法导入，见上方日志", STARTUP_FAILURE) from None
-        except Exception as exc:
-            log.exception("API cannot start")
-            raise ServingFailed(f"应用无法导入：{exc}", STARTUP_FAILURE) from exc
-        try:
-            server.run()
-        except SystemExit as exc:  # uvicorn exits 3 (STARTUP_FAILURE) when the lifespan or the bind fails
-            code = exc.code if isinstance(exc.code, int) else 1
-            raise ServingFailed(f"应用未能启动（退出码 {code}），见上方日志", code) from None
-        if not server.started:
-            raise ServingFailed("应用未能启动，见上方日志", STARTUP_FAILURE)
+        _run(uvicorn.Server(_loaded_config(host, port, options, app)))
         return
     if port == 0 or not reuse_port_supported():  # uvicorn's own supervisor; nothing frozen here
         uvicorn.run(app, host=host, port=port, workers=workers, **options)

@@ -773,7 +773,7 @@ def test_connection_broken_mid_statement_is_503_and_writes_nothing(real_engine, 
                     conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pids[0]})
                     terminated.append(pids[0])
                     return
-            threading.Event().wait(0.05)
+            time.sleep(0.05)
 
     killer = threading.Thread(target=terminate_the_waiter)
     try:
@@ -793,6 +793,12 @@ def test_connection_broken_mid_statement_is_503_and_writes_nothing(real_engine, 
     assert _count_titled(real_engine, title) == 1
 
 
+async def _select_one(engine: Engine) -> int:
+    """``SELECT 1`` on a connection from :func:`service.db.async_connection`."""
+    async with db.async_connection(engine) as conn:
+        return (await (await conn.execute("SELECT 1")).fetchone())[0]
+
+
 def test_a_cancelled_first_request_does_not_break_the_pool(real_engine):
     """The first request of a loop opens the pool and is cancelled meanwhile (a client gone):
     the opening goes on, and the next request gets a connection from it, instead of the
@@ -801,17 +807,13 @@ def test_a_cancelled_first_request_does_not_break_the_pool(real_engine):
     async def scenario() -> int:
         await db.open_async_pools()
         try:
-            async def use() -> int:
-                async with db.async_connection(real_engine) as conn:
-                    return (await (await conn.execute("SELECT 1")).fetchone())[0]
-
-            first = asyncio.ensure_future(use())
+            first = asyncio.ensure_future(_select_one(real_engine))
             await asyncio.sleep(0)  # the opening has started
             opening = db._ASYNC_POOLS[asyncio.get_running_loop()][real_engine]
             first.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await first
-            value = await asyncio.wait_for(use(), 30)
+            value = await asyncio.wait_for(_select_one(real_engine), 30)
             # the same opening served the second request: it was not cancelled with the first
             assert db._ASYNC_POOLS[asyncio.get_running_loop()][real_engine] is opening
             assert opening.done() and not opening.cancelled()
@@ -843,8 +845,7 @@ def test_a_restarted_server_costs_the_async_pool_one_ping(real_engine, monkeypat
             await asyncio.gather(*holders)
             assert await asyncio.to_thread(_terminate_others, real_engine) >= 4
             began = time.monotonic()
-            async with db.async_connection(real_engine) as conn:
-                value = (await (await conn.execute("SELECT 1")).fetchone())[0]
+            value = await _select_one(real_engine)
             return value, time.monotonic() - began
         finally:
             await db.close_async_pools()
