@@ -1,5 +1,5 @@
-"""ASGI entry point for uvicorn: ``uvicorn service.app:app``."""
+"""ASGI entry point for uvicorn: ``uvicorn qifu.app:app``."""
 
-from service.main import create_app
+from qifu.main import create_app
 
 app = create_app()

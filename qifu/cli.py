@@ -17,6 +17,15 @@ app = typer.Typer(help="Qifu 企服 — enterprise service platform backend", no
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@app.callback()
+def _start() -> None:
+    """Every command: outbox messages written by this process go to the broker (or the embedded
+    worker threads when no Redis is configured), as the API's do."""
+    from workers.celery_app import register
+
+    register()
+
+
 def _alembic_config():
     from alembic.config import Config
 
@@ -66,8 +75,8 @@ def serve(
 ) -> None:
     """Serve the API with uvicorn (no migrations; see `standalone`). Several workers each get
     their own listening socket on Linux (SO_REUSEPORT), so connections are spread evenly."""
-    from service.serve import ServingFailed
-    from service.serve import serve as run
+    from qifu.serve import ServingFailed
+    from qifu.serve import serve as run
 
     logging.basicConfig(level=logging.INFO)
     try:
@@ -149,8 +158,6 @@ def import_(
     import sys
     import time
 
-    from service.db import get_engine
-    from service.imports.reader import ImportFileError
     from service.imports.service import (
         ImportConfigError,
         ImportOptions,
@@ -158,6 +165,9 @@ def import_(
         load_mapping_file,
         parse_column_map,
     )
+
+    from service.db import get_engine
+    from service.imports.reader import ImportFileError
 
     try:
         kwargs = load_mapping_file(mapping) if mapping else {}
@@ -280,7 +290,7 @@ def stats(
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
-from service.cadences.cli import cadence_app  # noqa: E402
+from qifu.cadence_cli import cadence_app  # noqa: E402
 
 app.add_typer(cadence_app, name="cadence")
 
@@ -304,5 +314,5 @@ def main() -> None:  # pragma: no cover
     app()
 
 
-if __name__ == "__main__":  # pragma: no cover - python -m service.cli
+if __name__ == "__main__":  # pragma: no cover - python -m qifu.cli
     main()

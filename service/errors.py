@@ -1,7 +1,7 @@
 """Domain errors and their RFC 9457 problem+json rendering (ARCHITECTURE rule 4).
 
 Every business failure is an :class:`AppError` subclass carrying an HTTP status; one handler in
-``service.main`` renders it as ``application/problem+json`` with ``type``, ``title``, ``status``,
+``qifu.main`` renders it as ``application/problem+json`` with ``type``, ``title``, ``status``,
 ``detail`` and, for field errors, ``errors: [{"field": ..., "message": ...}]``.
 """
 

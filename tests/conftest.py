@@ -22,8 +22,11 @@ os.environ.setdefault("QIFU_ENVIRONMENT", "test")
 from service.auth.security import create_access_token  # noqa: E402
 from service.config import get_settings  # noqa: E402
 from service.db import get_session, make_engine  # noqa: E402
-from service.scratch_db import migrate, scratch_database  # noqa: E402,F401  (migrate: for tests)
 from service.users.models import User  # noqa: E402
+from workers.celery_app import register as register_dispatcher  # noqa: E402
+
+register_dispatcher()  # tests call services directly: their outbox messages go where the API's would
+from tests.scratch_db import migrate, scratch_database  # noqa: E402,F401  (migrate: for tests)
 
 PG_SERVER = os.environ.get("QIFU_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -82,7 +85,7 @@ def session(engine) -> Iterator[Session]:
 
 @pytest.fixture
 def app(session: Session):
-    from service.main import create_app
+    from qifu.main import create_app
 
     application = create_app()
 

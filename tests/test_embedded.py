@@ -184,7 +184,7 @@ def test_a_failing_task_does_not_stop_the_round(embedded_env, monkeypatch):
 
 
 def test_standalone_runs_the_scheduler_only_without_redis(embedded_env, monkeypatch):
-    from service import cli
+    from qifu import cli
 
     seen: list[list[str]] = []
     monkeypatch.setattr(cli, "serve", lambda **kw: seen.append([t.name for t in threading.enumerate()]))

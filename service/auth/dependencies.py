@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
+from service import clock
 from service.auth.actor import Actor
 from service.auth.security import decode_access_token
 from service.config import get_settings
@@ -99,7 +100,7 @@ def _token_user(token: str) -> int:
     every use (verifying HS256 with PyJWT costs as much as a small query)."""
     secret = get_settings().jwt_secret
     hit = _tokens.get(token)
-    if hit is not None and hit[2] == secret and time.time() < hit[0]:
+    if hit is not None and hit[2] == secret and clock.now().timestamp() < hit[0]:
         return hit[1]
     claims = decode_access_token(token)
     try:

@@ -9,28 +9,25 @@ from sqlmodel import Session, select
 from service.auth.actor import Actor
 from service.calendar.core import WorkingCalendar
 from service.categories.models import Category
-from service.clock import SHANGHAI
+from service.clock import office_zone
 from service.enterprises.models import Enterprise
 from service.errors import FieldError
 from service.tickets import service as ticket_service
 from service.tickets.models import Ticket
 
-OPEN_STATUSES = ("submitted", "accepted", "dispatched", "in_progress", "on_hold", "replied")
-HANDLING_STATUSES = ("submitted", "accepted", "dispatched", "in_progress", "on_hold")
-
 
 def local_date(instant: datetime) -> date:
-    """The Asia/Shanghai calendar date of an aware instant."""
-    return instant.astimezone(SHANGHAI).date()
+    """The office-time (``timezone`` setting) calendar date of an aware instant."""
+    return instant.astimezone(office_zone()).date()
 
 
 def local_start(d: date) -> datetime:
-    """00:00 of ``d`` in Asia/Shanghai (aware)."""
-    return datetime.combine(d, time.min, tzinfo=SHANGHAI)
+    """00:00 of ``d`` in office time (aware)."""
+    return datetime.combine(d, time.min, tzinfo=office_zone())
 
 
 def local_at(d: date, t: time) -> datetime:
-    return datetime.combine(d, t, tzinfo=SHANGHAI)
+    return datetime.combine(d, t, tzinfo=office_zone())
 
 
 def end_of_working_day(cal: WorkingCalendar, d: date) -> datetime:

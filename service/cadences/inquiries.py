@@ -29,7 +29,6 @@ from service import clock
 from service.auth.actor import Actor
 from service.cadences import schemas
 from service.cadences.common import (
-    OPEN_STATUSES,
     add_working_days,
     end_of_working_day,
     local_date,
@@ -37,9 +36,10 @@ from service.cadences.common import (
     raise_problems,
 )
 from service.cadences.models import Inquiry, InquiryListItem
-from service.cadences.settings import get_cadence_settings
 from service.calendar.core import WorkingCalendar
 from service.calendar.service import get_calendar
+from service.common.enums import OPEN_STATUSES
+from service.config import get_settings
 from service.enterprises.models import Enterprise
 from service.errors import FieldError, NotAllowed, NotFound
 from service.regions.models import Grid
@@ -77,10 +77,10 @@ def assignment_cte(session: Session, as_of: date) -> tuple[str, dict]:
     moved due date, so no calendar is needed in SQL.
     """
     dialect = _dialect(session)
-    settings = get_cadence_settings()
-    params: dict = {"default_interval": settings.inquiry_default_interval_days, "as_of": as_of}
+    settings = get_settings()
+    params: dict = {"default_interval": settings.cadence_inquiry_default_interval_days, "as_of": as_of}
     cases = []
-    for i, (tag, days) in enumerate(sorted(settings.inquiry_intervals.items(), key=lambda kv: kv[1])):
+    for i, (tag, days) in enumerate(sorted(settings.cadence_inquiry_intervals.items(), key=lambda kv: kv[1])):
         params[f"tag{i}"], params[f"days{i}"] = tag, int(days)
         cases.append(f"WHEN {_has_tag(dialect, f'tag{i}')} THEN :days{i}")
     interval = f"CASE {' '.join(cases)} ELSE :default_interval END" if cases else ":default_interval"
@@ -136,8 +136,8 @@ def _as_date(value) -> date | None:
 
 def _list_select(session: Session, list_date: date, horizon: date, officer_id: int | None) -> tuple[str, dict]:
     cte, params = assignment_cte(session, list_date)
-    settings = get_cadence_settings()
-    params.update(list_date=list_date, horizon=horizon, cap=settings.inquiry_daily_cap)
+    settings = get_settings()
+    params.update(list_date=list_date, horizon=horizon, cap=settings.cadence_inquiry_daily_cap)
     officer_filter = "AND officer_id = :officer_id" if officer_id is not None else ""
     if officer_id is not None:
         params["officer_id"] = officer_id
@@ -160,7 +160,7 @@ def _list_select(session: Session, list_date: date, horizon: date, officer_id: i
 
 
 def _horizon(cal: WorkingCalendar, list_date: date) -> date:
-    return add_working_days(cal, list_date, get_cadence_settings().inquiry_lookahead_working_days)
+    return add_working_days(cal, list_date, get_settings().cadence_inquiry_lookahead_working_days)
 
 
 def build_daily_lists(session: Session, list_date: date) -> int:

@@ -31,10 +31,11 @@ from sqlmodel import Session, select
 
 from service import clock
 from service.auth.actor import Actor
-from service.cadences.common import OPEN_STATUSES, local_start
+from service.cadences.common import local_start
 from service.cadences.models import AgendaItem, CadenceReport, CadenceSession, FollowUp, Inquiry, ReturnVisit
-from service.cadences.settings import get_cadence_settings
 from service.categories.models import Category
+from service.common.enums import OPEN_STATUSES
+from service.config import get_settings
 from service.departments.models import Department
 from service.errors import FieldError, NotAllowed, NotFound
 from service.tickets.models import Ticket, TicketEvent
@@ -93,7 +94,7 @@ def department_ranking(session: Session, start: date, end: date) -> list[dict[st
     returns = dict(session.execute(sa.select(return_dept, sa.func.count()).where(
         in_q, ev.c.action == "return").group_by(return_dept)).all())
     by_dept = {r.dept: r for r in rows}
-    weights = get_cadence_settings().ranking_weights
+    weights = get_settings().cadence_ranking_weights
     result = []
     for dept in session.exec(select(Department).order_by(Department.code)).all():
         r = by_dept.get(dept.id)
@@ -123,7 +124,7 @@ def department_ranking(session: Session, start: date, end: date) -> list[dict[st
 def quarterly_ranking(session: Session, quarter_key: str, start: date, end: date) -> dict[str, Any]:
     """The quarterly ranking document (晾晒) for ``quarter_key`` (``2026-Q1``)."""
     return {"period": quarter_key, "from": start.isoformat(), "to": end.isoformat(),
-            "generated_at": clock.now().isoformat(), "weights": get_cadence_settings().ranking_weights,
+            "generated_at": clock.now().isoformat(), "weights": get_settings().cadence_ranking_weights,
             "departments": department_ranking(session, start, end)}
 
 

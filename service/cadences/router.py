@@ -1,6 +1,6 @@
 """The cadence API (SPEC §5, §7), thin over the domain modules: ``/inquiries``, ``/clinics``,
 ``/joint-consultations``, ``/follow-ups``, ``/return-visits``, ``/cadences`` and ``/cadence-reports``.
-``router`` bundles them (one ``include_router`` in ``service.main``)."""
+``router`` bundles them (one ``include_router`` in ``qifu.main``)."""
 
 from __future__ import annotations
 

@@ -27,9 +27,9 @@ from service.cadences.common import local_date
 from service.cadences.models import CadenceRun
 from service.cadences.periods import KINDS, Period, period_at, periods_between, previous_quarter
 from service.cadences.schemas import RunResult
-from service.cadences.settings import get_cadence_settings
 from service.calendar.service import get_calendar
-from service.clock import SHANGHAI
+from service.clock import office_zone
+from service.config import get_settings
 from service.errors import FieldError
 from service.notifications import service as notifications
 from service.users.models import User
@@ -49,7 +49,7 @@ def _weekly(session: Session, period: Period, now: datetime) -> dict:
 def _monthly(session: Session, period: Period, now: datetime) -> dict:
     result = follow_ups.create_monthly(session, period.key, period.run_date, now)
     rows = follow_ups.long_open(session, period.run_date)
-    days = get_cadence_settings().long_open_days
+    days = get_settings().cadence_long_open_days
     report = reports.store(session, "long_open", period.key, f"{period.key} 超{days}天未办结工单清单",
                            {"period": period.key, "as_of": period.run_date.isoformat(), "days": days,
                             "count": len(rows), "tickets": rows}, now)
@@ -140,15 +140,15 @@ def run_for_date(session: Session, kind: str, d: date, now: datetime | None = No
 def due_periods(session: Session, kinds: Iterable[str] = KINDS, now: datetime | None = None) -> list[Period]:
     """Periods that should have run by ``now`` and have not (see the module docstring), oldest first."""
     now = now or clock.now()
-    settings = get_cadence_settings()
+    settings = get_settings()
     cal = get_calendar(session)
-    local = now.astimezone(SHANGHAI)
+    local = now.astimezone(office_zone())
     today = local.date()
     result: list[Period] = []
     for kind in kinds:
         _check_kind(kind)
-        ready = local.time() >= settings.run_times[kind]
-        start = today if kind == "daily" else today - timedelta(days=settings.catch_up_days)
+        ready = local.time() >= settings.cadence_run_times[kind]
+        start = today if kind == "daily" else today - timedelta(days=settings.cadence_catch_up_days)
         for p in periods_between(cal, kind, start, today):
             if p.run_date == today and not ready:
                 continue

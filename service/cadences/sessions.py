@@ -28,7 +28,6 @@ from service import clock
 from service.auth.actor import Actor
 from service.cadences import schemas
 from service.cadences.common import (
-    HANDLING_STATUSES,
     local_at,
     local_date,
     local_start,
@@ -36,9 +35,10 @@ from service.cadences.common import (
 )
 from service.cadences.models import AgendaItem, CadenceSession, ClinicBooking, ClinicSchedule, HardCaseFlag
 from service.cadences.periods import first_working_on_or_after, week_monday
-from service.cadences.settings import get_cadence_settings
 from service.calendar.core import WorkingCalendar
 from service.calendar.service import get_calendar
+from service.common.enums import AWAITING_REPLY_STATUSES, OPEN_STATUSES
+from service.config import get_settings
 from service.enterprises.models import Enterprise
 from service.errors import Conflict, FieldError, NotAllowed, NotFound
 from service.notifications import service as notifications
@@ -57,14 +57,14 @@ REASON_ORDER = ("booked", "raised", "flagged", "escalated", "reopened", "returne
 def schedules(session: Session) -> list[tuple[Region, ClinicSchedule]]:
     """Every town, street and park with its clinic schedule (stored, else the configured default:
     weekday ``clinic_weekday``, ``clinic_time``, at 「<region>企业服务中心」)."""
-    settings = get_cadence_settings()
+    settings = get_settings()
     regions = session.exec(select(Region).where(Region.kind.in_(CLINIC_REGION_KINDS)).order_by(Region.code)).all()
     stored = {s.region_id: s for s in session.exec(select(ClinicSchedule)).all()}
     result = []
     for r in regions:
-        s = stored.get(r.id) or ClinicSchedule(region_id=r.id, weekday=settings.clinic_weekday,
-                                               start_time=settings.clinic_time,
-                                               place=f"{r.name}企业服务中心", capacity=settings.clinic_capacity)
+        s = stored.get(r.id) or ClinicSchedule(region_id=r.id, weekday=settings.cadence_clinic_weekday,
+                                               start_time=settings.cadence_clinic_time,
+                                               place=f"{r.name}企业服务中心", capacity=settings.cadence_clinic_capacity)
         result.append((r, s))
     return result
 
@@ -140,12 +140,12 @@ def create_joint_consultation(session: Session, period_key: str, run_date: date,
     ``run_date``, with its agenda of hard cases; invite departments and the county's supervisors."""
     now = now or clock.now()
     cal = get_calendar(session)
-    settings = get_cadence_settings()
-    day = cal.next_working_day(run_date, settings.joint_offset_working_days) \
-        if settings.joint_offset_working_days else run_date
+    settings = get_settings()
+    day = cal.next_working_day(run_date, settings.cadence_joint_offset_working_days) \
+        if settings.cadence_joint_offset_working_days else run_date
     cs = _insert_session(session, CadenceSession(
         key=f"joint:{period_key}", kind="joint", period_key=period_key, region_id=None, session_date=day,
-        starts_at=local_at(day, settings.clinic_time), place="县企业服务中心会议室", capacity=0, created_at=now))
+        starts_at=local_at(day, settings.cadence_clinic_time), place="县企业服务中心会议室", capacity=0, created_at=now))
     if cs is None:
         return {"sessions": 0, "items": 0}
     items = refresh_agenda(session, cs, now)
@@ -172,7 +172,7 @@ def _candidates(session: Session, cs: CadenceSession, now: datetime) -> dict[int
     has_co = sa.exists().where(TicketCoDepartment.ticket_id == t.c.id)
     if cs.kind == "clinic":
         cal = get_calendar(session)
-        n = get_cadence_settings().clinic_stalled_working_days
+        n = get_settings().cadence_clinic_stalled_working_days
         as_of = min(local_date(now), cs.session_date)
         cutoff = local_start(_back(cal, as_of, n))
         last_event = sa.select(sa.func.max(TicketEvent.created_at)).where(
@@ -183,7 +183,7 @@ def _candidates(session: Session, cs: CadenceSession, now: datetime) -> dict[int
             "co_handling": has_co,
             "reopened": t.c.reopen_count >= 1,
         }
-        scope = sa.and_(t.c.status.in_(HANDLING_STATUSES),
+        scope = sa.and_(t.c.status.in_(AWAITING_REPLY_STATUSES),
                         t.c.grid_id.in_(_region_grid_ids(session, cs.region_id) or [-1]))
     else:
         flagged = sa.exists().where(HardCaseFlag.ticket_id == t.c.id)
@@ -193,7 +193,7 @@ def _candidates(session: Session, cs: CadenceSession, now: datetime) -> dict[int
             "co_handling": has_co,
             "flagged": flagged,
         }
-        scope = t.c.status.in_(HANDLING_STATUSES + ("replied",))
+        scope = t.c.status.in_(OPEN_STATUSES)
     cols = [sa.case((cond, 1), else_=0).label(name) for name, cond in flags.items()]
     stmt = sa.select(t.c.id, *cols).where(scope, sa.or_(*flags.values()))
     result = {}
@@ -417,7 +417,7 @@ def _apply_outcome(session: Session, actor: Actor, ticket: Ticket, cs: CadenceSe
         ticket_service.apply_action(session, actor, ticket, "reply", {"text": data.note}, at=now)
         return
     if data.outcome == "escalated":
-        if ticket.escalation_level < 2 and ticket.status in HANDLING_STATUSES + ("replied",):
+        if ticket.escalation_level < 2 and ticket.status in OPEN_STATUSES:
             by = actor if actor.role == "supervisor" else Actor.system()
             ticket_service.apply_action(session, by, ticket, "escalate",
                                         {"reason": f"{label}（{cs.session_date}）提请督办：{data.note}"[:2000]}, at=now)

@@ -102,7 +102,7 @@ def prepare(session: Session, actor: Actor, data: schemas.TicketCreate,
         channel=channel, priority=data.priority.value, submitted_by_id=actor.user_id, at=at,
     )
     settings = get_settings()
-    year = at.astimezone(clock.SHANGHAI).year
+    year = at.astimezone(clock.office_zone()).year
     params = dict(
         p_row=pydantic_core.to_json(columns).decode(),  # datetimes as ISO 8601 (UTC, "Z")
         p_enterprise_id=enterprise_id, p_category_id=category_id, p_service_type=service_type,
