@@ -158,15 +158,14 @@ def import_(
     import sys
     import time
 
-    from service.imports.service import (
+    from service.db import get_engine
+    from service.imports import (
         ImportConfigError,
         ImportOptions,
         import_files,
         load_mapping_file,
         parse_column_map,
     )
-
-    from service.db import get_engine
     from service.imports.reader import ImportFileError
 
     try:

@@ -16,14 +16,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from service.imports.service import (
-    ImportConfigError,
-    ImportOptions,
-    import_file,
-    import_files,
-    load_mapping_file,
-    parse_column_map,
-)
 from sqlmodel import Session, select
 
 from seeds.loader import load_seeds
@@ -32,6 +24,14 @@ from service.categories.models import Category
 from service.db import make_engine
 from service.departments.models import Department
 from service.enterprises.models import Enterprise
+from service.imports import (
+    ImportConfigError,
+    ImportOptions,
+    import_file,
+    import_files,
+    load_mapping_file,
+    parse_column_map,
+)
 from service.imports.cleaning import clean_text, parse_time
 from service.imports.reader import ImportFileError
 from service.stats.service import period_bounds, summary
