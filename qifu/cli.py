@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _start() -> None:
     """Every command: outbox messages written by this process go to the broker (or the embedded
     worker threads when no Redis is configured), as the API's do."""
-    from workers.celery_app import register
+    from workers.dispatch import register
 
     register()
 

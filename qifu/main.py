@@ -73,7 +73,7 @@ def create_app() -> FastAPI:
     from service.sla.router import router as sla_router
     from service.stats.router import router as stats_router
     from service.tickets.router import router as tickets_router
-    from workers.celery_app import register
+    from workers.dispatch import register
 
     register()  # outbox messages written by requests go to the broker (or the embedded workers)
 

@@ -23,7 +23,7 @@ from service.auth.security import create_access_token  # noqa: E402
 from service.config import get_settings  # noqa: E402
 from service.db import get_session, make_engine  # noqa: E402
 from service.users.models import User  # noqa: E402
-from workers.celery_app import register as register_dispatcher  # noqa: E402
+from workers.dispatch import register as register_dispatcher  # noqa: E402
 
 register_dispatcher()  # tests call services directly: their outbox messages go where the API's would
 from tests.scratch_db import migrate, scratch_database  # noqa: E402,F401  (migrate: for tests)

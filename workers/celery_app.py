@@ -123,12 +123,7 @@ def _run_local(name: str, func, kwargs: dict) -> None:
         log.exception("embedded task %s failed", name)
 
 
-def register() -> None:
-    """Make :func:`dispatch` this process's outbox dispatcher (idempotent): called at the start
-    of every process that relays outbox messages (the API's ``qifu.main.create_app``, the ``qifu``
-    command, Celery workers on importing this module, the embedded scheduler)."""
-    jobs.register_dispatcher(dispatch)
-
-
 celery_app = make_celery()
-register()  # a Celery worker or beat imports this module at start (-A workers.celery_app)
+# a Celery worker or beat imports this module at start (-A workers.celery_app): the messages its
+# tasks write go to the broker directly (other processes register lazily: workers.dispatch)
+jobs.register_dispatcher(dispatch)

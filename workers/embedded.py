@@ -34,7 +34,7 @@ class EmbeddedScheduler:
         self._thread = threading.Thread(target=self._loop, name="qifu-embedded-scheduler", daemon=True)
 
     def start(self) -> EmbeddedScheduler:
-        from workers.celery_app import register
+        from workers.dispatch import register
 
         register()  # outbox messages of this process run on the embedded worker threads
         self._thread.start()

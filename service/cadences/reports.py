@@ -26,7 +26,6 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from service import clock
@@ -36,6 +35,7 @@ from service.cadences.models import AgendaItem, CadenceReport, CadenceSession, F
 from service.categories.models import Category
 from service.common.enums import OPEN_STATUSES
 from service.config import get_settings
+from service.db import insert_unless_duplicate
 from service.departments.models import Department
 from service.errors import FieldError, NotAllowed, NotFound
 from service.tickets.models import Ticket, TicketEvent
@@ -198,14 +198,8 @@ def store(session: Session, kind: str, period_key: str, title: str, data: dict[s
     if session.exec(select(CadenceReport.id).where(CadenceReport.kind == kind,
                                                    CadenceReport.period_key == period_key)).first():
         return None
-    row = CadenceReport(kind=kind, period_key=period_key, title=title, data=data, created_at=now or clock.now())
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        return None
-    return row
+    return insert_unless_duplicate(session, CadenceReport(kind=kind, period_key=period_key, title=title, data=data,
+                                                          created_at=now or clock.now()))
 
 
 def _require_supervisor(actor: Actor) -> None:

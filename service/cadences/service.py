@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from service import clock
@@ -30,6 +29,7 @@ from service.cadences.schemas import RunResult
 from service.calendar.service import get_calendar
 from service.clock import office_zone
 from service.config import get_settings
+from service.db import insert_unless_duplicate
 from service.errors import FieldError
 from service.notifications import service as notifications
 from service.users.models import User
@@ -94,14 +94,8 @@ def claim(session: Session, period: Period, now: datetime) -> CadenceRun | None:
     """Insert the period's ``cadence_run`` row; ``None`` when it was claimed before."""
     if session.get(CadenceRun, (period.kind, period.key)) is not None:
         return None
-    row = CadenceRun(kind=period.kind, period_key=period.key, run_date=period.run_date, ran_at=now)
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        return None
-    return row
+    return insert_unless_duplicate(
+        session, CadenceRun(kind=period.kind, period_key=period.key, run_date=period.run_date, ran_at=now))
 
 
 def run_period(session: Session, period: Period, now: datetime | None = None) -> RunResult:

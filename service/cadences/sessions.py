@@ -21,7 +21,6 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from service import clock
@@ -39,6 +38,7 @@ from service.calendar.core import WorkingCalendar
 from service.calendar.service import get_calendar
 from service.common.enums import AWAITING_REPLY_STATUSES, OPEN_STATUSES
 from service.config import get_settings
+from service.db import insert_unless_duplicate
 from service.enterprises.models import Enterprise
 from service.errors import Conflict, FieldError, NotAllowed, NotFound
 from service.notifications import service as notifications
@@ -93,13 +93,7 @@ def _insert_session(session: Session, cs: CadenceSession) -> CadenceSession | No
     """Insert ``cs`` unless its key exists (savepoint: a concurrent twin loses quietly)."""
     if session.exec(select(CadenceSession.id).where(CadenceSession.key == cs.key)).first() is not None:
         return None
-    try:
-        with session.begin_nested():
-            session.add(cs)
-            session.flush()
-    except IntegrityError:
-        return None
-    return cs
+    return insert_unless_duplicate(session, cs)
 
 
 def clinic_date(cal: WorkingCalendar, period_key: str, weekday: int) -> date | None:
@@ -266,9 +260,7 @@ def refresh_upcoming(session: Session, today: date, now: datetime | None = None)
 
 def _load(session: Session, session_id: int, kind: str, *, for_update: bool = False) -> CadenceSession:
     stmt = select(CadenceSession).where(CadenceSession.id == session_id, CadenceSession.kind == kind)
-    if for_update:
-        stmt = stmt.with_for_update()
-    cs = session.exec(stmt).first()
+    cs = session.exec(stmt.with_for_update() if for_update else stmt).first()
     if cs is None:
         raise NotFound(f"{'坐诊' if kind == 'clinic' else '会诊'} {session_id} 不存在")
     return cs

@@ -14,6 +14,7 @@ from service.db.engine import (
     get_engine,
     idle_too_long,
     insert_now,
+    insert_unless_duplicate,
     make_engine,
     session_scope,
 )
@@ -23,5 +24,5 @@ from service.db.types import UTCDateTime, check_in
 __all__ = [
     "NAMING_CONVENTION", "PING_AFTER_IDLE_SECONDS", "POOL_RESERVE", "UTCDateTime", "async_connection",
     "check_in", "close_async_pools", "commit_in_thread", "database_key", "get_engine", "get_session",
-    "idle_too_long", "insert_now", "make_engine", "open_async_pools", "session_scope",
+    "idle_too_long", "insert_now", "insert_unless_duplicate", "make_engine", "open_async_pools", "session_scope",
 ]

@@ -13,10 +13,12 @@ import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache, partial
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import make_transient_to_detached
 from sqlmodel import Session, SQLModel
 
@@ -125,6 +127,21 @@ def insert_now(session: Session, objs: Sequence[SQLModel]) -> None:
 
 
 _INSERTS: dict[sa.Table, tuple[sa.Insert, sa.Insert | None]] = {}
+
+M = TypeVar("M", bound=SQLModel)
+
+
+def insert_unless_duplicate(session: Session, obj: M) -> M | None:
+    """Add and flush ``obj`` in a savepoint; ``None`` (and nothing written) when a unique or
+    primary key refuses it: the loser of two concurrent claims of the same key (a cadence period,
+    a report, a session) gives up quietly instead of failing its transaction."""
+    try:
+        with session.begin_nested():
+            session.add(obj)
+            session.flush()
+    except IntegrityError:
+        return None
+    return obj
 
 
 def database_key(session: Session) -> str:
