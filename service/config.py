@@ -9,10 +9,12 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "qifu-development-secret-change-me-0123456789"
+#: Shortest JWT secret accepted (bytes): HS256 wants a key of at least its 256-bit output (RFC 7518 §3.2).
+MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -39,6 +41,18 @@ class Settings(BaseSettings):
         intake_statement: an enterprise's own submission on PostgreSQL runs as one SQL statement
             on the event loop (``service/tickets/intake_pg.py``, docs/performance.md); ``false``
             sends every submission through the ORM path (same answers, lower throughput).
+        rate_limit_url: where login and request counts live (``limits`` storage URL); empty = the
+            Redis of ``redis_url``, or this process's memory (``memory://``) when that is empty.
+        login_failures_per_account / login_failures_per_address / login_failure_window_seconds:
+            login throttling (SPEC §9, service/auth/login.py): attempts on one account, failures
+            from one client address, in a moving window of that many seconds; then 429.
+        requests_per_user_per_minute: API requests one user may make in a moving minute
+            (SPEC §9 "rate limits per user"); 0 = no limit.
+        max_body_bytes: largest request body accepted (bytes); larger ones get 413 before
+            they are read.
+        jwt_secret_file: where ``qifu standalone`` keeps the JWT secret it generated when
+            ``jwt_secret`` is not set (empty = beside the SQLite file, ``<db>.secret``, or
+            ``./qifu.secret`` for another database).
     """
 
     model_config = SettingsConfigDict(env_prefix="QIFU_", env_file=".env", extra="ignore")
@@ -75,12 +89,29 @@ class Settings(BaseSettings):
     broker_visibility_timeout: float = 3600.0
     # embedded scheduler (qifu standalone): seconds between SLA sweeps / outbox relays
     embedded_sweep_seconds: float = 60.0
+    # hardening (issue 11): throttling, rate limits, body size, the standalone secret
+    rate_limit_url: str = ""
+    login_failures_per_account: int = Field(default=5, ge=1)
+    login_failures_per_address: int = Field(default=100, ge=1)
+    login_failure_window_seconds: int = Field(default=900, ge=1)
+    requests_per_user_per_minute: int = Field(default=1200, ge=0)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    jwt_secret_file: str = ""
 
     @model_validator(mode="after")
-    def _refuse_default_secret(self) -> Settings:
+    def _refuse_weak_secret(self) -> Settings:
         if self.environment not in {"development", "test"} and self.jwt_secret == DEV_SECRET:
-            raise ValueError("QIFU_JWT_SECRET must be set outside development")
+            raise ValueError("QIFU_JWT_SECRET must be set outside development and test "
+                             "(the development secret is public)")
+        if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"QIFU_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes "
+                             f"(got {len(self.jwt_secret.encode())})")
         return self
+
+    @property
+    def rate_limit_storage_url(self) -> str:
+        """The ``limits`` storage of login and request counts (see ``rate_limit_url``)."""
+        return self.rate_limit_url or self.redis_url or "memory://"
 
     @property
     def is_sqlite(self) -> bool:

@@ -29,7 +29,8 @@ def _field_name(loc: tuple) -> str:
 
 
 async def app_error_handler(_request: Request, exc: AppError) -> JSONResponse:
-    return JSONResponse(exc.to_problem(), status_code=exc.status, media_type=PROBLEM)
+    return JSONResponse(exc.to_problem(), status_code=exc.status, media_type=PROBLEM,
+                        headers=getattr(exc, "headers", None))
 
 
 async def validation_error_handler(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -60,14 +60,17 @@ def engine(pg_url: str):
 def _fresh_reference_caches():
     """Calendar overrides and SLA policies are cached per process for a few seconds; a test's
     rolled-back changes must not leak into the next test."""
+    from service.auth.login import login_throttle
     from service.calendar.service import clear_cache as clear_calendar
     from service.sla.policy import clear_cache as clear_policies
 
     clear_calendar()
     clear_policies()
+    login_throttle.cache_clear()  # login counts (in memory in tests) start at zero
     yield
     clear_calendar()
     clear_policies()
+    login_throttle.cache_clear()
 
 
 @pytest.fixture
