@@ -66,10 +66,16 @@ def serve(
 ) -> None:
     """Serve the API with uvicorn (no migrations; see `standalone`). Several workers each get
     their own listening socket on Linux (SO_REUSEPORT), so connections are spread evenly."""
+    from service.auth.secret_file import SettingsRefused, check_settings
     from service.serve import ServingFailed
     from service.serve import serve as run
 
     logging.basicConfig(level=logging.INFO)
+    try:
+        check_settings()  # refuse at start, not with a 500 on every request (issue 11)
+    except SettingsRefused as exc:
+        typer.echo(f"qifu: {exc}", err=True)
+        raise typer.Exit(2) from None
     try:
         run(host=host, port=port, workers=workers, log_level=log_level, access_log=access_log)
     except ServingFailed as exc:
@@ -84,7 +90,16 @@ def serve(
 def standalone(host: str = "127.0.0.1", port: int = 8000) -> None:
     """The embedded default: migrate the database (SQLite unless QIFU_DATABASE_URL says
     otherwise), load the seeds, and serve the API with OpenAPI docs at /docs."""
+    from service.auth.secret_file import SettingsRefused, ensure_standalone_secret
+
     logging.basicConfig(level=logging.INFO)
+    try:
+        secret_file = ensure_standalone_secret()
+    except SettingsRefused as exc:
+        typer.echo(f"qifu: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if secret_file is not None:
+        typer.echo(f"JWT 密钥：{secret_file}（首次启动时随机生成，请勿泄露）")
     run_migrations()
     counts = run_seeds()
     typer.echo("种子数据：" + ", ".join(f"{k}={v}" for k, v in counts.items()))
