@@ -299,6 +299,10 @@ from service.cadences.cli import cadence_app  # noqa: E402
 
 app.add_typer(cadence_app, name="cadence")
 
+from service.users.cli import user_app  # noqa: E402
+
+app.add_typer(user_app, name="user")
+
 sla_app = typer.Typer(help="SLA: deadlines, reminders, escalation, auto-close")
 app.add_typer(sla_app, name="sla")
 
