@@ -46,8 +46,9 @@ class Settings(BaseSettings):
         login_failures_per_account / login_failures_per_address / login_failure_window_seconds:
             login throttling (SPEC §9, service/auth/login.py): attempts on one account, failures
             from one client address, in a moving window of that many seconds; then 429.
-        requests_per_user_per_minute: API requests one user may make in a moving minute
-            (SPEC §9 "rate limits per user"); 0 = no limit.
+        requests_per_user_per_minute: API requests one user may make per minute in each API
+            process (SPEC §9 "rate limits per user"; a guard against runaway scripts, 100/s by
+            default); 0 = no limit.
         max_body_bytes: largest request body accepted (bytes); larger ones get 413 before
             they are read.
         jwt_secret_file: where ``qifu standalone`` keeps the JWT secret it generated when
@@ -94,7 +95,7 @@ class Settings(BaseSettings):
     login_failures_per_account: int = Field(default=5, ge=1)
     login_failures_per_address: int = Field(default=100, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
-    requests_per_user_per_minute: int = Field(default=1200, ge=0)
+    requests_per_user_per_minute: int = Field(default=6000, ge=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     jwt_secret_file: str = ""
 

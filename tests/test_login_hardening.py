@@ -225,3 +225,24 @@ def test_every_failed_login_verifies_one_argon2_hash(session, client, login, mon
         calls.clear()
         assert client.post(TOKEN, data={"username": name, "password": "wrong-pass-1"}).status_code == 401
         assert len(calls) == 1 and calls[0].startswith("$argon2id$"), name
+
+
+# ---- per-user request limit -------------------------------------------------------------------
+
+def test_requests_per_user_are_limited(client, login, monkeypatch):
+    monkeypatch.setenv("QIFU_REQUESTS_PER_USER_PER_MINUTE", "3")
+    get_settings.cache_clear()
+    try:
+        ent, officer = login("ent1"), login("officer1")
+        codes = [client.get("/api/v1/me", headers=ent).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        refused = client.get("/api/v1/me", headers=ent)
+        assert refused.headers["content-type"] == PROBLEM and 1 <= int(refused.headers["Retry-After"]) <= 60
+        assert "每分钟最多 3 次" in refused.json()["detail"]
+        assert client.get("/api/v1/me", headers=officer).status_code == 200  # per user
+        monkeypatch.setenv("QIFU_REQUESTS_PER_USER_PER_MINUTE", "0")  # off
+        get_settings.cache_clear()
+        assert {client.get("/api/v1/me", headers=ent).status_code for _ in range(5)} == {200}
+    finally:
+        monkeypatch.delenv("QIFU_REQUESTS_PER_USER_PER_MINUTE")
+        get_settings.cache_clear()

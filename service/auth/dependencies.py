@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from service.auth.actor import Actor
 from service.auth.security import decode_access_token
+from service.auth.throttle import user_request_limit
 from service.config import get_settings
 from service.db import get_session
 from service.errors import NotAllowed, Unauthenticated
@@ -47,6 +48,19 @@ def clear_actor_cache() -> None:
 
 
 async def get_current_actor(session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> Actor:
+    """Resolve the bearer token to an :class:`Actor` and count the request against the user's
+    rate limit (``requests_per_user_per_minute``, SPEC §9; :class:`~service.auth.throttle.UserRequestLimit`).
+
+    Raises:
+        Unauthenticated (401): see :func:`_actor_of_token`.
+        TooManyRequests (429): the user's requests of this minute are used up.
+    """
+    actor = await _actor_of_token(session, token)
+    user_request_limit(get_settings().requests_per_user_per_minute).hit(actor.user_id)
+    return actor
+
+
+async def _actor_of_token(session: Session, token: str | None) -> Actor:
     """Resolve the bearer token to an :class:`Actor`.
 
     Async on purpose: the token is checked on the event loop; the user row is read in a worker

@@ -89,3 +89,47 @@ class Counter:
         """Whole seconds (at least 1) until ``key`` may have one more event under ``limit``."""
         stats = self._call("get_window_stats", limit, key)
         return max(1, math.ceil(stats.reset_time - time.time()))
+
+
+class UserRequestLimit:
+    """At most ``per_minute`` API requests per user and per API process, in fixed one-minute
+    windows (SPEC §9 "rate limits per user"). Counted in this process's memory: no Redis round
+    trip per request; with N API processes a user may make up to N times as many (the limit is
+    meant for a runaway script, not for pacing people; docs/decisions.md "Login throttling")."""
+
+    def __init__(self, per_minute: int) -> None:
+        from limits import RateLimitItemPerMinute
+        from limits.strategies import FixedWindowRateLimiter
+
+        self.per_minute = per_minute
+        self._item = RateLimitItemPerMinute(max(per_minute, 1), namespace="qifu-api-user")
+        self._limiter = FixedWindowRateLimiter(MemoryStorage())
+
+    def hit(self, user_id: int) -> None:
+        """Count one request of ``user_id``.
+
+        Raises:
+            TooManyRequests (429): the user's requests of this minute are used up.
+        """
+        if self.per_minute <= 0:
+            return
+        key = str(user_id)
+        if not self._limiter.hit(self._item, key):
+            from service.errors import TooManyRequests
+
+            reset = self._limiter.get_window_stats(self._item, key).reset_time
+            seconds = max(1, math.ceil(reset - time.time()))
+            raise TooManyRequests(f"请求过于频繁（每分钟最多 {self.per_minute} 次），请 {seconds} 秒后再试",
+                                  retry_after=seconds)
+
+
+_user_limits: dict[int, UserRequestLimit] = {}
+
+
+def user_request_limit(per_minute: int) -> UserRequestLimit:
+    """The process-wide :class:`UserRequestLimit` for ``per_minute`` (one per value, so a change
+    of settings takes effect; tests clear ``_user_limits``)."""
+    limit = _user_limits.get(per_minute)
+    if limit is None:
+        limit = _user_limits[per_minute] = UserRequestLimit(per_minute)
+    return limit
