@@ -77,8 +77,14 @@ def serve(
     their own listening socket on Linux (SO_REUSEPORT), so connections are spread evenly."""
     from qifu.serve import ServingFailed
     from qifu.serve import serve as run
+    from service.auth.secret_file import SettingsRefused, check_settings
 
     logging.basicConfig(level=logging.INFO)
+    try:
+        check_settings()  # refuse at start, not with a 500 on every request (issue 11)
+    except SettingsRefused as exc:
+        typer.echo(f"qifu: {exc}", err=True)
+        raise typer.Exit(2) from None
     try:
         run(host=host, port=port, workers=workers, log_level=log_level, access_log=access_log)
     except ServingFailed as exc:
@@ -93,7 +99,16 @@ def serve(
 def standalone(host: str = "127.0.0.1", port: int = 8000) -> None:
     """The embedded default: migrate the database (SQLite unless QIFU_DATABASE_URL says
     otherwise), load the seeds, and serve the API with OpenAPI docs at /docs."""
+    from service.auth.secret_file import SettingsRefused, ensure_standalone_secret
+
     logging.basicConfig(level=logging.INFO)
+    try:
+        secret_file = ensure_standalone_secret()
+    except SettingsRefused as exc:
+        typer.echo(f"qifu: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if secret_file is not None:
+        typer.echo(f"JWT 密钥：{secret_file}（首次启动时随机生成，请勿泄露）")
     run_migrations()
     counts = run_seeds()
     typer.echo("种子数据：" + ", ".join(f"{k}={v}" for k, v in counts.items()))
@@ -292,6 +307,10 @@ def stats(
 from qifu.cadence_cli import cadence_app  # noqa: E402
 
 app.add_typer(cadence_app, name="cadence")
+
+from qifu.user_cli import user_app  # noqa: E402
+
+app.add_typer(user_app, name="user")
 
 sla_app = typer.Typer(help="SLA: deadlines, reminders, escalation, auto-close")
 app.add_typer(sla_app, name="sla")

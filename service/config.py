@@ -14,6 +14,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "qifu-development-secret-change-me-0123456789"
+#: Shortest JWT secret accepted (bytes): HS256 wants a key of at least its 256-bit output (RFC 7518 §3.2).
+MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -60,6 +62,19 @@ class Settings(BaseSettings):
         cadence_ranking_weights: weights of the quarterly ranking's score (normalised over available rates).
         cadence_run_times: local time of day (``timezone``) at which each cadence becomes due on its run
             date; beat fires each cadence's task at this time (``workers/celery_app.py``).
+        rate_limit_url: where login and request counts live (``limits`` storage URL); empty = the
+            Redis of ``redis_url``, or this process's memory (``memory://``) when that is empty.
+        login_failures_per_account / login_failures_per_address / login_failure_window_seconds:
+            login throttling (SPEC §9, service/auth/login.py): attempts on one account, failures
+            from one client address, in a moving window of that many seconds; then 429.
+        requests_per_user_per_minute: API requests one user may make per minute in each API
+            process (SPEC §9 "rate limits per user"; a guard against runaway scripts, 100/s by
+            default); 0 = no limit.
+        max_body_bytes: largest request body accepted (bytes); larger ones get 413 before
+            they are read.
+        jwt_secret_file: where ``qifu standalone`` keeps the JWT secret it generated when
+            ``jwt_secret`` is not set (empty = beside the SQLite file, ``<db>.secret``, or
+            ``./qifu.secret`` for another database).
     """
 
     model_config = SettingsConfigDict(env_prefix="QIFU_", env_file=".env", extra="ignore")
@@ -124,11 +139,29 @@ class Settings(BaseSettings):
                 raise ValueError(f"{tag}: interval must be 1-366 days")
         return value
 
+    # hardening (issue 11): throttling, rate limits, body size, the standalone secret
+    rate_limit_url: str = ""
+    login_failures_per_account: int = Field(default=5, ge=1)
+    login_failures_per_address: int = Field(default=100, ge=1)
+    login_failure_window_seconds: int = Field(default=900, ge=1)
+    requests_per_user_per_minute: int = Field(default=6000, ge=0)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    jwt_secret_file: str = ""
+
     @model_validator(mode="after")
-    def _refuse_default_secret(self) -> Settings:
+    def _refuse_weak_secret(self) -> Settings:
         if self.environment not in {"development", "test"} and self.jwt_secret == DEV_SECRET:
-            raise ValueError("QIFU_JWT_SECRET must be set outside development")
+            raise ValueError("QIFU_JWT_SECRET must be set outside development and test "
+                             "(the development secret is public)")
+        if len(self.jwt_secret.encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"QIFU_JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes "
+                             f"(got {len(self.jwt_secret.encode())})")
         return self
+
+    @property
+    def rate_limit_storage_url(self) -> str:
+        """The ``limits`` storage of login and request counts (see ``rate_limit_url``)."""
+        return self.rate_limit_url or self.redis_url or "memory://"
 
     @property
     def is_sqlite(self) -> bool:

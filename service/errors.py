@@ -84,6 +84,18 @@ class Unavailable(AppError):
     status, title, slug = 503, "服务暂不可用", "unavailable"
 
 
+class TooManyRequests(AppError):
+    """Too many attempts or requests in a window (429, SPEC §9); ``retry_after`` (whole seconds)
+    is sent as the ``Retry-After`` header and the ``retry_after`` member of the problem."""
+
+    status, title, slug = 429, "请求过于频繁", "too-many-requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class FieldError(AppError):
     """Invalid input on a named field (422)."""
 

@@ -63,14 +63,20 @@ def engine(pg_url: str):
 def _fresh_reference_caches():
     """Calendar overrides and SLA policies are cached per process for a few seconds; a test's
     rolled-back changes must not leak into the next test."""
+    from service.auth.login import login_throttle
+    from service.auth.throttle import _user_limits
     from service.calendar.service import clear_cache as clear_calendar
     from service.sla.policy import clear_cache as clear_policies
 
     clear_calendar()
     clear_policies()
+    login_throttle.cache_clear()  # login and request counts (in memory in tests) start at zero
+    _user_limits.clear()
     yield
     clear_calendar()
     clear_policies()
+    login_throttle.cache_clear()
+    _user_limits.clear()
 
 
 @pytest.fixture
