@@ -12,7 +12,7 @@ from qifu.cli import app
 from service.auth.security import verify_password
 from service.config import get_settings
 from service.db import get_engine
-from service.users import cli as user_cli
+from qifu import user_cli
 from service.users.models import User
 
 runner = CliRunner()
