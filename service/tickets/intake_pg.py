@@ -85,7 +85,7 @@ def prepare(session: Session, actor: Actor, data: schemas.TicketCreate,
         NotAllowed (403), FieldError (422): as :func:`service.tickets.intake.resolve_submitter`;
             a key longer than 255 characters.
     """
-    from service.tickets.service import request_hash  # the service module imports this one
+    from service.tickets.submission import request_hash  # submission imports the notifications
 
     enterprise_id, channel = intake.resolve_submitter(actor, data)
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:

@@ -1,0 +1,32 @@
+"""Ticket use cases (SPEC §3, §7): a facade over the modules they live in, kept so that the
+callers' ``from service.tickets import service`` goes on working.
+
+- :mod:`service.tickets.numbering` — ticket numbers;
+- :mod:`service.tickets.queries` — the read model, visibility-checked loads, history, lists;
+- :mod:`service.tickets.submission` — submission through the ORM (the general path);
+  :mod:`service.tickets.intake` (rules) and :mod:`service.tickets.intake_pg` (one statement);
+- :mod:`service.tickets.actions` — :func:`apply_action` and its handlers;
+  :mod:`service.tickets.effects` — what each action does, declared once.
+"""
+
+from __future__ import annotations
+
+from service.tickets.actions import ACTION_BODIES, HANDLERS, Action, apply_action
+from service.tickets.intake import ON_BEHALF_ROLES, SELF_SERVICE_CHANNELS
+from service.tickets.numbering import next_ticket_number
+from service.tickets.queries import (
+    SORT_KEYS,
+    TicketFilter,
+    find_ticket,
+    get_visible_ticket,
+    list_events,
+    list_tickets,
+    ticket_read,
+)
+from service.tickets.submission import IdempotencyMismatch, create_ticket, request_hash, submit_ticket
+
+__all__ = [
+    "ACTION_BODIES", "HANDLERS", "ON_BEHALF_ROLES", "SELF_SERVICE_CHANNELS", "SORT_KEYS", "Action",
+    "IdempotencyMismatch", "TicketFilter", "apply_action", "create_ticket", "find_ticket", "get_visible_ticket",
+    "list_events", "list_tickets", "next_ticket_number", "request_hash", "submit_ticket", "ticket_read",
+]
