@@ -25,10 +25,11 @@ from service.categories.models import Category
 from service.common.enums import Role, TicketStatus
 from service.departments.models import Department
 from service.errors import AppError, Conflict, FieldError, NotAllowed, VersionConflict
-from service.notifications import service as notifications
+from service.notifications import fanout
 from service.sla.deadlines import apply_sla
 from service.tickets import schemas
 from service.tickets import workflow as wf
+from service.tickets.effects import EFFECTS
 from service.tickets.models import Ticket, TicketCoDepartment, TicketEvent, TicketLink
 from service.tickets.visibility import ticket_visibility
 
@@ -94,35 +95,17 @@ class _Ctx:
     extension_days: int | None = None  # set by approve_extension: moves the reply deadline
 
 
-#: Which notification each action sends (recipients: service.notifications.service.recipients).
-NOTIFY_ON: dict[Action, str] = {
-    Action.dispatch: "dispatched", Action.reopen: "reopened", Action.return_: "returned",
-    Action.reply: "replied", Action.answer: "replied", Action.confirm: "closed",
-    Action.auto_close: "closed", Action.remind: "reminded", Action.escalate: "escalated",
-    Action.request_extension: "extension_requested", Action.approve_extension: "extension_decided",
-    Action.deny_extension: "extension_decided",
-}
-
-
 def _require_lead_department(ctx: _Ctx) -> None:
     if ctx.actor.role == Role.department and ctx.actor.department_id != ctx.ticket.lead_department_id:
         raise NotAllowed("只有主办单位可以执行此操作，协办单位可以评论")
 
 
-def _on_accept(ctx: _Ctx) -> None:
-    ctx.ticket.accepted_at = ctx.at
-
-
 def _on_reject(ctx: _Ctx) -> None:
-    ctx.ticket.rejected_at = ctx.at
     ctx.ticket.reject_reason = ctx.body.reason
 
 
 def _on_answer(ctx: _Ctx) -> None:
-    t = ctx.ticket
-    t.answered_at = t.replied_at = ctx.at
-    t.first_replied_at = t.first_replied_at or ctx.at
-    t.reply_text = ctx.body.text
+    ctx.ticket.reply_text = ctx.body.text
     ctx.event.payload = {"text": ctx.body.text}
 
 
@@ -147,14 +130,11 @@ def _on_dispatch(ctx: _Ctx) -> None:
     session.execute(sa.delete(TicketCoDepartment).where(TicketCoDepartment.ticket_id == t.id))
     session.add_all(TicketCoDepartment(ticket_id=t.id, department_id=d) for d in co_ids)
     t.lead_department_id = lead_id
-    t.dispatched_at = ctx.at
     ctx.event.payload = {"lead_department_id": lead_id, "co_department_ids": co_ids}
-    ctx.event.visibility = "public"
 
 
 def _on_claim(ctx: _Ctx) -> None:
     _require_lead_department(ctx)
-    ctx.ticket.claimed_at = ctx.at
 
 
 def _on_return(ctx: _Ctx) -> None:
@@ -163,10 +143,7 @@ def _on_return(ctx: _Ctx) -> None:
     # delete first: the DELETE autoflushes, and a dirty ticket would be flushed (and its version
     # bumped) twice in one action
     ctx.session.execute(sa.delete(TicketCoDepartment).where(TicketCoDepartment.ticket_id == t.id))
-    ctx.event.payload = {"department_id": t.lead_department_id}
-    t.return_count += 1
-    t.lead_department_id = None
-    t.claimed_at = None
+    ctx.event.payload = {"department_id": t.lead_department_id}  # before the lead is cleared
 
 
 def _on_hold(ctx: _Ctx) -> None:
@@ -180,23 +157,13 @@ def _on_resume(ctx: _Ctx) -> None:
 def _on_reply(ctx: _Ctx) -> None:
     _require_lead_department(ctx)
     t = ctx.ticket
-    t.replied_at = ctx.at
-    t.first_replied_at = t.first_replied_at or ctx.at
     t.reply_text = ctx.body.text
     ctx.event.payload = {"text": ctx.body.text, "department_id": t.lead_department_id}
 
 
 def _on_confirm(ctx: _Ctx) -> None:
-    t = ctx.ticket
-    t.rating = ctx.body.rating
-    t.closed_at = ctx.at
-    ctx.event.payload = {"rating": ctx.body.rating, "comment": ctx.body.comment,
-                         "callback": ctx.actor.role == Role.officer}
-
-
-def _on_auto_close(ctx: _Ctx) -> None:
-    ctx.ticket.rating = "none"
-    ctx.ticket.closed_at = ctx.at
+    ctx.ticket.rating = ctx.body.rating
+    ctx.event.payload = {"comment": ctx.body.comment, "callback": ctx.actor.role == Role.officer}
 
 
 def _on_reopen(ctx: _Ctx) -> None:
@@ -205,10 +172,6 @@ def _on_reopen(ctx: _Ctx) -> None:
         raise AppError("该工单没有主办单位，无法重办")
     if t.status == TicketStatus.replied:
         t.rating = "dissatisfied"
-    t.reopen_count += 1
-    t.dispatched_at = ctx.at
-    t.claimed_at = None
-    t.closed_at = None
     ctx.event.payload = {"lead_department_id": t.lead_department_id}
 
 
@@ -224,9 +187,7 @@ def _on_add_info(ctx: _Ctx) -> None:
 
 
 def _on_remind(ctx: _Ctx) -> None:
-    ctx.ticket.remind_count += 1
     ctx.event.reason = ctx.body.note
-    ctx.event.visibility = "internal"
 
 
 def _on_escalate(ctx: _Ctx) -> None:
@@ -239,7 +200,6 @@ def _on_escalate(ctx: _Ctx) -> None:
         t.level2_at = None
     ctx.event.reason = ctx.body.reason
     ctx.event.payload = {"level": level}
-    ctx.event.visibility = "internal"
 
 
 def _other_ticket(ctx: _Ctx, number: str, field_name: str) -> Ticket:
@@ -259,8 +219,6 @@ def _on_merge(ctx: _Ctx) -> None:
         raise FieldError("into", f"工单 {survivor.number} 已不予受理，不能作为合并目标")
     t = ctx.ticket
     t.duplicate_of_id = survivor.id
-    t.reject_reason = "duplicate"
-    t.rejected_at = ctx.at
     ctx.session.add(TicketLink(ticket_id=t.id, other_ticket_id=survivor.id, kind="duplicate_of",
                                created_at=ctx.at))
     ctx.event.reason = "duplicate"
@@ -290,7 +248,6 @@ def _on_request_extension(ctx: _Ctx) -> None:
         raise Conflict("延期须在答复期限届满前申请")
     t.extension_requested_days = ctx.body.days
     ctx.event.payload = {"days": ctx.body.days, "reply_by": t.reply_by.isoformat()}
-    ctx.event.visibility = "internal"
 
 
 def _decide_extension(ctx: _Ctx, approved: bool) -> None:
@@ -300,11 +257,9 @@ def _decide_extension(ctx: _Ctx, approved: bool) -> None:
     days = t.extension_requested_days
     t.extension_requested_days = None
     if approved:
-        t.extension_count += 1
         ctx.extension_days = days
     ctx.event.reason = ctx.body.note
     ctx.event.payload = {"days": days, "approved": approved}
-    ctx.event.visibility = "internal"
 
 
 def _on_approve_extension(ctx: _Ctx) -> None:
@@ -315,16 +270,22 @@ def _on_deny_extension(ctx: _Ctx) -> None:
     _decide_extension(ctx, False)
 
 
+#: What each action does beyond its declared effects (service/tickets/effects.py): validating the
+#: body, reading it into the ticket, dispatch's departments, merge's and link's links.
 HANDLERS: dict[Action, Callable[[_Ctx], None]] = {
     Action.request_extension: _on_request_extension, Action.approve_extension: _on_approve_extension,
     Action.deny_extension: _on_deny_extension,
-    Action.accept: _on_accept, Action.reject: _on_reject, Action.answer: _on_answer,
+    Action.reject: _on_reject, Action.answer: _on_answer,
     Action.dispatch: _on_dispatch, Action.claim: _on_claim, Action.return_: _on_return,
     Action.hold: _on_hold, Action.resume: _on_resume, Action.reply: _on_reply,
     Action.confirm: _on_confirm, Action.reopen: _on_reopen, Action.comment: _on_comment,
     Action.add_info: _on_add_info, Action.remind: _on_remind, Action.escalate: _on_escalate,
-    Action.merge: _on_merge, Action.link: _on_link, Action.auto_close: _on_auto_close,
+    Action.merge: _on_merge, Action.link: _on_link,
 }
+
+
+def _no_handler(ctx: _Ctx) -> None:
+    """accept, auto_close: nothing beyond the declared effects."""
 
 
 def apply_action(
@@ -369,19 +330,23 @@ def apply_action(
                           service_type=ticket.service_type)
     at = at or clock.now()
     from_status = ticket.status
-    reason = getattr(body, "reason", None)
+    effects = EFFECTS[action.value]
+    reason = getattr(body, "reason", None) or effects.reason
     event = _EventDraft(ticket_id=ticket.id, actor_id=actor.user_id, actor_role=actor.role,
-                        action=action.value, from_status=from_status, reason=reason, created_at=at)
+                        action=action.value, from_status=from_status, reason=reason, created_at=at,
+                        visibility=effects.visibility)
     ctx = _Ctx(session=session, actor=actor, ticket=ticket, body=body, at=at, event=event)
     # Nothing is flushed until the ticket, its event and its deadlines are complete: the flush
     # below is the one UPDATE ... WHERE version = <loaded> that wins or loses a race.
     with session.no_autoflush:
-        HANDLERS[action](ctx)
+        HANDLERS.get(action, _no_handler)(ctx)  # what is the action's own, then what is declared
+        effects.apply(ticket, at)
         if transition.next_status is not None:
             ticket.status = transition.next_status.value
         event.to_status = ticket.status
         ticket.updated_at = at
         apply_sla(session, ticket, action.value, at, extension_days=ctx.extension_days, arm=not history)
+        event.payload = {**effects.event_payload(ticket), **event.payload}
     session.add(ticket)
     if history:
         event.insert(session)  # the ticket's UPDATE waits for the caller's one flush
@@ -391,9 +356,7 @@ def apply_action(
     except StaleDataError as exc:
         raise VersionConflict("工单已被他人同时修改，请刷新后重试", status=409) from exc
     event.insert(session)
-    kind = NOTIFY_ON.get(action)
-    if kind is not None:
-        notifications.notify_ticket(session, ticket, kind, step=ticket.due_step, at=at,
-                                    body=event.reason or "")
+    if effects.notify is not None:
+        fanout.notify_tickets(session, [ticket.id], effects.notify, at=at, body=event.reason or "")
     return ticket
 

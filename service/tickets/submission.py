@@ -22,8 +22,9 @@ from service.categories.models import Category
 from service.db import insert_now
 from service.enterprises.models import Enterprise
 from service.errors import AppError, FieldError, VersionConflict
-from service.notifications import service as notifications
+from service.notifications import fanout
 from service.tickets import intake, schemas
+from service.tickets.effects import EFFECTS
 from service.tickets.models import IdempotencyKey, Ticket, TicketEvent
 from service.tickets.numbering import next_ticket_number
 from service.tickets.visibility import enterprise_visibility
@@ -83,11 +84,12 @@ def create_ticket(
     )
     ticket = Ticket(number=next_ticket_number(session, at.astimezone(clock.SHANGHAI).year), **columns)
     _insert_new(session, ticket)
+    effects = EFFECTS["submit"]
     if not history:
-        notifications.notify_ticket(session, ticket, "submitted", at=at)
+        fanout.notify_tickets(session, [ticket.id], effects.notify, at=at)
     _insert_new(session, TicketEvent(ticket_id=ticket.id, actor_id=actor.user_id, actor_role=actor.role,
                                      action="submit", to_status=ticket.status, created_at=at,
-                                     payload={"channel": channel}))
+                                     payload={"channel": channel}, visibility=effects.visibility))
     return ticket
 
 
