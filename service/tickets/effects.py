@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from service.tickets.workflow import Action
@@ -100,11 +100,11 @@ class Effects:
             setattr(ticket, column, getattr(ticket, column) + 1)
 
     def event_payload(self, ticket: Any) -> dict[str, Any]:
-        """The payload entries copied from ``ticket`` after the action (datetimes as ISO 8601)."""
+        """The payload entries copied from ``ticket`` after the action (datetimes as ISO 8601, UTC)."""
         out = {}
         for column in self.payload:
             value = getattr(ticket, column)
-            out[column] = value.isoformat() if isinstance(value, datetime) else value
+            out[column] = value.astimezone(UTC).isoformat() if isinstance(value, datetime) else value
         return out
 
 
