@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session
 
 from service import jobs
@@ -147,8 +148,14 @@ def notify_tickets(session: Session, ticket_ids: Sequence[int], kind: str, *, at
     if not ticket_ids:
         return []
     ids = list(ticket_ids)
-    where = T.c.id == ids[0] if len(ids) == 1 else T.c.id.in_(ids)
-    stmt = insert_statement(kind, T, where, at=at, body=body or "", dialect=session.get_bind().dialect.name)
+    dialect = session.get_bind().dialect.name
+    if len(ids) == 1:
+        where = T.c.id == ids[0]
+    elif dialect == "postgresql":  # one array parameter, however many tickets and groups
+        where = T.c.id == sa.any_(sa.bindparam("ticket_ids", ids, type_=postgresql.ARRAY(sa.Integer)))
+    else:
+        where = T.c.id.in_(ids)
+    stmt = insert_statement(kind, T, where, at=at, body=body or "", dialect=dialect)
     new_ids = [row.id for row in session.execute(stmt)]
     queue_deliveries(session, new_ids)
     return new_ids
