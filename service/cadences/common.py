@@ -12,6 +12,7 @@ from service.categories.models import Category
 from service.clock import office_zone
 from service.enterprises.models import Enterprise
 from service.errors import FieldError
+from service.notifications import fanout
 from service.tickets import service as ticket_service
 from service.tickets.models import Ticket
 
@@ -82,20 +83,7 @@ def raise_problems(session: Session, actor: Actor, enterprise: Enterprise, probl
 
 
 def notify_from_select(session: Session, rows_select, kind: str, at: datetime) -> int:
-    """Set-based notifications: ``rows_select`` yields ``(user_id, ticket_id, title, body)``; one
-    ``INSERT ... SELECT`` writes them (kind ``kind``), and deliveries are queued as
-    :func:`service.notifications.service.notify` does. Returns how many were written."""
-    import sqlalchemy as sa
-
-    from service.notifications import service as notifications
-    from service.notifications.models import Notification
-
-    n = Notification.__table__
-    before = session.execute(sa.select(sa.func.coalesce(sa.func.max(n.c.id), 0))).scalar_one()
-    sel = rows_select.add_columns(sa.literal(kind), sa.literal(at, type_=n.c.created_at.type))
-    written = len(session.connection().execute(sa.insert(n).from_select(
-        ["user_id", "ticket_id", "title", "body", "kind", "created_at"], sel).returning(n.c.id)).all())
-    if written and notifications.channels():
-        ids = list(session.execute(sa.select(n.c.id).where(n.c.id > before, n.c.kind == kind)).scalars())
-        notifications._queue_deliveries(session, ids)
-    return written
+    """Set-based notifications: ``rows_select`` yields ``(user_id, ticket_id, title, body)``; written
+    by :func:`service.notifications.fanout.notify_select` (kind ``kind``, deliveries queued).
+    Returns how many were written."""
+    return fanout.notify_select(session, rows_select, kind, at)

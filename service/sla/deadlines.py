@@ -29,6 +29,7 @@ from sqlmodel import Session
 from service.calendar.core import WorkingCalendar
 from service.calendar.service import get_calendar
 from service.sla.policy import LEVEL2_AFTER_WORKING_DAYS, REMINDER_LEAD_SECONDS, limit_for
+from service.tickets.effects import STEP_DEADLINE, effects_of
 from service.tickets.models import Ticket, TicketEvent
 
 
@@ -96,7 +97,8 @@ def apply_sla(session: Session, ticket: Ticket, action: str, at: datetime, *, ex
               arm: bool = True) -> None:
     """Update the ticket's deadlines after ``action`` (already applied to its status) at ``at``.
 
-    Rules (SPEC §4): submit → accept-by (and, for consultations, the first-reply deadline from
+    The steps each action starts or drops and its effect on the clock are declared in
+    :data:`service.tickets.effects.EFFECTS` (``sla``). Rules (SPEC §4): submit → accept-by (and, for consultations, the first-reply deadline from
     submission); dispatch/reopen → claim-by; claim → reply-by from the claim (not for
     consultations, whose reply deadline runs from submission; a reopened consultation gets a new
     one from the reopen); reply/answer → feedback-by; hold pauses; resume pushes reply-by out by the
@@ -110,35 +112,21 @@ def apply_sla(session: Session, ticket: Ticket, action: str, at: datetime, *, ex
     def limit(step: str):
         return limit_for(session, ticket.category_id, ticket.priority, step)
 
-    consultation = ticket.service_type == "consultation"
-    if action == "submit":
-        ticket.accept_by = limit("accept").deadline(calendar, at)
-        if consultation:
-            ticket.reply_by = limit("first_reply").deadline(calendar, at)
-    elif action == "dispatch":
-        ticket.claim_by = limit("claim").deadline(calendar, at)
-    elif action == "reopen":
-        ticket.claim_by = limit("claim").deadline(calendar, at)
-        ticket.feedback_by = None
-        if consultation:
-            ticket.reply_by = limit("first_reply").deadline(calendar, at)
-    elif action == "claim":
-        if not consultation:
-            ticket.reply_by = limit("reply").deadline(calendar, at)
-    elif action == "return":
-        ticket.claim_by = None
-    elif action in ("reply", "answer"):
-        ticket.feedback_by = limit("feedback").deadline(calendar, at)
-    elif action == "hold":
+    sla = effects_of(action).sla  # the steps it starts/drops and its clock (service/tickets/effects.py)
+    for step in sla.steps_started(ticket.service_type):
+        setattr(ticket, STEP_DEADLINE[step], limit(step).deadline(calendar, at))
+    for step in sla.clear:
+        setattr(ticket, STEP_DEADLINE[step], None)
+    if sla.clock == "pause":
         ticket.held_at = at
-    elif action == "resume":
+    elif sla.clock == "resume":
         if ticket.held_at is not None:
             held = max(0.0, calendar.working_seconds_between(ticket.held_at, at))
             ticket.hold_seconds = int(ticket.hold_seconds + held)
             if ticket.reply_by is not None:
                 ticket.reply_by = calendar.add_working_seconds(ticket.reply_by, held)
             ticket.held_at = None
-    elif action == "approve_extension" and extension_days:
+    elif sla.clock == "extend" and extension_days:
         ticket.reply_by = calendar.add_working_days(ticket.reply_by, extension_days)
     _schedule(session, ticket, calendar, at, arm)
 
