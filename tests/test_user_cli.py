@@ -8,11 +8,11 @@ import pytest
 from sqlmodel import Session, delete, select
 from typer.testing import CliRunner
 
+from qifu import user_cli
 from qifu.cli import app
 from service.auth.security import verify_password
 from service.config import get_settings
 from service.db import get_engine
-from qifu import user_cli
 from service.users.models import User
 
 runner = CliRunner()
