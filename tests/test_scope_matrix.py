@@ -10,7 +10,7 @@ class of defect stays fixed.
 
 Seeded scopes (seeds/data/users.yaml, enterprises.yaml):
 ent1/ent6 → 经开区, officer1; ent2 → 桐溪镇, officer12; ent11 → 禾丰镇, officer8;
-supervisor1 county-wide, supervisor2 禾丰镇; departments RSJ (dept_rsj), JXJ (dept_jxj).
+supervisor1 county-wide, supervisor2 禾丰镇; departments RSJ (dept_rsj) and one with no ticket of ent1.
 """
 
 from __future__ import annotations
@@ -46,8 +46,10 @@ from service.regions.models import Grid
 from service.tickets.models import Ticket, TicketEvent
 from tests import factories as f
 
-#: the same roles, out of the scope of enterprise #1's tickets / in it
-OUTSIDERS = ("ent2", "officer12", "dept_jxj", "supervisor2")
+#: the same roles, out of the scope of enterprise #1's tickets / in it; ``dept_other`` stands for
+#: a department handler that has no ticket of enterprise #1 (:meth:`Ctx.dept_other`: tests that
+#: commit may have dispatched one of its tickets to any department)
+OUTSIDERS = ("ent2", "officer12", "dept_other", "supervisor2")
 INSIDERS = ("ent1", "officer1", "dept_rsj", "supervisor1")
 
 
@@ -61,7 +63,28 @@ class Ctx:
     """The test's session, client and the rows each case builds on demand."""
 
     def __init__(self, session, client, login):
-        self.session, self.client, self.login = session, client, login
+        self.session, self.client = session, client
+        self.login = lambda who: login(self.dept_other if who == "dept_other" else who)
+
+    @cached_property
+    def dept_other(self) -> str:
+        """A department handler who may see no ticket of enterprise #1 (nor of enterprise #6)."""
+        from service.departments.models import Department
+        from service.tickets.models import TicketCoDepartment
+        from service.users.models import User
+
+        ents = [self.ent("ent1").id, self.ent("ent6").id]
+        leads = sa.select(Ticket.lead_department_id).where(Ticket.enterprise_id.in_(ents),
+                                                           Ticket.lead_department_id.is_not(None))
+        cos = sa.select(TicketCoDepartment.department_id).join(Ticket, Ticket.id == TicketCoDepartment.ticket_id) \
+            .where(Ticket.enterprise_id.in_(ents))
+        name = self.session.execute(
+            sa.select(User.username).join(Department, Department.id == User.department_id)
+            .where(User.role == "department", User.is_active, Department.code.not_in(("RSJ", "JYJ")),
+                   Department.id.not_in(leads), Department.id.not_in(cos))
+            .order_by(User.username.desc()).limit(1)).scalar()
+        assert name is not None, "every department has a ticket of enterprise #1"
+        return name
 
     # ---- requests
     def get(self, who: str, url: str, **params):
@@ -350,7 +373,7 @@ def case_read_clinic(c: Ctx) -> None:
     url = f"/api/v1/clinics/{cs.id}"
     for who in ("supervisor2", "ent2"):
         assert c.get(who, url).status_code == 404, who
-    for who in ("officer12", "dept_jxj"):  # the session is theirs to attend; the rows are not
+    for who in ("officer12", "dept_other"):  # the session is theirs to attend; the rows are not
         agenda = {i["id"] for i in c.get(who, url).json()["agenda"]}
         assert item.id not in agenda and booked.id not in agenda, who
     assert {item.id, booked.id} <= {i["id"] for i in c.get("officer1", url).json()["agenda"]}
@@ -361,12 +384,12 @@ def _outcome_case(kind: str) -> Callable[[Ctx], None]:
     def case(c: Ctx) -> None:
         if kind == "clinic":
             cs, item, booked = c.clinic
-            ticket, outsiders, insider = c.clinic_ticket, ("officer12", "dept_jxj", "supervisor2"), "officer1"
+            ticket, outsiders, insider = c.clinic_ticket, ("officer12", "dept_other", "supervisor2"), "officer1"
             prefix = "clinics"
         else:
             cs, item = c.joint
             booked = None
-            ticket, outsiders, insider = c.joint_ticket, ("supervisor2", "officer12", "dept_jxj"), "supervisor1"
+            ticket, outsiders, insider = c.joint_ticket, ("supervisor2", "officer12", "dept_other"), "supervisor1"
             prefix = "joint-consultations"
         body = {"outcome": "resolved", "note": "别处的人来答复"}
         before = c.events(ticket)
@@ -421,7 +444,7 @@ def case_list_joint(c: Ctx) -> None:
 def case_read_joint(c: Ctx) -> None:
     cs, item = c.joint
     url = f"/api/v1/joint-consultations/{cs.id}"
-    for who in ("supervisor2", "officer12", "dept_jxj"):
+    for who in ("supervisor2", "officer12", "dept_other"):
         assert item.id not in {i["id"] for i in c.get(who, url).json()["agenda"]}, who
     for who in ("supervisor1", "officer1", "dept_rsj"):
         assert item.id in {i["id"] for i in c.get(who, url).json()["agenda"]}, who
