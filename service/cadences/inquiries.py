@@ -44,7 +44,7 @@ from service.enterprises.models import Enterprise
 from service.errors import FieldError, NotAllowed, NotFound
 from service.regions.models import Grid
 from service.tickets.models import Ticket
-from service.tickets.visibility import enterprise_visibility, region_subtree_ids
+from service.tickets.visibility import enterprise_visibility, scope_of
 from service.users.models import User
 
 MAX_BACKDATE_DAYS = 30
@@ -303,10 +303,13 @@ def log_inquiry(session: Session, actor: Actor, data: schemas.InquiryCreate,
     return inquiry, tickets
 
 
-def inquiry_read(session: Session, inquiry: Inquiry) -> schemas.InquiryRead:
+def inquiry_read(session: Session, inquiry: Inquiry, actor: Actor | None = None) -> schemas.InquiryRead:
+    """The inquiry as read by ``actor``: the numbers of the tickets it raised that ``actor`` may
+    see (all when ``actor`` is None)."""
     numbers = []
     if inquiry.ticket_ids:
-        numbers = list(session.execute(sa.select(Ticket.number).where(Ticket.id.in_(inquiry.ticket_ids))
+        visible = scope_of(session, actor).tickets() if actor is not None else sa.true()
+        numbers = list(session.execute(sa.select(Ticket.number).where(Ticket.id.in_(inquiry.ticket_ids), visible)
                                        .order_by(Ticket.id)).scalars())
     return schemas.InquiryRead.model_validate({**inquiry.model_dump(), "ticket_numbers": numbers})
 
@@ -356,10 +359,9 @@ def coverage(session: Session, actor: Actor, on: date | None = None) -> schemas.
     cte, params = assignment_cte(session, on)
     params["last_ok"] = last_ok
     where = ""
-    if actor.role == "supervisor" and actor.region_id is not None:
-        grid_ids = list(session.execute(sa.select(Grid.id).where(
-            Grid.region_id.in_(region_subtree_ids(session, actor.region_id)))).scalars()) or [-1]
-        where = f"WHERE grid_id IN ({', '.join(str(int(g)) for g in grid_ids)})"
+    grid_ids = scope_of(session, actor).grid_ids()  # a supervisor's region (SPEC §1); None = all
+    if grid_ids is not None:
+        where = f"WHERE grid_id IN ({', '.join(str(int(g)) for g in grid_ids or [-1])})"
     base = cte + f"""
     , cov AS (
         SELECT officer_id, grid_id,

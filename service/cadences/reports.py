@@ -39,6 +39,7 @@ from service.db import insert_unless_duplicate
 from service.departments.models import Department
 from service.errors import FieldError, NotAllowed, NotFound
 from service.tickets.models import Ticket, TicketEvent
+from service.tickets.visibility import scope_of
 
 RATE_LABELS = {"closure_rate": "办结率", "on_time_rate": "按期办结率", "response_rate": "响应率",
                "satisfaction_rate": "满意率", "reopen_rate": "重办率", "return_rate": "退单率"}
@@ -221,7 +222,11 @@ def list_reports(session: Session, actor: Actor, kind: str | None = None) -> lis
 
 
 def get_report(session: Session, actor: Actor, kind: str, period_key: str) -> CadenceReport:
-    """One stored report.
+    """One stored report, as the caller may see it: a supervisor limited to a region gets the
+    document without the rows that name tickets outside their region (long-open tickets, top
+    unresolved issues; :meth:`service.tickets.visibility.Scope.redact`), as a copy that is not
+    attached to the session (the stored report is never changed). County-wide figures (volumes,
+    rates, the department ranking) are kept: they name no ticket.
 
     Raises:
         NotAllowed (403): not a supervisor or admin.
@@ -232,7 +237,11 @@ def get_report(session: Session, actor: Actor, kind: str, period_key: str) -> Ca
                                                    CadenceReport.period_key == period_key)).first()
     if row is None:
         raise NotFound(f"报告 {kind}/{period_key} 不存在")
-    return row
+    scope = scope_of(session, actor)
+    if scope.unlimited:
+        return row
+    return CadenceReport(id=row.id, kind=row.kind, period_key=row.period_key, title=row.title,
+                         data=scope.redact(row.data), created_at=row.created_at)
 
 
 def _cell(value: Any) -> Any:

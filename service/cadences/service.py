@@ -21,6 +21,7 @@ from datetime import date, datetime, timedelta
 from sqlmodel import Session, select
 
 from service import clock
+from service.auth.dependencies import actor_of
 from service.cadences import follow_ups, inquiries, reports, return_visits, sessions
 from service.cadences.common import local_date
 from service.cadences.models import CadenceRun
@@ -32,6 +33,7 @@ from service.config import get_settings
 from service.db import insert_unless_duplicate
 from service.errors import FieldError
 from service.notifications import service as notifications
+from service.tickets.visibility import scope_of
 from service.users.models import User
 
 # ------------------------------------------------------------------ the work of each cadence
@@ -46,6 +48,21 @@ def _weekly(session: Session, period: Period, now: datetime) -> dict:
     return sessions.create_weekly_clinics(session, period.key, now)
 
 
+def _notify_long_open(session: Session, period_key: str, rows: list[dict], days: int, now: datetime) -> None:
+    """Tell every supervisor how many long-open tickets *they* may see (SPEC §1: a supervisor of
+    a region is told about their region's, not the county's, and not when they have none)."""
+    supervisors = session.exec(select(User).where(User.role == "supervisor", User.is_active)).all()
+    by_count: dict[int, list[int]] = {}
+    for user in supervisors:
+        n = len(rows) if user.region_id is None else len(
+            scope_of(session, actor_of(user)).visible_numbers(r["number"] for r in rows))
+        if n or user.region_id is None:
+            by_count.setdefault(n, []).append(user.id)
+    for n, user_ids in sorted(by_count.items()):
+        notifications.notify(session, None, "follow_up", user_ids, body=f"{n} 件工单已超过 {days} 天未办结，请督办",
+                             payload={"report": "long_open", "period_key": period_key, "count": n}, at=now)
+
+
 def _monthly(session: Session, period: Period, now: datetime) -> dict:
     result = follow_ups.create_monthly(session, period.key, period.run_date, now)
     rows = follow_ups.long_open(session, period.run_date)
@@ -54,10 +71,7 @@ def _monthly(session: Session, period: Period, now: datetime) -> dict:
                            {"period": period.key, "as_of": period.run_date.isoformat(), "days": days,
                             "count": len(rows), "tickets": rows}, now)
     if report is not None:
-        supervisors = list(session.exec(select(User.id).where(User.role == "supervisor", User.is_active)).all())
-        notifications.notify(session, None, "follow_up", supervisors,
-                             body=f"{len(rows)} 件工单已超过 {days} 天未办结，请督办",
-                             payload={"report": "long_open", "period_key": period.key, "count": len(rows)}, at=now)
+        _notify_long_open(session, period.key, rows, days, now)
     return {**result, "long_open": len(rows)}
 
 

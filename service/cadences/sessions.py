@@ -39,13 +39,12 @@ from service.calendar.service import get_calendar
 from service.common.enums import AWAITING_REPLY_STATUSES, OPEN_STATUSES
 from service.config import get_settings
 from service.db import insert_unless_duplicate
-from service.enterprises.models import Enterprise
 from service.errors import Conflict, FieldError, NotAllowed, NotFound
 from service.notifications import service as notifications
 from service.regions.models import Grid, Region
 from service.tickets import service as ticket_service
 from service.tickets.models import Ticket, TicketCoDepartment, TicketEvent
-from service.tickets.visibility import ticket_visibility
+from service.tickets.visibility import region_subtree_ids, scope_of, ticket_visibility
 from service.users.models import User
 
 CLINIC_REGION_KINDS = ("town", "street", "park")
@@ -154,8 +153,6 @@ def create_joint_consultation(session: Session, period_key: str, run_date: date,
 # ------------------------------------------------------------------ agendas
 
 def _region_grid_ids(session: Session, region_id: int) -> list[int]:
-    from service.tickets.visibility import region_subtree_ids
-
     return list(session.execute(sa.select(Grid.id).where(
         Grid.region_id.in_(region_subtree_ids(session, region_id)))).scalars())
 
@@ -258,30 +255,16 @@ def refresh_upcoming(session: Session, today: date, now: datetime | None = None)
 
 # ------------------------------------------------------------------ reading
 
-def _load(session: Session, session_id: int, kind: str, *, for_update: bool = False) -> CadenceSession:
-    stmt = select(CadenceSession).where(CadenceSession.id == session_id, CadenceSession.kind == kind)
-    cs = session.exec(stmt.with_for_update() if for_update else stmt).first()
-    if cs is None:
-        raise NotFound(f"{'坐诊' if kind == 'clinic' else '会诊'} {session_id} 不存在")
-    return cs
-
-
-def _enterprise_region(session: Session, enterprise_id: int | None) -> int | None:
-    if enterprise_id is None:
-        return None
-    return session.execute(sa.select(Grid.region_id).join(Enterprise, Enterprise.grid_id == Grid.id)
-                           .where(Enterprise.id == enterprise_id)).scalar()
-
-
 def list_sessions(session: Session, actor: Actor, kind: str, *, region_id: int | None = None,
                   date_from: date | None = None, date_to: date | None = None, limit: int = 100) -> list[CadenceSession]:
-    """Sessions of ``kind``, soonest first. Enterprise users see their own region's clinics only;
-    departments and staff see all."""
-    stmt = select(CadenceSession).where(CadenceSession.kind == kind)
-    if actor.role == "enterprise":
-        if kind != "clinic":
-            raise NotAllowed("企业用户不能查看会诊")
-        stmt = stmt.where(CadenceSession.region_id == _enterprise_region(session, actor.enterprise_id))
+    """Sessions of ``kind`` the caller may see (:func:`_session_visible`), soonest first.
+
+    Raises:
+        NotAllowed (403): an enterprise user listing joint consultations.
+    """
+    if actor.role == "enterprise" and kind != "clinic":
+        raise NotAllowed("企业用户不能查看会诊")
+    stmt = select(CadenceSession).where(CadenceSession.kind == kind, _session_visible(session, actor))
     if region_id is not None:
         stmt = stmt.where(CadenceSession.region_id == region_id)
     if date_from is not None:
@@ -291,36 +274,57 @@ def list_sessions(session: Session, actor: Actor, kind: str, *, region_id: int |
     return list(session.exec(stmt.order_by(CadenceSession.session_date, CadenceSession.id).limit(limit)).all())
 
 
+def _session_visible(session: Session, actor: Actor) -> sa.ColumnElement[bool]:
+    """Which sessions the caller may see (SPEC §1 through :class:`~service.tickets.visibility.Scope`):
+    a clinic of a region in the caller's region scope (a supervisor's subtree, an enterprise
+    user's own region; officers, departments and admins: every region), and the county's joint
+    consultations for every staff role (enterprise users never)."""
+    clinic = sa.and_(CadenceSession.kind == "clinic", scope_of(session, actor).regions(CadenceSession.region_id))
+    if actor.role == "enterprise":
+        return clinic
+    return sa.or_(CadenceSession.kind != "clinic", clinic)
+
+
+def _agenda_visible(session: Session, actor: Actor) -> sa.ColumnElement[bool]:
+    """Which agenda items the caller may see (the query joins :class:`Ticket` and
+    :class:`ClinicBooking`): an item about a ticket if the ticket is visible, a booking if the
+    booking's enterprise is visible (SPEC §1)."""
+    scope = scope_of(session, actor)
+    return sa.or_(sa.and_(AgendaItem.ticket_id.is_not(None), scope.tickets()),
+                  sa.and_(AgendaItem.ticket_id.is_(None), AgendaItem.booking_id.is_not(None),
+                          scope.enterprise_ids(ClinicBooking.enterprise_id)))
+
+
 def session_read(session: Session, actor: Actor, cs: CadenceSession, *, with_agenda: bool = True) -> schemas.SessionRead:
-    """The session with its agenda. The agenda lists only tickets the caller may see (an enterprise
-    user sees its own bookings and tickets; other items are left out)."""
+    """The session with its agenda. The agenda lists only the items the caller may see
+    (:func:`_agenda_visible`: an enterprise user its own bookings and tickets)."""
     bookings = session.execute(sa.select(sa.func.count()).select_from(ClinicBooking)
                                .where(ClinicBooking.session_id == cs.id)).scalar_one()
     agenda = []
     if with_agenda:
-        if actor.role == "enterprise":
-            visible = sa.or_(ClinicBooking.enterprise_id == actor.enterprise_id,
-                             Ticket.enterprise_id == actor.enterprise_id)
-        else:
-            visible = sa.or_(AgendaItem.ticket_id.is_(None), ticket_visibility(session, actor))
         rows = session.execute(
             sa.select(AgendaItem, Ticket.number).outerjoin(Ticket, Ticket.id == AgendaItem.ticket_id)
             .outerjoin(ClinicBooking, ClinicBooking.id == AgendaItem.booking_id)
-            .where(AgendaItem.session_id == cs.id, visible).order_by(AgendaItem.id)).all()
+            .where(AgendaItem.session_id == cs.id, _agenda_visible(session, actor)).order_by(AgendaItem.id)).all()
         agenda = [schemas.AgendaItemRead.model_validate({**item.model_dump(), "ticket_number": number})
                   for item, number in rows]
     return schemas.SessionRead.model_validate({**cs.model_dump(), "bookings": bookings, "agenda": agenda})
 
 
-def get_session(session: Session, actor: Actor, session_id: int, kind: str) -> CadenceSession:
-    """Load a session visible to ``actor``.
+def get_session(session: Session, actor: Actor, session_id: int, kind: str, *,
+                for_update: bool = False) -> CadenceSession:
+    """Load a session visible to ``actor`` (:func:`_session_visible`).
 
     Raises:
-        NotFound (404): unknown, or a clinic of another region for an enterprise user.
+        NotFound (404): unknown, or outside the caller's scope (SPEC §1: a refused read is 404).
     """
-    cs = _load(session, session_id, kind)
-    if actor.role == "enterprise" and (kind != "clinic" or cs.region_id != _enterprise_region(session, actor.enterprise_id)):
-        raise NotFound(f"坐诊 {session_id} 不存在")
+    stmt = select(CadenceSession).where(CadenceSession.id == session_id, CadenceSession.kind == kind,
+                                        _session_visible(session, actor))
+    if for_update:
+        stmt = stmt.with_for_update()
+    cs = session.exec(stmt).first()
+    if cs is None:
+        raise NotFound(f"{'坐诊' if kind == 'clinic' else '会诊'} {session_id} 不存在")
     return cs
 
 
@@ -340,8 +344,7 @@ def book(session: Session, actor: Actor, session_id: int, data: schemas.BookingI
     if actor.role != "enterprise" or actor.enterprise_id is None:
         raise NotAllowed("只有企业用户可以预约坐诊")
     now = now or clock.now()
-    get_session(session, actor, session_id, "clinic")
-    cs = _load(session, session_id, "clinic", for_update=True)  # serialises bookings of the session
+    cs = get_session(session, actor, session_id, "clinic", for_update=True)  # serialises bookings of the session
     if cs.status != "scheduled" or cs.session_date < local_date(now):
         raise Conflict("该坐诊已结束或已取消，不能预约")
     taken = session.execute(sa.select(sa.func.count()).select_from(ClinicBooking)
@@ -369,28 +372,33 @@ def record_outcome(session: Session, actor: Actor, kind: str, session_id: int, i
     The session becomes ``held``.
 
     Raises:
-        NotAllowed (403): not an officer, supervisor or department handler; a handler recording an
-            item whose ticket is not their department's.
-        NotFound (404): unknown session or item.
+        NotAllowed (403): not an officer, supervisor or department handler; a handler recording a
+            booking (an item without a ticket).
+        NotFound (404): unknown session or item, or one outside the caller's scope: a session of
+            another region, an item about a ticket (or a booking by an enterprise) the caller
+            may not see (SPEC §1; nothing is written).
         Conflict (409): the outcome was already recorded.
         FieldError (422, ``planned_date``): a plan date before the session.
     """
     if actor.role not in ("officer", "supervisor", "department"):
         raise NotAllowed("只有服务专员、督办人员和承办单位可以记录议题结果")
     now = now or clock.now()
-    cs = _load(session, session_id, kind)
+    cs = get_session(session, actor, session_id, kind)
     item = session.exec(select(AgendaItem).where(AgendaItem.id == item_id, AgendaItem.session_id == cs.id)
                         .with_for_update()).first()
-    if item is None:
+    visible = item is not None and session.execute(
+        sa.select(AgendaItem.id).outerjoin(ClinicBooking, ClinicBooking.id == AgendaItem.booking_id)
+        .outerjoin(Ticket, Ticket.id == AgendaItem.ticket_id)
+        .where(AgendaItem.id == item.id, _agenda_visible(session, actor))).first() is not None
+    if not visible:  # unknown, or about a ticket or enterprise outside the caller's scope (SPEC §1)
         raise NotFound(f"议题 {item_id} 不存在")
+    if actor.role == "department" and item.ticket_id is None:
+        raise NotAllowed("承办单位只能记录本单位工单的议题结果")
     if item.outcome is not None:
         raise Conflict("该议题已记录结果")
     if data.planned_date is not None and data.planned_date < cs.session_date:
         raise FieldError("planned_date", "计划完成日期不能早于坐诊日期")
     ticket = session.get(Ticket, item.ticket_id) if item.ticket_id else None
-    if actor.role == "department" and (ticket is None or not session.exec(select(Ticket.id).where(
-            Ticket.id == ticket.id, ticket_visibility(session, actor))).first()):
-        raise NotAllowed("承办单位只能记录本单位工单的议题结果")
     if ticket is not None:
         _apply_outcome(session, actor, ticket, cs, data, now)
     item.outcome, item.outcome_note, item.planned_date = data.outcome, data.note, data.planned_date
@@ -426,16 +434,16 @@ def raise_problem(session: Session, actor: Actor, kind: str, session_id: int, da
 
     Raises:
         NotAllowed (403): not an officer or supervisor.
-        NotFound (404): unknown session.
-        FieldError (422): unknown ``enterprise_id`` or category.
+        NotFound (404): unknown session, or one outside the caller's region scope.
+        FieldError (422): ``enterprise_id`` unknown or outside the caller's scope (as
+            ``POST /tickets``); unknown category.
     """
     if actor.role not in ("officer", "supervisor"):
         raise NotAllowed("只有服务专员和督办人员可以登记坐诊中提出的问题")
     now = now or clock.now()
-    cs = _load(session, session_id, kind)
-    enterprise = session.get(Enterprise, data.enterprise_id)
-    if enterprise is None:
-        raise FieldError("enterprise_id", f"企业 {data.enterprise_id} 不存在")
+    cs = get_session(session, actor, session_id, kind)
+    # the same rule as POST /tickets on behalf of an enterprise: only one in the caller's scope
+    enterprise = scope_of(session, actor).require_enterprise(data.enterprise_id, field="enterprise_id")
     (ticket,) = raise_problems(session, actor, enterprise, [data], "clinic", now, field="body")
     item = AgendaItem(session_id=cs.id, ticket_id=ticket.id, reason="raised", reasons=["raised"],
                       topic=f"{ticket.number} {ticket.title}"[:500], created_at=now)

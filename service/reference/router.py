@@ -22,7 +22,7 @@ from service.errors import NotFound
 from service.reference import schemas
 from service.reference import service as ref
 from service.regions.models import Grid, Region
-from service.tickets.visibility import enterprise_visibility
+from service.tickets.visibility import enterprise_visibility, scope_of
 from service.users.models import User
 from service.users.schemas import UserCreate, UserRead, UserRoleChange, UserUpdate
 
@@ -139,12 +139,12 @@ def update_enterprise(enterprise_id: int, body: schemas.EnterpriseUpdate, sessio
 
 
 # ---- users
-@router.get("/users", response_model=list[UserRead], tags=["users"], summary="用户（管理员、督办看全部）")
+@router.get("/users", response_model=list[UserRead], tags=["users"], summary="用户（管理员、督办看可见范围内的）")
 def list_users(session: SessionDep, actor: CurrentActor, limit: Limit = 100, offset: Offset = 0,
                role: Role | None = None):
-    stmt = select(User)
-    if actor.role not in ("admin", "supervisor"):
-        stmt = stmt.where(User.id == actor.user_id)
+    # admins and county supervisors: everyone; a region's supervisor: staff and the users of its
+    # enterprises; others: themselves (SPEC §1, service.tickets.visibility.Scope.users)
+    stmt = select(User).where(scope_of(session, actor).users())
     if role:
         stmt = stmt.where(User.role == role.value)
     return session.exec(stmt.order_by(User.id).offset(offset).limit(limit)).all()
