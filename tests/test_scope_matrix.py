@@ -564,6 +564,7 @@ MATRIX: dict[str, Callable[[Ctx], None] | str] = {
     "GET /api/v1/enterprises/{enterprise_id}": case_read_enterprise,
     "PATCH /api/v1/enterprises/{enterprise_id}": ADMIN,
     "GET /api/v1/users": case_list_users, "POST /api/v1/users": ADMIN, "PATCH /api/v1/users/{user_id}": ADMIN,
+    "PUT /api/v1/users/{user_id}/role": ADMIN,
     # statistics, calendar, SLA, notifications
     "GET /api/v1/stats/summary": case_stats,
     "GET /api/v1/calendar": REFERENCE, "GET /api/v1/calendar/days": REFERENCE,
