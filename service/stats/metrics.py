@@ -19,8 +19,8 @@ submitted in the period, Asia/Shanghai days, that the reader may see, matching t
 local midnight) and ``working`` (0/1) come from a small per-day table computed by the calendar in
 Python for the days the query can touch (about 365 rows a year, sent as a literal ``VALUES`` CTE),
 and ``elapsed`` is a ``CASE`` sum over the working periods (09:00-12:00, 13:30-17:30 by default).
-Working hours between ``a`` and ``b`` = ``(W(b) − W(a)) / 3600``: one hash join per timestamp,
-no per-row Python, and the same value as the calendar to the microsecond.
+Working hours between ``a`` and ``b`` = ``(W(b) − W(a)) / 3600``: an array lookup (SQLite: a join)
+per timestamp, no per-row Python, and the same value as the calendar to the microsecond.
 """
 
 from __future__ import annotations
@@ -246,9 +246,14 @@ class WorkingClockSQL:
                          1 if calendar.is_working_day(d) else 0))
             d += timedelta(days=1)
         cols = (sa.column("dn", sa.Integer), sa.column("cum", sa.BigInteger), sa.column("wd", sa.Integer))
+        self.first_dn = (first - EPOCH).days
         if local.pg:
-            values = sa.values(*cols, name="wday_values", literal_binds=True).data(rows)
-            self.days = sa.select(values.c.dn, values.c.cum, values.c.wd).cte("wday")
+            # PostgreSQL: two array parameters indexed by the day number (no join at all)
+            from sqlalchemy.dialects.postgresql import ARRAY
+            from sqlalchemy.sql.elements import Grouping
+
+            self.cum = Grouping(sa.bindparam("wc_cum", [r[1] for r in rows], type_=ARRAY(sa.BigInteger)))
+            self.wd = Grouping(sa.bindparam("wc_wd", [r[2] for r in rows], type_=ARRAY(sa.Integer)))
         else:  # SQLite names VALUES columns column1..3 and takes no column aliases on a derived table
             literal = ", ".join(f"({int(a)}, {int(b)}, {int(c)})" for a, b, c in rows)
             self.days = sa.text(f"SELECT column1 AS dn, column2 AS cum, column3 AS wd FROM (VALUES {literal})"
@@ -262,6 +267,8 @@ class WorkingClockSQL:
 
     def join(self, from_clause, column: str):
         """``from_clause LEFT JOIN wday AS wd_<column> ON wd_<column>.dn = day_number(ticket.<column>)``."""
+        if self.local.pg:
+            return from_clause
         a = self.alias(column)
         return from_clause.outerjoin(a, a.c.dn == self.local.day_number(T[column]))
 
@@ -276,8 +283,12 @@ class WorkingClockSQL:
 
     def clock(self, column: str) -> sa.ColumnElement[float]:
         """``W(ticket.<column>)`` in working seconds (needs :meth:`join` for ``column``)."""
+        sod = self.local.second_of_day(T[column])
+        if self.local.pg:
+            i = self.local.day_number(T[column]) - (self.first_dn - 1)
+            return self.cum[i] + self.wd[i] * self.elapsed(sod)
         a = self.alias(column)
-        return a.c.cum + a.c.wd * self.elapsed(self.local.second_of_day(T[column]))
+        return a.c.cum + a.c.wd * self.elapsed(sod)
 
     def hours(self, d: Duration) -> sa.ColumnElement[float]:
         """Working hours of duration ``d`` on one row (``NULL`` where it does not apply)."""
