@@ -179,8 +179,13 @@ class LocalTime:
         self.dialect = dialect
         self.zone = str(tz)
         offset = datetime(2000, 1, 1, tzinfo=UTC).astimezone(tz).utcoffset() or timedelta(0)
-        minutes = int(offset.total_seconds() // 60)
+        self.offset = int(offset.total_seconds())
+        minutes = self.offset // 60
         self.modifier = f"{'+' if minutes >= 0 else '-'}{abs(minutes)} minutes"
+        # a zone without daylight saving in the years Qifu serves (Asia/Shanghai since 1991): local
+        # time is UTC + a constant, which PostgreSQL computes far faster than timezone(<zone>, ts)
+        self.fixed = all(datetime(y, m, 1, tzinfo=UTC).astimezone(tz).utcoffset() == offset
+                         for y in (1992, 2004, 2026, 2050) for m in (1, 7))
 
     @property
     def pg(self) -> bool:
@@ -214,8 +219,13 @@ class LocalTime:
         month = sa.cast(sa.func.strftime("%m", ts, self.modifier), sa.Integer)
         return sa.func.strftime("%Y", ts, self.modifier) + "-Q" + sa.cast((month + 2) // 3, sa.String)
 
+    def _local_epoch(self, ts):
+        return sa.cast(sa.extract("epoch", ts), sa.Float) + float(self.offset)
+
     def day_number(self, ts) -> sa.ColumnElement[int]:
         """Local days since the calendar's epoch (2004-01-01 = 0)."""
+        if self.pg and self.fixed:
+            return sa.cast(sa.func.floor(self._local_epoch(ts) / 86400.0), sa.Integer) - (EPOCH - date(1970, 1, 1)).days
         if self.pg:
             return sa.type_coerce(
                 sa.cast(self._local(ts), sa.Date) - sa.literal_column(f"DATE '{EPOCH.isoformat()}'"), sa.Integer)
@@ -224,6 +234,9 @@ class LocalTime:
 
     def second_of_day(self, ts) -> sa.ColumnElement[float]:
         """Seconds since local midnight (with the fraction)."""
+        if self.pg and self.fixed:
+            le = self._local_epoch(ts)
+            return le - 86400.0 * sa.func.floor(le / 86400.0)
         if self.pg:
             return sa.extract("epoch", sa.cast(self._local(ts), sa.Time))
         return (sa.func.julianday(ts, self.modifier) - sa.func.julianday(sa.func.date(ts, self.modifier))) * 86400.0
@@ -274,8 +287,8 @@ class WorkingClockSQL:
 
     def elapsed(self, sod) -> sa.ColumnElement[float]:
         """Working seconds from local midnight to second-of-day ``sod`` of a working day."""
-        parts = [sa.case((sod <= s, 0.0), (sod >= e, float(e - s)), else_=sod - s)
-                 for s, e in self.calendar.hours.spans]
+        greatest, least = (sa.func.greatest, sa.func.least) if self.local.pg else (sa.func.max, sa.func.min)
+        parts = [greatest(0.0, least(sod, float(e)) - float(s)) for s, e in self.calendar.hours.spans]
         total = parts[0]
         for p in parts[1:]:
             total = total + p
@@ -290,9 +303,11 @@ class WorkingClockSQL:
         a = self.alias(column)
         return a.c.cum + a.c.wd * self.elapsed(sod)
 
-    def hours(self, d: Duration) -> sa.ColumnElement[float]:
-        """Working hours of duration ``d`` on one row (``NULL`` where it does not apply)."""
-        return sa.case((duration_condition(d), (self.clock(d.end) - self.clock(d.start)) / 3600.0), else_=None)
+    def hours(self, d: Duration, clocks: dict[str, sa.ColumnElement[float]] | None = None) -> sa.ColumnElement[float]:
+        """Working hours of duration ``d`` on one row (``NULL`` where it does not apply); ``clocks``
+        gives ``W`` of columns computed elsewhere (see :meth:`lateral`)."""
+        w = clocks or {c: self.clock(c) for c in (d.start, d.end)}
+        return sa.case((duration_condition(d), (w[d.end] - w[d.start]) / 3600.0), else_=None)
 
     def columns(self) -> list[str]:
         """The timestamp columns the durations read (each needs one join)."""

@@ -294,10 +294,16 @@ def summary(session: Session, actor: Actor, date_from: date, date_to: date, grou
     q = _prepare(session, actor, date_from, date_to, group_by, filters, now)
     counts = [metrics.count_sql(name, q.now).label(name) for name in COUNTS]
     grp = q.group.label("grp")
-    grouped = session.execute(sa.select(grp, *counts).select_from(q.from_).where(q.where).group_by(grp)).all()
-    rows = {r.grp: SummaryRow(key=r.grp, label="", **{n: int(getattr(r, n)) for n in COUNTS}) for r in grouped}
-    total = SummaryRow(key=None, label="合计", **{n: sum(getattr(r, n) for r in rows.values()) for n in COUNTS})
-    _durations(session, q, rows, total)
+    span = _day_range(session, q)
+    if q.local.pg and span is not None:
+        # PostgreSQL: counts and percentiles of every group and the total in one scan
+        rows, total = _summary_pg(session, q, counts, span)
+    else:
+        grouped = session.execute(sa.select(grp, *counts).select_from(q.from_).where(q.where).group_by(grp)).all()
+        rows = {r.grp: SummaryRow(key=r.grp, label="", **{n: int(getattr(r, n)) for n in COUNTS}) for r in grouped}
+        total = SummaryRow(key=None, label="合计", **{n: sum(getattr(r, n) for r in rows.values()) for n in COUNTS})
+        if span is not None:
+            _durations_sqlite(session, q, rows, total, span)
     labels = group_labels(session, group_by, list(rows))
     for key, row in rows.items():
         row.label = labels[key]
@@ -312,30 +318,36 @@ def summary(session: Session, actor: Actor, date_from: date, date_to: date, grou
     return out, total
 
 
-def _durations(session: Session, q: _Query, rows: dict[Any, SummaryRow], total: SummaryRow) -> None:
+def _summary_pg(session: Session, q: _Query, counts: list, span: tuple[date, date]):
+    wc = WorkingClockSQL(get_calendar(session), q.local, *span)
+    aggs = [sa.func.percentile_cont(frac).within_group(wc.hours(DURATIONS[d])).label(f"{d}_p{p}")
+            for d in DURATIONS for p, frac in PERCENTILES]
+    stmt = (sa.select(q.group.label("grp"), sa.func.grouping(q.group).label("is_total"), *counts, *aggs)
+            .select_from(q.from_).where(q.where)
+            .group_by(sa.func.grouping_sets(sa.tuple_(q.group), sa.tuple_())))
+    rows: dict[Any, SummaryRow] = {}
+    total = SummaryRow(key=None, label="合计")
+    for r in session.execute(stmt).all():
+        figures = {n: int(getattr(r, n)) for n in COUNTS}
+        for name in metrics.duration_columns():
+            value = getattr(r, name)
+            figures[name] = round(float(value), 2) if value is not None else None
+        if r.is_total:
+            total = SummaryRow(key=None, label="合计", **figures)
+        else:
+            rows[r.grp] = SummaryRow(key=r.grp, label="", **figures)
+    return rows, total
+
+
+def _durations_sqlite(session: Session, q: _Query, rows: dict[Any, SummaryRow], total: SummaryRow,
+                      span: tuple[date, date]) -> None:
     """Fill the ``hours_*_p50/p90`` figures (working hours) of every group and the total."""
-    span = _day_range(session, q)
-    if span is None:
-        return
     wc = WorkingClockSQL(get_calendar(session), q.local, *span)
     from_ = q.from_
     for column in wc.columns():
         from_ = wc.join(from_, column)
     hours = {d.name: wc.hours(d) for d in DURATIONS.values()}
     grp = q.group.label("grp")
-    if q.local.pg:
-        aggs = [sa.func.percentile_cont(frac).within_group(hours[d]).label(f"{d}_p{p}")
-                for d in DURATIONS for p, frac in PERCENTILES]
-        stmt = (sa.select(grp, sa.func.grouping(q.group).label("is_total"), *aggs).select_from(from_)
-                .where(q.where).group_by(sa.func.grouping_sets(sa.tuple_(q.group), sa.tuple_())))
-        for r in session.execute(stmt).all():
-            target = total if r.is_total else rows.get(r.grp)
-            if target is None:
-                continue
-            for name in metrics.duration_columns():
-                value = getattr(r, name)
-                setattr(target, name, round(float(value), 2) if value is not None else None)
-        return
     # SQLite: no percentile aggregate; the same per-row working hours, interpolated in Python
     stmt = sa.select(grp, *(hours[d].label(d) for d in DURATIONS)).select_from(from_).where(
         q.where, sa.or_(*(metrics.duration_condition(d) for d in DURATIONS.values())))
