@@ -220,7 +220,7 @@ class LocalTime:
         return sa.func.strftime("%Y", ts, self.modifier) + "-Q" + sa.cast((month + 2) // 3, sa.String)
 
     def _local_epoch(self, ts):
-        return sa.cast(sa.extract("epoch", ts), sa.Float) + float(self.offset)
+        return sa.func.date_part("epoch", ts) + float(self.offset)  # float8, unlike EXTRACT (numeric)
 
     def day_number(self, ts) -> sa.ColumnElement[int]:
         """Local days since the calendar's epoch (2004-01-01 = 0)."""
