@@ -306,6 +306,23 @@ def test_rankings_use_the_summary_figures_and_the_weighted_score(session: Sessio
             assert r.score == round(100 * r.figures.closure_rate, 2)
 
 
+def test_each_reader_counts_only_the_tickets_it_may_see(session: Session, scenario):
+    """Row visibility (SPEC §1) holds for statistics: a department's figures are those of the
+    tickets it may see, and its drill-down lists only those."""
+    from service.tickets.visibility import ticket_visibility
+
+    for username in ("dept_rsj", "officer1"):
+        reader = f.actor(session, username)
+        visible = {n for (n,) in session.execute(sa.select(Ticket.number).where(ticket_visibility(session, reader)))}
+        raw = [r for r in _raw(session, D_FROM, D_TO) if r["number"] in visible]
+        _rows, total = summary(session, reader, D_FROM, D_TO, "category", now=NOW)
+        _assert_row(total, recount(raw, NOW, get_calendar(session)), username)
+        count, tickets = drill(session, reader, D_FROM, D_TO, "received", now=NOW, limit=10_000)
+        assert count == len(raw) and {t.number for t in tickets} <= visible
+    everyone = summary(session, Actor.system(), D_FROM, D_TO, "category", now=NOW)[1].received
+    assert summary(session, f.actor(session, "dept_rsj"), D_FROM, D_TO, now=NOW)[1].received < everyone
+
+
 # --------------------------------------------------------------------------- API: summary, drill, exports
 
 def test_summary_api_all_groupings_and_exports(session: Session, client, login, scenario):

@@ -274,7 +274,8 @@ def _day_range(session: Session, q: _Query) -> tuple[date, date] | None:
         first = first.replace(tzinfo=UTC)
     tz = clock.SHANGHAI
     lo = first.astimezone(tz).date()
-    hi = max(q.now.astimezone(tz).date(), lo) + timedelta(days=1)
+    # milestones lie before the real clock; ``now`` may be later (a caller's "as of")
+    hi = max(q.now.astimezone(tz).date(), clock.now().astimezone(tz).date(), lo) + timedelta(days=1)
     return lo, min(hi, MAX_DATE)
 
 
