@@ -22,6 +22,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 
 from service import clock
@@ -321,8 +322,10 @@ def summary(session: Session, actor: Actor, date_from: date, date_to: date, grou
 
 def _summary_pg(session: Session, q: _Query, counts: list, span: tuple[date, date]):
     wc = WorkingClockSQL(get_calendar(session), q.local, *span)
-    aggs = [sa.func.percentile_cont(frac).within_group(wc.hours(DURATIONS[d])).label(f"{d}_p{p}")
-            for d in DURATIONS for p, frac in PERCENTILES]
+    # percentile_cont(ARRAY[0.5, 0.9]): both percentiles of a duration from one sort
+    fractions = sa.literal_column("ARRAY[" + ", ".join(str(frac) for _, frac in PERCENTILES) + "]::float8[]")
+    aggs = [sa.type_coerce(sa.func.percentile_cont(fractions).within_group(wc.hours(DURATIONS[d])),
+                           ARRAY(sa.Float)).label(d) for d in DURATIONS]
     stmt = (sa.select(q.group.label("grp"), sa.func.grouping(q.group).label("is_total"), *counts, *aggs)
             .select_from(q.from_).where(q.where)
             .group_by(sa.func.grouping_sets(sa.tuple_(q.group), sa.tuple_())))
@@ -330,9 +333,10 @@ def _summary_pg(session: Session, q: _Query, counts: list, span: tuple[date, dat
     total = SummaryRow(key=None, label="合计")
     for r in session.execute(stmt).all():
         figures = {n: int(getattr(r, n)) for n in COUNTS}
-        for name in metrics.duration_columns():
-            value = getattr(r, name)
-            figures[name] = round(float(value), 2) if value is not None else None
+        for d in DURATIONS:
+            values = getattr(r, d) or [None] * len(PERCENTILES)
+            for (p, _), value in zip(PERCENTILES, values, strict=True):
+                figures[f"{d}_p{p}"] = round(float(value), 2) if value is not None else None
         if r.is_total:
             total = SummaryRow(key=None, label="合计", **figures)
         else:
