@@ -303,11 +303,9 @@ class WorkingClockSQL:
         a = self.alias(column)
         return a.c.cum + a.c.wd * self.elapsed(sod)
 
-    def hours(self, d: Duration, clocks: dict[str, sa.ColumnElement[float]] | None = None) -> sa.ColumnElement[float]:
-        """Working hours of duration ``d`` on one row (``NULL`` where it does not apply); ``clocks``
-        gives ``W`` of columns computed elsewhere (see :meth:`lateral`)."""
-        w = clocks or {c: self.clock(c) for c in (d.start, d.end)}
-        return sa.case((duration_condition(d), (w[d.end] - w[d.start]) / 3600.0), else_=None)
+    def hours(self, d: Duration) -> sa.ColumnElement[float]:
+        """Working hours of duration ``d`` on one row (``NULL`` where it does not apply)."""
+        return sa.case((duration_condition(d), (self.clock(d.end) - self.clock(d.start)) / 3600.0), else_=None)
 
     def columns(self) -> list[str]:
         """The timestamp columns the durations read (each needs one join)."""
