@@ -234,74 +234,142 @@ def import_(
 def stats(
     date_from: Annotated[str, typer.Option("--from", help="first submission date, YYYY-MM-DD")],
     date_to: Annotated[str, typer.Option("--to", help="last submission date (inclusive), YYYY-MM-DD")],
-    group_by: Annotated[str, typer.Option(help="department | category | service_type | channel | grid | month")]
-    = "department",
-    fmt: Annotated[str, typer.Option("--format", help="table | json | csv")] = "table",
+    group_by: Annotated[str, typer.Option(help="department | region | grid | category | service_type | channel | "
+                                               "officer | day | week | month | quarter")] = "department",
+    fmt: Annotated[str, typer.Option("--format", help="table | json | csv | xlsx")] = "table",
+    output: Annotated[str | None, typer.Option("--output", "-o", help="file to write (xlsx: required)")] = None,
+    department_id: Annotated[int | None, typer.Option(help="filter: lead department id")] = None,
+    region_id: Annotated[int | None, typer.Option(help="filter: region id (with its subtree)")] = None,
+    grid_id: Annotated[int | None, typer.Option(help="filter: grid id")] = None,
+    category_id: Annotated[int | None, typer.Option(help="filter: category id (with its subtree)")] = None,
+    service_type: Annotated[str | None, typer.Option(help="filter: service type")] = None,
+    channel: Annotated[str | None, typer.Option(help="filter: channel")] = None,
+    officer_id: Annotated[int | None, typer.Option(help="filter: officer id")] = None,
 ) -> None:
-    """Print the summary statistics (SPEC §6) of tickets submitted in a period."""
-    import csv
-    import json
-    import sys
-    from dataclasses import fields
-    from datetime import date
-
-    from service.auth.actor import Actor
-    from service.db import session_scope
-    from service.errors import AppError
-    from service.stats.service import GROUPINGS, SummaryRow, summary
+    """Print or export the summary statistics (SPEC §6) of tickets submitted in a period."""
+    from service.stats import export
+    from service.stats.service import GROUPINGS, Filters, summary
 
     if group_by not in GROUPINGS:
         raise typer.BadParameter(f"可选：{', '.join(GROUPINGS)}", param_hint="--group-by")
-    if fmt not in ("table", "json", "csv"):
-        raise typer.BadParameter("可选：table, json, csv", param_hint="--format")
+    start, end = _dates(date_from, date_to)
+    filters = Filters(department_id, region_id, grid_id, category_id, service_type, channel, officer_id)
+    rows, total = _stats_call(lambda session, actor: summary(session, actor, start, end, group_by, filters))
+    if fmt == "json":
+        _emit_json({"date_from": date_from, "date_to": date_to, "group_by": group_by,
+                    "rows": [r.as_dict() for r in rows], "total": total.as_dict()}, output)
+        return
+    table = export.summary_table(group_by, rows, total, f"统计汇总 {start}至{end}")
+    if fmt in ("csv", "xlsx"):
+        _emit_file(fmt, table, output)
+        return
+    if fmt != "table":
+        raise typer.BadParameter("可选：table, json, csv, xlsx", param_hint="--format")
+    _print_table(f"统计 {date_from} — {date_to}（按 {group_by}）", table)
+
+
+@app.command()
+def ranking(
+    period: Annotated[str, typer.Option(help="month YYYY-MM or quarter YYYY-Qn")],
+    fmt: Annotated[str, typer.Option("--format", help="table | json | csv | xlsx")] = "table",
+    output: Annotated[str | None, typer.Option("--output", "-o", help="file to write (xlsx: required)")] = None,
+) -> None:
+    """Print or export the department ranking (晾晒, SPEC §6) of a month or a quarter."""
+    from service.errors import AppError
+    from service.stats import export
+    from service.stats.service import department_ranking, parse_period, ranking_weights
+
     try:
-        start, end = date.fromisoformat(date_from), date.fromisoformat(date_to)
+        kind, first, last = parse_period(period)
+    except AppError as exc:
+        raise typer.BadParameter(str(exc.detail), param_hint="--period") from exc
+    rows = _stats_call(lambda session, actor: department_ranking(session, actor, first, last))
+    if fmt == "json":
+        _emit_json({"period": period, "kind": kind, "weights": ranking_weights(),
+                    "rows": [r.as_dict() for r in rows]}, output)
+        return
+    table = export.ranking_table(rows, f"{'月度' if kind == 'month' else '季度'}排名 {period}")
+    if fmt in ("csv", "xlsx"):
+        _emit_file(fmt, table, output)
+        return
+    if fmt != "table":
+        raise typer.BadParameter("可选：table, json, csv, xlsx", param_hint="--format")
+    _print_table(table.title, table, total_last=False)
+
+
+def _dates(date_from: str, date_to: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(date_from), date.fromisoformat(date_to)
     except ValueError as exc:
         raise typer.BadParameter(f"日期须为 YYYY-MM-DD：{exc}") from exc
+
+
+def _stats_call(fn):
+    from service.auth.actor import Actor
+    from service.db import session_scope
+    from service.errors import AppError
+
     try:
         with session_scope() as session:
-            rows, total = summary(session, Actor.system(), start, end, group_by)
+            return fn(session, Actor.system())
     except AppError as exc:
         typer.echo(f"错误：{exc.detail}", err=True)
         raise typer.Exit(2) from exc
 
-    columns = [f.name for f in fields(SummaryRow)]
-    if fmt == "json":
-        typer.echo(json.dumps({"date_from": date_from, "date_to": date_to, "group_by": group_by,
-                               "rows": [r.as_dict() for r in rows], "total": total.as_dict()},
-                              ensure_ascii=False, indent=2, default=str))
-        return
-    if fmt == "csv":
-        writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(columns)
-        for r in [*rows, total]:
-            writer.writerow(["" if v is None else v for v in r.as_dict().values()])
-        return
+
+def _emit_json(data, output: str | None) -> None:
+    import json
+
+    text = json.dumps(data, ensure_ascii=False, indent=2, default=str)
+    if output:
+        Path(output).write_text(text + "\n", encoding="utf-8")
+    else:
+        typer.echo(text)
+
+
+def _emit_file(fmt: str, table, output: str | None) -> None:
+    import sys
+
+    from service.stats import export
+
+    body = export.to_csv(table) if fmt == "csv" else export.to_xlsx(table)
+    if output:
+        Path(output).write_bytes(body)
+        typer.echo(f"已写入 {output}", err=True)
+    elif fmt == "xlsx":
+        raise typer.BadParameter("xlsx 须用 --output 指定文件", param_hint="--output")
+    else:
+        sys.stdout.write(body.decode("utf-8-sig"))
+
+
+def _print_table(title: str, table, total_last: bool = True) -> None:
+    import sys
 
     from rich.console import Console
     from rich.table import Table
 
+    from service.stats.metrics import RATES
+
     def cell(name: str, value) -> str:
         if value is None:
             return "—"
-        if name.endswith("_rate"):
+        if name in RATES:
             return f"{value:.1%}"
-        if "hours" in name:
-            return f"{value:.1f}"
+        if isinstance(value, float):
+            return f"{value:.2f}"
         return str(value)
 
-    headers = {"label": group_by, "received": "收件", "accepted": "受理", "answered": "直接答复",
-               "closed": "办结", "rated": "已评价", "satisfied": "满意", "closure_rate": "办结率",
-               "satisfaction_rate": "满意率", "median_hours_to_reply": "答复中位(小时)"}
-    shown = [name for name in columns if name != "key"]
-    table = Table(title=f"统计 {date_from} — {date_to}（按 {group_by}）")
-    for name in shown:
-        table.add_column(headers.get(name, name), justify="left" if name == "label" else "right")
-    for r in rows:
-        table.add_row(*(cell(name, getattr(r, name)) for name in shown))
-    table.add_section()
-    table.add_row(*(cell(name, getattr(total, name)) for name in shown), style="bold")
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+    out = Table(title=title)
+    for name in table.columns:
+        out.add_column(table.headers[name], justify="left" if name in ("label", "department", "code") else "right")
+    for i, row in enumerate(table.rows):
+        if total_last and i == len(table.rows) - 1:
+            out.add_section()
+        out.add_row(*(cell(name, row.get(name)) for name in table.columns),
+                    style="bold" if total_last and i == len(table.rows) - 1 else None)
+    Console(width=None if sys.stdout.isatty() else 400).print(out)
 
 
 from qifu.cadence_cli import cadence_app  # noqa: E402

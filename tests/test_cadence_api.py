@@ -128,7 +128,14 @@ def test_closed_loop_end_to_end(session, client, login):
         assert quarterly["period_key"] == "2026-Q3" and quarterly["summary"]["report"] == "2026-Q2"
         sup = login("supervisor1")
         report = client.get("/api/v1/cadence-reports/quarterly_ranking/2026-Q2", headers=sup).json()
-        (rsj,) = [r for r in report["data"]["departments"] if r["code"] == "RSJ"]
+        # SPEC §6: a ranking's period is by submission date, and the stored report is the stats
+        # ranking (one definition): the reopen counts against the quarter the ticket was submitted
+        # in, Q1 (before the shared measures, the Q2 report counted tickets reopened in Q2)
+        api_q2 = client.get("/api/v1/stats/ranking?period=2026-Q2", headers=sup).json()["rows"]
+        assert [(r["code"], r["score"], r["received"]) for r in report["data"]["departments"]] == [
+            (r["code"], r["score"], r["received"]) for r in api_q2]
+        q1 = client.get("/api/v1/stats/ranking?period=2026-Q1", headers=sup).json()["rows"]
+        (rsj,) = [r for r in q1 if r["code"] == "RSJ"]
         assert rsj["reopened"] >= 1 and rsj["reopen_rate"] > 0 and rsj["closed"] >= 1 and rsj["score"] is not None
         xlsx = client.get("/api/v1/cadence-reports/quarterly_ranking/2026-Q2?format=xlsx", headers=sup)
         assert xlsx.status_code == 200

@@ -1,28 +1,17 @@
 """Stored cadence reports (SPEC §5, §6): the quarterly department ranking (晾晒), the annual report,
 and the monthly list of tickets open over 30 days; downloadable as JSON or Excel (xlsx, openpyxl).
 
-**Quarterly ranking** — per lead department, over the tickets it handled in the quarter: tickets
-whose lead department it is and that were submitted, closed or reopened in the quarter (so a ticket
-reopened by a follow-up counts in the quarter of the reopening). Rates (fractions in [0, 1], ``None``
-when the denominator is 0):
-
-- closure rate 办结率 = closed / handled;
-- on-time rate 按期办结率 = closed without a missed deadline (``overdue_count = 0``) / closed;
-- response rate 响应率 = claimed within the claim limit (``claimed_at <= claim_by``, or no limit set)
-  / handled (all were dispatched);
-- satisfaction rate 满意率 = (satisfied + basically satisfied) / rated;
-- reopen rate 重办率 = tickets reopened in the quarter (a ``reopen`` event) / handled;
-- return rate 退单率 = returns by the department / dispatches to it (events in the quarter).
-
-Score = 100 × Σ wᵢ·vᵢ / Σ wᵢ over the available rates, where vᵢ is the rate, or 1 − rate for the
-reopen and return rates (lower is better); weights ``ranking_weights``. Departments without tickets
-are listed last with no score.
+**Quarterly ranking** — the department league table of :func:`service.stats.service.department_ranking`
+over the tickets submitted in the quarter (SPEC §6: periods are by submission date): the same
+measures, rates and weighted score (``ranking_weights``) as ``GET /api/v1/stats/ranking`` and the
+summary, defined once in service/stats/metrics.py and docs/statistics.md. Departments without tickets
+are listed last with no score. The annual report's volumes and rates are the summary's total.
 """
 
 from __future__ import annotations
 
 import io
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,98 +23,28 @@ from service.cadences.common import local_start
 from service.cadences.models import AgendaItem, CadenceReport, CadenceSession, FollowUp, Inquiry, ReturnVisit
 from service.categories.models import Category
 from service.common.enums import OPEN_STATUSES
-from service.config import get_settings
 from service.db import insert_unless_duplicate
-from service.departments.models import Department
 from service.errors import FieldError, NotAllowed, NotFound
-from service.tickets.models import Ticket, TicketEvent
+from service.stats import service as stats_service
+from service.stats.metrics import RATES
+from service.stats.service import column_label
+from service.tickets.models import Ticket
 from service.tickets.visibility import scope_of
 
-RATE_LABELS = {"closure_rate": "办结率", "on_time_rate": "按期办结率", "response_rate": "响应率",
-               "satisfaction_rate": "满意率", "reopen_rate": "重办率", "return_rate": "退单率"}
-LOWER_IS_BETTER = ("reopen_rate", "return_rate")
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def _rate(num: int, den: int) -> float | None:
-    return round(num / den, 4) if den else None
-
-
-def _sum_if(cond):
-    return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
-
-
-def score(rates: dict[str, float | None], weights: dict[str, float]) -> float | None:
-    """The weighted score (0-100) over the available rates; ``None`` when none is available."""
-    num = den = 0.0
-    for name, w in weights.items():
-        v = rates.get(name)
-        if v is None or w <= 0:
-            continue
-        num += w * ((1 - v) if name in LOWER_IS_BETTER else v)
-        den += w
-    return round(100 * num / den, 2) if den else None
-
-
 def department_ranking(session: Session, start: date, end: date) -> list[dict[str, Any]]:
-    """Per-department figures and score over ``[start, end)`` (local dates), ranked by score."""
-    s, e = local_start(start), local_start(end)
-    t = Ticket.__table__
-    reopened_in = sa.exists().where(TicketEvent.ticket_id == t.c.id, TicketEvent.action == "reopen",
-                                    TicketEvent.created_at >= s, TicketEvent.created_at < e)
-    population = sa.and_(t.c.lead_department_id.is_not(None), sa.or_(
-        sa.and_(t.c.submitted_at >= s, t.c.submitted_at < e),
-        sa.and_(t.c.closed_at >= s, t.c.closed_at < e), reopened_in))
-    rows = session.execute(sa.select(
-        t.c.lead_department_id.label("dept"), sa.func.count().label("handled"),
-        _sum_if(t.c.status == "closed").label("closed"),
-        _sum_if(sa.and_(t.c.status == "closed", t.c.overdue_count == 0)).label("on_time"),
-        _sum_if(sa.and_(t.c.claimed_at.is_not(None), sa.or_(t.c.claim_by.is_(None), t.c.claimed_at <= t.c.claim_by)))
-        .label("responded"),
-        _sum_if(t.c.rating.in_(("satisfied", "basically_satisfied", "dissatisfied"))).label("rated"),
-        _sum_if(t.c.rating.in_(("satisfied", "basically_satisfied"))).label("satisfied"),
-        _sum_if(reopened_in).label("reopened"),
-    ).where(population).group_by(t.c.lead_department_id)).all()
-    ev = TicketEvent.__table__
-    in_q = sa.and_(ev.c.created_at >= s, ev.c.created_at < e)
-    dispatch_dept = ev.c.payload["lead_department_id"].as_integer()
-    return_dept = ev.c.payload["department_id"].as_integer()
-    dispatches = dict(session.execute(sa.select(dispatch_dept, sa.func.count()).where(
-        in_q, ev.c.action.in_(("dispatch", "reopen"))).group_by(dispatch_dept)).all())
-    returns = dict(session.execute(sa.select(return_dept, sa.func.count()).where(
-        in_q, ev.c.action == "return").group_by(return_dept)).all())
-    by_dept = {r.dept: r for r in rows}
-    weights = get_settings().cadence_ranking_weights
-    result = []
-    for dept in session.exec(select(Department).order_by(Department.code)).all():
-        r = by_dept.get(dept.id)
-        handled = int(r.handled) if r else 0
-        closed = int(r.closed) if r else 0
-        rated = int(r.rated) if r else 0
-        n_dispatch, n_return = int(dispatches.get(dept.id, 0)), int(returns.get(dept.id, 0))
-        rates = {
-            "closure_rate": _rate(closed, handled),
-            "on_time_rate": _rate(int(r.on_time) if r else 0, closed),
-            "response_rate": _rate(int(r.responded) if r else 0, handled),
-            "satisfaction_rate": _rate(int(r.satisfied) if r else 0, rated),
-            "reopen_rate": _rate(int(r.reopened) if r else 0, handled),
-            "return_rate": _rate(n_return, n_dispatch),
-        }
-        result.append({"department_id": dept.id, "department": dept.name, "code": dept.code, "handled": handled,
-                       "closed": closed, "on_time": int(r.on_time) if r else 0,
-                       "responded": int(r.responded) if r else 0, "rated": rated,
-                       "satisfied": int(r.satisfied) if r else 0, "reopened": int(r.reopened) if r else 0,
-                       "dispatches": n_dispatch, "returns": n_return, **rates, "score": score(rates, weights)})
-    result.sort(key=lambda x: (x["score"] is None, -(x["score"] or 0), x["code"]))
-    for i, row in enumerate(result, 1):
-        row["rank"] = i if row["score"] is not None else None
-    return result
+    """Per-department figures and score over tickets submitted in ``[start, end)`` (local dates),
+    ranked by score: :func:`service.stats.service.department_ranking` as dicts."""
+    rows = stats_service.department_ranking(session, Actor.system(), start, end - timedelta(days=1))
+    return [r.as_dict() for r in rows]
 
 
 def quarterly_ranking(session: Session, quarter_key: str, start: date, end: date) -> dict[str, Any]:
     """The quarterly ranking document (晾晒) for ``quarter_key`` (``2026-Q1``)."""
     return {"period": quarter_key, "from": start.isoformat(), "to": end.isoformat(),
-            "generated_at": clock.now().isoformat(), "weights": get_settings().cadence_ranking_weights,
+            "generated_at": clock.now().isoformat(), "weights": stats_service.ranking_weights(),
             "departments": department_ranking(session, start, end)}
 
 
@@ -135,14 +54,7 @@ def annual_report(session: Session, year: int) -> dict[str, Any]:
     s, e = local_start(date(year, 1, 1)), local_start(date(year + 1, 1, 1))
     t = Ticket.__table__
     in_year = sa.and_(t.c.submitted_at >= s, t.c.submitted_at < e)
-    v = session.execute(sa.select(
-        sa.func.count().label("received"), _sum_if(t.c.status != "rejected").label("accepted"),
-        _sum_if(t.c.status == "closed").label("closed"),
-        _sum_if(sa.and_(t.c.status == "closed", t.c.overdue_count == 0)).label("on_time"),
-        _sum_if(t.c.rating.in_(("satisfied", "basically_satisfied", "dissatisfied"))).label("rated"),
-        _sum_if(t.c.rating.in_(("satisfied", "basically_satisfied"))).label("satisfied"),
-        _sum_if(t.c.reopen_count > 0).label("reopened"), _sum_if(t.c.return_count > 0).label("returned"),
-    ).where(in_year)).one()
+    _groups, v = stats_service.summary(session, Actor.system(), date(year, 1, 1), date(year, 12, 31), "month")
     by_channel = dict(session.execute(sa.select(t.c.channel, sa.func.count()).where(in_year)
                                       .group_by(t.c.channel)).all())
     by_type = dict(session.execute(sa.select(t.c.service_type, sa.func.count()).where(in_year)
@@ -180,14 +92,11 @@ def annual_report(session: Session, year: int) -> dict[str, Any]:
         "previous_return_visits": int(visits[0] or 0),
         "previous_return_visit_satisfaction": round(float(visits[1]), 2) if visits[1] is not None else None,
     }
-    accepted = int(v.accepted)
     return {
         "year": year, "generated_at": clock.now().isoformat(),
-        "volumes": {"received": int(v.received), "accepted": accepted, "closed": int(v.closed),
+        "volumes": {"received": v.received, "accepted": v.accepted, "closed": v.closed,
                     "by_channel": by_channel, "by_service_type": by_type},
-        "rates": {"closure_rate": _rate(int(v.closed), accepted), "on_time_rate": _rate(int(v.on_time), int(v.closed)),
-                  "satisfaction_rate": _rate(int(v.satisfied), int(v.rated)),
-                  "reopen_rate": _rate(int(v.reopened), accepted), "return_rate": _rate(int(v.returned), accepted)},
+        "rates": {name: getattr(v, name) for name in RATES},
         "top_categories": top_categories, "top_unresolved": unresolved, "cadences": cadences,
         "departments": department_ranking(session, date(year, 1, 1), date(year + 1, 1, 1)),
     }
@@ -283,7 +192,7 @@ def to_xlsx(report: CadenceReport) -> bytes:
                 ws.append([_cell(r)])
             continue
         columns = list(dict.fromkeys(k for r in dict_rows for k in r))
-        ws.append([RATE_LABELS.get(c, c) for c in columns])
+        ws.append([column_label(c) for c in columns])
         for r in dict_rows:
             ws.append([_cell(r.get(c)) for c in columns])
     buf = io.BytesIO()

@@ -1,175 +1,524 @@
-"""Summary statistics for supervisors (SPEC §6), computed set-based in SQL.
+"""Statistics for supervisors (SPEC §6): the summary, the department rankings and the drill-down.
 
-Definitions (SPEC §6), over tickets *submitted* in the period ``[date_from, date_to]`` (calendar
-dates in Asia/Shanghai, both inclusive):
+The measures themselves are defined once in :mod:`service.stats.metrics` (and in
+``docs/statistics.md``); this module chooses the *population* and the *grouping* and runs them:
 
-- ``received``: tickets submitted;
-- ``accepted``: received minus rejected and merged (a merged ticket is ``rejected`` with reason
-  ``duplicate``), i.e. every ticket not in status ``rejected``;
-- ``answered``: answered directly by an officer (consultations, ``answered_at`` set);
-- ``closed``: tickets in status ``closed`` now;
-- ``closure_rate`` (办结率) = closed / accepted;
-- ``satisfaction_rate`` (满意率) = (satisfied + basically_satisfied) / rated, where rated = tickets
-  whose rating is satisfied, basically_satisfied or dissatisfied (``none`` = closed without
-  feedback, not rated);
-- ``median_hours_to_reply``: median of (first reply − submission) in hours of elapsed time, over
-  tickets with a first reply. (Working-hour figures come with the working calendar, issue #3.)
+- population: tickets submitted in ``[date_from, date_to]`` (calendar dates in Asia/Shanghai, both
+  inclusive) that the actor may see (SPEC §1 row visibility), narrowed by :class:`Filters`;
+- grouping (:data:`GROUPINGS`): ``department`` (lead department; not yet dispatched =「未交办」),
+  ``region`` (the town/street/park of the ticket's grid: a town groups its grids), ``grid``,
+  ``category``, ``service_type``, ``channel``, ``officer``, or a time grouping of the submission
+  date: ``day``, ``week`` (ISO week, key = its Monday), ``month``, ``quarter``. Time groups come in
+  date order, the others by volume (received, descending).
 
-Rates are ``None`` when their denominator is 0. Grouping: ``department`` (lead department; tickets
-not yet dispatched fall in the group ``None``/「未交办」), ``category``, ``service_type``,
-``channel``, ``grid`` or ``month`` (of submission, Asia/Shanghai).
+Every figure of a group can be drilled into with :func:`drill`: the same population and grouping,
+narrowed by the measure's own predicate, lists exactly the tickets counted.
 """
 
 from __future__ import annotations
 
-import statistics
-from dataclasses import asdict, dataclass
-from datetime import date, datetime, time, timedelta
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session
 
+from service import clock
 from service.auth.actor import Actor
+from service.calendar.service import get_calendar
 from service.categories.models import Category
 from service.clock import office_zone
+from service.common.enums import Channel, ServiceType
 from service.config import get_settings
 from service.departments.models import Department
 from service.errors import FieldError
-from service.regions.models import Grid
+from service.regions.models import Grid, Region
+from service.stats import metrics
+from service.stats.metrics import COUNTS, DURATIONS, PERCENTILES, RATES, LocalTime, T, WorkingClockSQL
 from service.tickets.models import Ticket
 from service.tickets.visibility import ticket_visibility
+from service.users.models import User
 
-GROUPINGS = ("department", "category", "service_type", "channel", "grid", "month")
-SATISFIED = ("satisfied", "basically_satisfied")
-RATED = ("satisfied", "basically_satisfied", "dissatisfied")
+TIME_GROUPINGS = ("day", "week", "month", "quarter")
+GROUPINGS = ("department", "region", "grid", "category", "service_type", "channel", "officer", *TIME_GROUPINGS)
+GROUPING_LABELS = {"department": "承办单位", "region": "镇街园区", "grid": "网格", "category": "类别",
+                   "service_type": "服务类型", "channel": "渠道", "officer": "服务专员", "day": "日",
+                   "week": "周", "month": "月", "quarter": "季度"}
+SERVICE_TYPE_LABELS = {"problem": "问题交办", "consultation": "政策咨询", "agency": "项目代办", "matching": "服务对接"}
+CHANNEL_LABELS = {"web": "网站", "app": "移动端", "hotline": "热线", "window": "专窗", "inquiry": "问诊",
+                  "clinic": "坐诊", "email": "邮件", "open311": "Open311", "import": "导入"}
+# the calendar's range (service/calendar/core.py): dates outside it cannot be converted
+MIN_DATE, MAX_DATE = date(1900, 1, 1), date(9999, 12, 31)
+
+
+@dataclass
+class Filters:
+    """Narrow the population (all optional, combined with AND). Region and category include their
+    subtrees (a town's grids; a service type's topics)."""
+
+    department_id: int | None = None
+    region_id: int | None = None
+    grid_id: int | None = None
+    category_id: int | None = None
+    service_type: str | None = None
+    channel: str | None = None
+    officer_id: int | None = None
 
 
 @dataclass
 class SummaryRow:
-    """One group of the summary. ``key`` is the group id/value (``None`` = no value), ``label`` its
-    Chinese name; counts are ticket counts; rates are fractions in [0, 1]; hours are elapsed hours."""
+    """One group of the summary (or the total). ``key`` is the group's id or value (``None`` = no
+    value), ``label`` its Chinese name. Counts are ticket counts (:data:`metrics.COUNTS`), rates
+    fractions in [0, 1] or ``None`` (:data:`metrics.RATES`), ``hours_*`` working hours (SPEC §4)
+    rounded to 0.01 or ``None`` (:data:`metrics.DURATIONS`)."""
 
     key: Any
     label: str
-    received: int
-    accepted: int
-    answered: int
-    closed: int
-    rated: int
-    satisfied: int
-    closure_rate: float | None
-    satisfaction_rate: float | None
-    median_hours_to_reply: float | None
+    received: int = 0
+    accepted: int = 0
+    answered: int = 0
+    dispatched: int = 0
+    replied: int = 0
+    closed: int = 0
+    closed_on_time: int = 0
+    overdue: int = 0
+    response_due: int = 0
+    responded: int = 0
+    rated: int = 0
+    satisfied: int = 0
+    closed_rated: int = 0
+    reopened: int = 0
+    returned: int = 0
+    closure_rate: float | None = None
+    on_time_rate: float | None = None
+    response_rate: float | None = None
+    satisfaction_rate: float | None = None
+    rated_share: float | None = None
+    reopen_rate: float | None = None
+    return_rate: float | None = None
+    hours_to_claim_p50: float | None = None
+    hours_to_claim_p90: float | None = None
+    hours_to_reply_p50: float | None = None
+    hours_to_reply_p90: float | None = None
+    hours_to_close_p50: float | None = None
+    hours_to_close_p90: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def counts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in COUNTS}
+
+
+SUMMARY_FIELDS = [f.name for f in fields(SummaryRow)]
+assert set(COUNTS) | set(RATES) | set(metrics.duration_columns()) == set(SUMMARY_FIELDS) - {"key", "label"}
+
+
+def column_label(name: str) -> str:
+    """The Chinese header of a summary/ranking column."""
+    if name in COUNTS:
+        return COUNTS[name].label
+    if name in RATES:
+        return RATES[name].label
+    for d in DURATIONS.values():
+        for p, _ in PERCENTILES:
+            if name == f"{d.name}_p{p}":
+                return f"{d.label}{'中位数' if p == 50 else f'P{p}'}(工作小时)"
+    return {"key": "键", "label": "分组", "department": "承办单位", "code": "代码", "rank": "名次",
+            "score": "得分"}.get(name, name)
+
+
+# --------------------------------------------------------------------------- population
 
 def period_bounds(date_from: date, date_to: date) -> tuple[datetime, datetime]:
     """``[date_from 00:00, date_to+1 00:00)`` in Asia/Shanghai as aware datetimes.
 
     Raises:
-        FieldError (422, ``date_to``): the period ends before it starts.
+        FieldError (422, ``date_from``/``date_to``): a date outside 1900-01-01..9999-12-31 (the
+            working calendar's range), or the period ends before it starts.
     """
+    for name, value in (("date_from", date_from), ("date_to", date_to)):
+        if not MIN_DATE <= value <= MAX_DATE:
+            raise FieldError(name, f"日期须在 {MIN_DATE} 至 {MAX_DATE} 之间")
     if date_to < date_from:
         raise FieldError("date_to", "结束日期不能早于开始日期")
     start = datetime.combine(date_from, time.min, tzinfo=office_zone())
-    end = datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=office_zone())
+    if date_to == MAX_DATE:
+        end = datetime.combine(date_to, time.max, tzinfo=office_zone())
+    else:
+        end = datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=office_zone())
     return start, end
 
 
-def _group_expr(session: Session, group_by: str):
+def _subtree(session: Session, model, root_id: int, field_name: str, what: str) -> list[int]:
+    parents = dict(session.execute(sa.select(model.id, model.parent_id)).all())
+    if root_id not in parents:
+        raise FieldError(field_name, f"{what} {root_id} 不存在")
+    children: dict[int, list[int]] = {}
+    for child, parent in parents.items():
+        children.setdefault(parent, []).append(child)
+    out, todo = [], [root_id]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        todo.extend(children.get(node, []))
+    return out
+
+
+def filter_condition(session: Session, filters: Filters) -> sa.ColumnElement[bool]:
+    """The SQL condition of ``filters`` on ``ticket``.
+
+    Raises:
+        FieldError (422, the filter's name): an unknown region, category, service type or channel.
+    """
+    conds: list[sa.ColumnElement[bool]] = []
+    if filters.department_id is not None:
+        conds.append(T.lead_department_id == filters.department_id)
+    if filters.region_id is not None:
+        regions = _subtree(session, Region, filters.region_id, "region_id", "区域")
+        grids = sa.select(Grid.id).where(Grid.region_id.in_(regions)).scalar_subquery()
+        conds.append(T.grid_id.in_(grids))
+    if filters.grid_id is not None:
+        conds.append(T.grid_id == filters.grid_id)
+    if filters.category_id is not None:
+        conds.append(T.category_id.in_(_subtree(session, Category, filters.category_id, "category_id", "类别")))
+    if filters.service_type is not None:
+        if filters.service_type not in {s.value for s in ServiceType}:
+            raise FieldError("service_type", f"可选：{', '.join(s.value for s in ServiceType)}")
+        conds.append(T.service_type == filters.service_type)
+    if filters.channel is not None:
+        if filters.channel not in {c.value for c in Channel}:
+            raise FieldError("channel", f"可选：{', '.join(c.value for c in Channel)}")
+        conds.append(T.channel == filters.channel)
+    if filters.officer_id is not None:
+        conds.append(T.officer_id == filters.officer_id)
+    return sa.and_(sa.true(), *conds)
+
+
+@dataclass
+class _Query:
+    """A resolved population and grouping."""
+
+    where: sa.ColumnElement[bool]
+    group: sa.ColumnElement[Any]
+    from_: Any
+    local: LocalTime
+    start: datetime
+    end: datetime
+    now: datetime
+
+
+def _group_expr(group_by: str, local: LocalTime):
+    grid = Grid.__table__
     if group_by == "department":
-        return Ticket.lead_department_id
-    if group_by == "category":
-        return Ticket.category_id
+        return T.lead_department_id, Ticket.__table__
+    if group_by == "region":
+        return grid.c.region_id, Ticket.__table__.outerjoin(grid, grid.c.id == T.grid_id)
+    if group_by in ("grid", "category", "officer"):
+        return T[f"{group_by}_id"], Ticket.__table__
     if group_by in ("service_type", "channel"):
-        return getattr(Ticket, group_by)
-    if group_by == "grid":
-        return Ticket.grid_id
-    if group_by == "month":
-        if session.get_bind().dialect.name == "postgresql":
-            return sa.func.to_char(sa.func.timezone(get_settings().timezone, Ticket.submitted_at), "YYYY-MM")
-        return sa.func.strftime("%Y-%m", Ticket.submitted_at, "+8 hours")
+        return T[group_by], Ticket.__table__
+    if group_by in TIME_GROUPINGS:
+        return getattr(local, group_by)(T.submitted_at), Ticket.__table__
     raise FieldError("group_by", f"可选分组：{', '.join(GROUPINGS)}")
 
 
-def _labels(session: Session, group_by: str, keys: list[Any]) -> dict[Any, str]:
+def _prepare(session: Session, actor: Actor, date_from: date, date_to: date, group_by: str,
+             filters: Filters | None, now: datetime | None) -> _Query:
+    if group_by not in GROUPINGS:
+        raise FieldError("group_by", f"可选分组：{', '.join(GROUPINGS)}")
+    start, end = period_bounds(date_from, date_to)
+    local = LocalTime(session.get_bind().dialect.name, get_calendar(session).tz)
+    group, from_ = _group_expr(group_by, local)
+    where = sa.and_(T.submitted_at >= start, T.submitted_at < end, ticket_visibility(session, actor),
+                    filter_condition(session, filters or Filters()))
+    return _Query(where, group, from_, local, start, end, now or clock.now())
+
+
+# --------------------------------------------------------------------------- labels
+
+def _week_label(key: str) -> str:
+    monday = date.fromisoformat(key)
+    year, week, _ = monday.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def group_labels(session: Session, group_by: str, keys: list[Any]) -> dict[Any, str]:
+    """Chinese names of the group keys (``None`` =「未交办」for departments,「无」otherwise)."""
     ids = [k for k in keys if k is not None]
-    model = {"department": Department, "category": Category, "grid": Grid}.get(group_by)
-    if model is not None:
-        names = dict(session.execute(sa.select(model.id, model.name).where(model.id.in_(ids))).all()) if ids else {}
-        none_label = "未交办" if group_by == "department" else "无"
-        return {k: names.get(k, str(k)) if k is not None else none_label for k in keys}
-    return {k: str(k) if k is not None else "无" for k in keys}
+    model = {"department": Department, "category": Category, "grid": Grid, "region": Region}.get(group_by)
+    none_label = "未交办" if group_by == "department" else "无"
+    if model is not None or group_by == "officer":
+        if group_by == "officer":
+            stmt = sa.select(User.id, User.full_name).where(User.id.in_(ids))
+        else:
+            stmt = sa.select(model.id, model.name).where(model.id.in_(ids))
+        names = dict(session.execute(stmt).all()) if ids else {}
+        return {k: (names.get(k, str(k)) if k is not None else none_label) for k in keys}
+    names = {"service_type": SERVICE_TYPE_LABELS, "channel": CHANNEL_LABELS}.get(group_by, {})
+    if group_by == "week":
+        return {k: _week_label(k) if k is not None else none_label for k in keys}
+    return {k: names.get(k, str(k)) if k is not None else none_label for k in keys}
 
 
-def _reply_seconds(session: Session):
-    if session.get_bind().dialect.name == "postgresql":
-        return sa.func.extract("epoch", Ticket.first_replied_at - Ticket.submitted_at)
-    return (sa.func.julianday(Ticket.first_replied_at) - sa.func.julianday(Ticket.submitted_at)) * 86400.0
+# --------------------------------------------------------------------------- the summary
+
+def _day_range(session: Session, q: _Query) -> tuple[date, date] | None:
+    """The local days the population's milestones can fall on: from the first submission in the
+    population to today (tomorrow, for safety at midnight); ``None`` when the population is empty."""
+    first = session.execute(sa.select(sa.func.min(T.submitted_at)).select_from(q.from_).where(q.where)).scalar()
+    if first is None:
+        return None
+    if isinstance(first, str):  # SQLite through a bare select: naive UTC text
+        first = datetime.fromisoformat(first)
+    if first.tzinfo is None:
+        first = first.replace(tzinfo=UTC)
+    tz = office_zone()
+    lo = first.astimezone(tz).date()
+    # milestones lie before the real clock; ``now`` may be later (a caller's "as of")
+    hi = max(q.now.astimezone(tz).date(), clock.now().astimezone(tz).date(), lo) + timedelta(days=1)
+    return lo, min(hi, MAX_DATE)
 
 
-def _rate(num: int, den: int) -> float | None:
-    return round(num / den, 4) if den else None
+def summary(session: Session, actor: Actor, date_from: date, date_to: date, group_by: str = "department",
+            filters: Filters | None = None, now: datetime | None = None) -> tuple[list[SummaryRow], SummaryRow]:
+    """Every SPEC §6 measure per group and in total over the population (see the module docstring).
 
+    Args:
+        now: the instant "overdue now" refers to (default: the clock).
 
-def summary(
-    session: Session, actor: Actor, date_from: date, date_to: date, group_by: str = "department"
-) -> tuple[list[SummaryRow], SummaryRow]:
-    """Compute the summary per group and in total over the tickets ``actor`` may see.
-
-    Returns ``(rows sorted by received desc, total)``.
+    Returns:
+        ``(rows, total)``: time groupings in date order, the others by received (descending), then key.
 
     Raises:
-        FieldError (422): unknown ``group_by`` or an inverted period.
+        FieldError (422): unknown ``group_by``, a bad period, an unknown filter value.
     """
-    start, end = period_bounds(date_from, date_to)
-    group = _group_expr(session, group_by).label("grp")
-    where = sa.and_(Ticket.submitted_at >= start, Ticket.submitted_at < end, ticket_visibility(session, actor))
-
-    def count_if(cond):
-        return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
-
-    counts = [
-        sa.func.count().label("received"),
-        count_if(Ticket.status != "rejected").label("accepted"),
-        count_if(Ticket.answered_at.is_not(None)).label("answered"),
-        count_if(Ticket.status == "closed").label("closed"),
-        count_if(Ticket.rating.in_(RATED)).label("rated"),
-        count_if(Ticket.rating.in_(SATISFIED)).label("satisfied"),
-    ]
-    grouped = session.execute(sa.select(group, *counts).where(where).group_by(group)).all()
-    totals = session.execute(sa.select(*counts).where(where)).one()
-
-    # median time to first reply: PostgreSQL computes it; SQLite has no percentile aggregate,
-    # so it returns only the durations (one number per replied ticket) and Python takes the median.
-    secs = _reply_seconds(session)
-    replied = sa.and_(where, Ticket.first_replied_at.is_not(None))
-    if session.get_bind().dialect.name == "postgresql":
-        pct = sa.func.percentile_cont(0.5).within_group(secs)
-        medians = dict(session.execute(sa.select(group, pct).where(replied).group_by(group)).all())
-        total_median = session.execute(sa.select(pct).where(replied)).scalar()
+    q = _prepare(session, actor, date_from, date_to, group_by, filters, now)
+    counts = [metrics.count_sql(name, q.now).label(name) for name in COUNTS]
+    grp = q.group.label("grp")
+    span = _day_range(session, q)
+    if q.local.pg and span is not None:
+        # PostgreSQL: counts and percentiles of every group and the total in one scan
+        rows, total = _summary_pg(session, q, counts, span)
     else:
-        by_group: dict[Any, list[float]] = {}
-        for key, value in session.execute(sa.select(group, secs).where(replied)).all():
-            by_group.setdefault(key, []).append(float(value))
-        medians = {k: statistics.median(v) for k, v in by_group.items()}
-        everything = [x for v in by_group.values() for x in v]
-        total_median = statistics.median(everything) if everything else None
+        grouped = session.execute(sa.select(grp, *counts).select_from(q.from_).where(q.where).group_by(grp)).all()
+        rows = {r.grp: SummaryRow(key=r.grp, label="", **{n: int(getattr(r, n)) for n in COUNTS}) for r in grouped}
+        total = SummaryRow(key=None, label="合计", **{n: sum(getattr(r, n) for r in rows.values()) for n in COUNTS})
+        if span is not None:
+            _durations_sqlite(session, q, rows, total, span)
+    labels = group_labels(session, group_by, list(rows))
+    for key, row in rows.items():
+        row.label = labels[key]
+    for row in [*rows.values(), total]:
+        for name, value in metrics.rates_of(row.counts()).items():
+            setattr(row, name, value)
+    out = list(rows.values())
+    if group_by in TIME_GROUPINGS:
+        out.sort(key=lambda r: (r.key is None, r.key or ""))
+    else:
+        out.sort(key=lambda r: (-r.received, r.key is None, str(r.key)))
+    return out, total
 
-    labels = _labels(session, group_by, [r.grp for r in grouped])
 
-    def make(key, label, r, median) -> SummaryRow:
-        return SummaryRow(
-            key=key, label=label, received=int(r.received), accepted=int(r.accepted),
-            answered=int(r.answered), closed=int(r.closed), rated=int(r.rated), satisfied=int(r.satisfied),
-            closure_rate=_rate(int(r.closed), int(r.accepted)),
-            satisfaction_rate=_rate(int(r.satisfied), int(r.rated)),
-            median_hours_to_reply=round(float(median) / 3600, 2) if median is not None else None,
-        )
+def _summary_pg(session: Session, q: _Query, counts: list, span: tuple[date, date]):
+    wc = WorkingClockSQL(get_calendar(session), q.local, *span)
+    # percentile_cont(ARRAY[0.5, 0.9]): both percentiles of a duration from one sort
+    fractions = sa.literal_column("ARRAY[" + ", ".join(str(frac) for _, frac in PERCENTILES) + "]::float8[]")
+    aggs = [sa.type_coerce(sa.func.percentile_cont(fractions).within_group(wc.hours(DURATIONS[d])),
+                           ARRAY(sa.Float)).label(d) for d in DURATIONS]
+    stmt = (sa.select(q.group.label("grp"), sa.func.grouping(q.group).label("is_total"), *counts, *aggs)
+            .select_from(q.from_).where(q.where)
+            .group_by(sa.func.grouping_sets(sa.tuple_(q.group), sa.tuple_())))
+    rows: dict[Any, SummaryRow] = {}
+    total = SummaryRow(key=None, label="合计")
+    for r in session.execute(stmt).all():
+        figures = {n: int(getattr(r, n)) for n in COUNTS}
+        for d in DURATIONS:
+            values = getattr(r, d) or [None] * len(PERCENTILES)
+            for (p, _), value in zip(PERCENTILES, values, strict=True):
+                figures[f"{d}_p{p}"] = round(float(value), 2) if value is not None else None
+        if r.is_total:
+            total = SummaryRow(key=None, label="合计", **figures)
+        else:
+            rows[r.grp] = SummaryRow(key=r.grp, label="", **figures)
+    return rows, total
 
-    rows = [make(r.grp, labels[r.grp], r, medians.get(r.grp)) for r in grouped]
-    rows.sort(key=lambda row: (-row.received, str(row.key)))
-    return rows, make(None, "合计", totals, total_median)
+
+def _durations_sqlite(session: Session, q: _Query, rows: dict[Any, SummaryRow], total: SummaryRow,
+                      span: tuple[date, date]) -> None:
+    """Fill the ``hours_*_p50/p90`` figures (working hours) of every group and the total."""
+    wc = WorkingClockSQL(get_calendar(session), q.local, *span)
+    from_ = q.from_
+    for column in wc.columns():
+        from_ = wc.join(from_, column)
+    hours = {d.name: wc.hours(d) for d in DURATIONS.values()}
+    grp = q.group.label("grp")
+    # SQLite: no percentile aggregate; the same per-row working hours, interpolated in Python
+    stmt = sa.select(grp, *(hours[d].label(d) for d in DURATIONS)).select_from(from_).where(
+        q.where, sa.or_(*(metrics.duration_condition(d) for d in DURATIONS.values())))
+    values: dict[Any, dict[str, list[float]]] = {}
+    everything: dict[str, list[float]] = {d: [] for d in DURATIONS}
+    for r in session.execute(stmt).all():
+        per = values.setdefault(r.grp, {d: [] for d in DURATIONS})
+        for d in DURATIONS:
+            v = getattr(r, d)
+            if v is not None:
+                per[d].append(float(v))
+                everything[d].append(float(v))
+    for key, per in [*values.items(), (total, everything)]:
+        target = key if isinstance(key, SummaryRow) else rows.get(key)
+        if target is None:
+            continue
+        for d in DURATIONS:
+            for p, frac in PERCENTILES:
+                value = metrics.percentile(per[d], frac)
+                setattr(target, f"{d}_p{p}", round(value, 2) if value is not None else None)
+
+
+# --------------------------------------------------------------------------- drill-down
+
+DRILLABLE = (*COUNTS, *DURATIONS)
+
+
+def parse_group_key(group_by: str, key: str | None) -> Any:
+    """The group key as given in a URL (``"none"`` = the group without a value).
+
+    Raises:
+        FieldError (422, ``group``): an id grouping with a non-integer key.
+    """
+    if key is None or key == "none":
+        return None
+    if group_by in ("department", "region", "grid", "category", "officer"):
+        try:
+            return int(key)
+        except ValueError as exc:
+            raise FieldError("group", "分组键须为整数编号或 none") from exc
+    return key
+
+
+def drill_condition(session: Session, actor: Actor, date_from: date, date_to: date, measure: str,
+                    group_by: str | None = None, group: Any = None, filters: Filters | None = None,
+                    now: datetime | None = None):
+    """``(from_clause, where)`` selecting exactly the tickets behind one figure of :func:`summary`:
+    the count ``measure`` (or the rows of the duration ``measure``) of the group ``group`` of
+    ``group_by`` (no ``group_by``: the total).
+
+    Raises:
+        FieldError (422): unknown ``measure`` or ``group_by``, a bad period or filter.
+    """
+    if measure not in DRILLABLE:
+        raise FieldError("measure", f"可选：{', '.join(DRILLABLE)}")
+    q = _prepare(session, actor, date_from, date_to, group_by or "department", filters, now)
+    cond = (COUNTS[measure].predicate(q.now) if measure in COUNTS
+            else metrics.duration_condition(DURATIONS[measure]))
+    where = sa.and_(q.where, cond)
+    if group_by is not None:
+        where = sa.and_(where, q.group.is_(None) if group is None else q.group == group)
+    return q.from_, where
+
+
+def drill(session: Session, actor: Actor, date_from: date, date_to: date, measure: str,
+          group_by: str | None = None, group: Any = None, filters: Filters | None = None,
+          now: datetime | None = None, limit: int = 100, offset: int = 0) -> tuple[int, list[Ticket]]:
+    """``(count, tickets[offset:offset+limit])`` behind one figure (see :func:`drill_condition`),
+    newest submission first. ``count`` equals the figure."""
+    from_, where = drill_condition(session, actor, date_from, date_to, measure, group_by, group, filters, now)
+    count = session.execute(sa.select(sa.func.count()).select_from(from_).where(where)).scalar_one()
+    ids = sa.select(T.id).select_from(from_).where(where).order_by(T.submitted_at.desc(), T.id.desc())
+    tickets = list(session.scalars(sa.select(Ticket).where(Ticket.id.in_(ids.limit(limit).offset(offset).scalar_subquery()))
+                                   .order_by(Ticket.submitted_at.desc(), Ticket.id.desc())).all())
+    return int(count), tickets
+
+
+# --------------------------------------------------------------------------- rankings
+
+@dataclass
+class RankingRow:
+    """One department of a ranking: its summary figures, score (0-100) and rank (``None``: no
+    tickets in the period, listed last)."""
+
+    rank: int | None
+    department_id: int
+    department: str
+    code: str
+    score: float | None
+    figures: SummaryRow = field(repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        figures = self.figures.as_dict()
+        figures.pop("key"), figures.pop("label")
+        return {"rank": self.rank, "department_id": self.department_id, "department": self.department,
+                "code": self.code, "score": self.score, **figures}
+
+
+def score(rates: dict[str, float | None], weights: dict[str, float]) -> float | None:
+    """The weighted score 100 × Σ wᵢ·vᵢ / Σ wᵢ over the rates available (``None`` skipped), where vᵢ
+    is the rate, or 1 − rate for rates where lower is better (reopen, return); ``None`` when no
+    weighted rate is available.
+
+    Raises:
+        FieldError (422, ``weights``): a weight names no rate of SPEC §6.
+    """
+    num = den = 0.0
+    for name, w in weights.items():
+        if name not in RATES:
+            raise FieldError("weights", f"未知指标 {name}；可选：{', '.join(RATES)}")
+        v = rates.get(name)
+        if v is None or w <= 0:
+            continue
+        num += w * ((1 - v) if RATES[name].lower_is_better else v)
+        den += w
+    return round(100 * num / den, 2) if den else None
+
+
+def ranking_weights() -> dict[str, float]:
+    """The configured weights of the ranking score (``QIFU_CADENCE_RANKING_WEIGHTS``)."""
+    return dict(get_settings().cadence_ranking_weights)
+
+
+def parse_period(period: str) -> tuple[str, date, date]:
+    """``("month"|"quarter", first day, last day)`` of ``2026-05`` or ``2026-Q2``.
+
+    Raises:
+        FieldError (422, ``period``): neither form.
+    """
+    try:
+        year_s, part = period.split("-")
+        year = int(year_s)
+        if part.upper().startswith("Q"):
+            q = int(part[1:])
+            if not 1 <= q <= 4:
+                raise ValueError(period)
+            first = date(year, 3 * q - 2, 1)
+            last = date(year, 12, 31) if q == 4 else date(year, 3 * q + 1, 1) - timedelta(days=1)
+            return "quarter", first, last
+        m = int(part)
+        first = date(year, m, 1)
+        last = date(year, 12, 31) if m == 12 else date(year, m + 1, 1) - timedelta(days=1)
+        return "month", first, last
+    except (ValueError, OverflowError) as exc:
+        raise FieldError("period", "周期须为 YYYY-MM（月）或 YYYY-Qn（季度）") from exc
+
+
+def department_ranking(session: Session, actor: Actor, date_from: date, date_to: date,
+                       weights: dict[str, float] | None = None, filters: Filters | None = None,
+                       now: datetime | None = None) -> list[RankingRow]:
+    """The department league table (晾晒) over tickets submitted in ``[date_from, date_to]``: the
+    :func:`summary` by department, scored with :func:`score` (weights default to the configured
+    ones), ranked by score (ties: department code); departments without tickets last, unranked.
+    Used for the monthly and the quarterly ranking alike (SPEC §5, §6)."""
+    weights = ranking_weights() if weights is None else weights
+    rows, _total = summary(session, actor, date_from, date_to, "department", filters, now)
+    by_id = {r.key: r for r in rows}
+    out = []
+    for dept in session.execute(sa.select(Department).order_by(Department.code)).scalars():
+        figures = by_id.get(dept.id) or SummaryRow(key=dept.id, label=dept.name)
+        rates = {name: getattr(figures, name) for name in RATES}
+        s = score(rates, weights) if figures.received else None
+        out.append(RankingRow(None, dept.id, dept.name, dept.code, s, figures))
+    out.sort(key=lambda r: (r.score is None, -(r.score or 0), r.code))
+    for i, r in enumerate(out, 1):
+        r.rank = i if r.score is not None else None
+    return out

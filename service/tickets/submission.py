@@ -82,7 +82,7 @@ def create_ticket(
         service_type=category.service_type, title=title, description=description, channel=channel,
         priority=priority, submitted_by_id=actor.user_id, at=at, external_ref=external_ref, arm=not history,
     )
-    ticket = Ticket(number=next_ticket_number(session, at.astimezone(clock.SHANGHAI).year), **columns)
+    ticket = Ticket(number=next_ticket_number(session, at.astimezone(clock.office_zone()).year), **columns)
     _insert_new(session, ticket)
     effects = EFFECTS["submit"]
     if not history:
