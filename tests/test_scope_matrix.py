@@ -287,6 +287,35 @@ def case_stats(c: Ctx) -> None:
                                                          "supervisor2": 0}
 
 
+def case_stats_drill(c: Ctx) -> None:
+    today = clock.now().astimezone(SHANGHAI).date().isoformat()
+    t = f.make_ticket(c.session, "submitted", enterprise="ent1", title=c.title)
+
+    def numbers(who):
+        resp = c.get(who, "/api/v1/stats/tickets", date_from=today, date_to=today, measure="received", limit=1000)
+        assert resp.status_code == 200, resp.text
+        return {row["number"] for row in resp.json()["tickets"]}
+
+    assert t.number in numbers("officer1") and t.number in numbers("supervisor1")
+    assert t.number not in numbers("officer12") and t.number not in numbers("supervisor2")
+
+
+def case_stats_ranking(c: Ctx) -> None:
+    month = clock.now().astimezone(SHANGHAI).strftime("%Y-%m")
+
+    def received(who):
+        resp = c.get(who, "/api/v1/stats/ranking", period=month)
+        assert resp.status_code == 200, resp.text
+        return sum(row["received"] for row in resp.json()["rows"])
+
+    users = ("officer1", "officer12", "supervisor1", "supervisor2")
+    before = {u: received(u) for u in users}
+    f.make_ticket(c.session, "dispatched", enterprise="ent1", lead_department="RSJ", title=c.title)
+    after = {u: received(u) for u in users}
+    assert {u: after[u] - before[u] for u in users} == {"officer1": 1, "officer12": 0, "supervisor1": 1,
+                                                         "supervisor2": 0}
+
+
 def _own_notification(c: Ctx) -> int:
     (row,) = notifications.notify(c.session, c.ticket, "follow_up", [f.user(c.session, "officer1").id],
                                   body="只给 officer1")
@@ -567,6 +596,8 @@ MATRIX: dict[str, Callable[[Ctx], None] | str] = {
     "PUT /api/v1/users/{user_id}/role": ADMIN,
     # statistics, calendar, SLA, notifications
     "GET /api/v1/stats/summary": case_stats,
+    "GET /api/v1/stats/tickets": case_stats_drill,
+    "GET /api/v1/stats/ranking": case_stats_ranking,
     "GET /api/v1/calendar": REFERENCE, "GET /api/v1/calendar/days": REFERENCE,
     "PUT /api/v1/calendar/overrides/{day}": ADMIN, "DELETE /api/v1/calendar/overrides/{day}": ADMIN,
     "PUT /api/v1/calendar/years/{year}": ADMIN,
