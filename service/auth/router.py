@@ -11,6 +11,7 @@ from sqlmodel import select
 
 from service.auth.dependencies import CurrentActor, SessionDep
 from service.auth.security import create_access_token, verify_password
+from service.common.openapi import problem_responses
 from service.errors import FieldError, Unauthenticated
 from service.users.models import User
 from service.users.schemas import UserRead
@@ -25,7 +26,7 @@ class Token(BaseModel):
     role: str
 
 
-@router.post("/auth/token", response_model=Token, summary="登录：OAuth2 密码模式，返回 JWT")
+@router.post("/auth/token", response_model=Token, responses=problem_responses(401), summary="登录：OAuth2 密码模式，返回 JWT")
 def login(session: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
     if "\x00" in form.username:  # PostgreSQL refuses NUL in text: bad input, not a server error
         raise FieldError("username", "不能包含 NUL（\\x00）字符")

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from service.auth.actor import Actor
 from service.auth.dependencies import SessionDep, require_roles
+from service.common.schemas import ApiDate
 from service.stats import service as stats_service
 
 router = APIRouter(prefix="/stats", tags=["stats"])
@@ -26,7 +27,7 @@ class SummaryRead(BaseModel):
 
 @router.get("/summary", response_model=SummaryRead, summary="统计汇总：受理、办结、办结率、满意率、答复时长")
 def summary(
-    session: SessionDep, actor: StatsActor, date_from: date, date_to: date,
+    session: SessionDep, actor: StatsActor, date_from: ApiDate, date_to: ApiDate,
     group_by: Annotated[str, Query(pattern="^(department|category|service_type|channel|grid|month)$")]
     = "department",
 ) -> SummaryRead:
