@@ -76,13 +76,14 @@ def _calls(dependant) -> Iterator[Any]:
         yield from _calls(dep)
 
 
-def _api_routes(routes) -> Iterator[APIRoute]:
+def api_routes(routes) -> Iterator[APIRoute]:
+    """Every :class:`APIRoute` under ``routes`` (``app.router.routes``), included routers too."""
     for route in routes:
         if isinstance(route, APIRoute):
             yield route
         inner = getattr(route, "original_router", None)  # FastAPI >= 0.16x keeps included routers
         if inner is not None:
-            yield from _api_routes(inner.routes)
+            yield from api_routes(inner.routes)
 
 
 def route_problem_codes(route: APIRoute) -> set[int]:
@@ -114,7 +115,7 @@ def _all(dependant) -> Iterator[Any]:
 
 def declare_problem_responses(app: FastAPI) -> None:
     """Add to each API route of ``app`` the problem answers its shape implies (idempotent)."""
-    for route in _api_routes(app.router.routes):
+    for route in api_routes(app.router.routes):
         for code, response in problem_responses(*sorted(route_problem_codes(route))).items():
             route.responses.setdefault(code, response)
 
