@@ -289,3 +289,15 @@ def test_clinic_schedule_time_is_served_with_its_offset(client, login, start, se
     assert resp.json()["start_time"] == served
     listed = client.get("/api/v1/clinics/schedules", headers=admin).json()
     assert all(s["start_time"].endswith("+08:00") for s in listed)
+
+
+def test_idempotency_key_with_nul_is_422(session, client, login):
+    from sqlmodel import func, select
+
+    from service.tickets.models import Ticket
+
+    before = session.exec(select(func.count()).select_from(Ticket)).one()
+    body = {"title": "园区道路破损", "description": "园区东路路面破损严重。", "category_code": "problem.transport"}
+    resp = client.post("/api/v1/tickets", json=body, headers={**login("ent1"), "Idempotency-Key": b"k\x00"})
+    bad(resp, "Idempotency-Key")
+    assert session.exec(select(func.count()).select_from(Ticket)).one() == before

@@ -43,7 +43,8 @@ def _respond(session: Session, ticket: Ticket, response: Response) -> schemas.Ti
              responses=problem_responses(403), summary="提交诉求")
 async def submit(
     body: schemas.TicketCreate, session: SessionDep, actor: CurrentActor, response: Response,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
+                                                  pattern=r"^[^\x00]+$")] = None,
 ) -> schemas.TicketRead:
     # async: an enterprise's own submission on PostgreSQL is one statement on the event loop
     # (intake_pg); the others run submission, response model and commit in one worker-thread hop
