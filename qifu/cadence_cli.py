@@ -29,16 +29,24 @@ def run(
     kind: Annotated[str, typer.Argument(help=KIND_HELP)],
     on: Annotated[datetime | None, typer.Option("--date", formats=["%Y-%m-%d"],
                                                 help="the day to run for (default today, Asia/Shanghai)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="allow a date more than a year back or a month ahead")]
+    = False,
 ) -> None:
     """Run what the KIND cadence does on --date (its period whose run date is the last on or before
-    that day). Running a period that already ran does nothing."""
+    that day). Running a period that already ran does nothing. A date far from today (more than a
+    year back or a month ahead) is refused unless --force."""
     from service.cadences import service as cadences
     from service.cadences.periods import KINDS
     from service.db import session_scope
 
     if kind not in KINDS:
         raise typer.BadParameter(f"kind must be one of {', '.join(KINDS)}", param_hint="KIND")
-    day: date = on.date() if on else cadences.today()
+    from service.errors import FieldError
+
+    try:
+        day: date = cadences.check_run_date(on.date(), force=force) if on else cadences.today()
+    except FieldError as exc:
+        raise typer.BadParameter(exc.detail, param_hint="--date") from exc
     with session_scope() as session:
         result = cadences.run_for_date(session, kind, day)
     _print(result)

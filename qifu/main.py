@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.common.openapi import install_problem_openapi
 from service.errors import AppError
 
 log = logging.getLogger("qifu")
@@ -102,7 +103,8 @@ def create_app() -> FastAPI:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["ops"], summary="就绪检查（数据库可连接）")
+    @app.get("/readyz", tags=["ops"], summary="就绪检查（数据库可连接）",
+             responses={503: {"description": "数据库不可用"}})
     def readyz() -> JSONResponse:
         import sqlalchemy as sa
 
@@ -114,5 +116,7 @@ def create_app() -> FastAPI:
         except Exception as exc:  # noqa: BLE001 - report, never raise
             return _problem(503, "未就绪", f"数据库不可用：{type(exc).__name__}")
         return JSONResponse({"status": "ready"})
+
+    install_problem_openapi(app)  # after every route: each operation's problem answers
 
     return app

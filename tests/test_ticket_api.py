@@ -664,14 +664,31 @@ def test_cursor_sorted_by_updated_at(session, client, login, many, sort):
 
 
 def test_cursor_with_filter(session, client, login, many):
+    # other tests commit tickets of ent2 to this database too: every ticket seen is ent2's, and
+    # among them exactly ours, in order (a test creates what it reads, never assumes an empty table)
     ent = f.enterprise_of(session, "ent2")
-    seen = _walk(client, login("admin"), {"limit": 1, "enterprise_id": ent.id})
-    assert sorted(seen) == sorted(t.number for t in many if t.enterprise_id == ent.id)
+    ours = {t.number for t in many}
+    params = {"limit": 1, "enterprise_id": ent.id, "created_from": "2026-02-02T00:00:00+00:00",
+              "created_to": "2026-02-06T00:00:00+00:00"}
+    seen = _walk(client, login("admin"), params)
+    assert len(seen) == len(set(seen))
+    assert all(session.exec(select(Ticket).where(Ticket.number == n)).one().enterprise_id == ent.id for n in seen)
+    assert sorted(n for n in seen if n in ours) == sorted(t.number for t in many if t.enterprise_id == ent.id)
 
 
 def test_last_page_has_no_cursor(session, client, login, many):
-    page = client.get("/api/v1/tickets", params={"limit": 200}, headers=login("admin")).json()
-    assert page["next_cursor"] is None
+    headers = login("admin")
+    params = {"limit": 200, "created_from": "2026-02-02T00:00:00+00:00", "created_to": "2026-02-06T00:00:00+00:00"}
+    cursor, pages = None, []
+    for _ in range(100):
+        page = client.get("/api/v1/tickets", params={**params, **({"cursor": cursor} if cursor else {})},
+                          headers=headers).json()
+        pages.append(page)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert pages[-1]["next_cursor"] is None and len(pages[-1]["items"]) <= 200
+    assert {t.number for t in many} <= {t["number"] for p in pages for t in p["items"]}
 
 
 # --------------------------------------------------------------------------- events

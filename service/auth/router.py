@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from service.auth.dependencies import CurrentActor, SessionDep
 from service.auth.login import authenticate
 from service.auth.security import create_access_token
+from service.common.openapi import problem_responses
 from service.errors import FieldError
 from service.users.models import User
 from service.users.schemas import UserRead
@@ -25,7 +26,7 @@ class Token(BaseModel):
     role: str
 
 
-@router.post("/auth/token", response_model=Token, summary="登录：OAuth2 密码模式，返回 JWT",
+@router.post("/auth/token", response_model=Token, responses=problem_responses(401, 429), summary="登录：OAuth2 密码模式，返回 JWT",
              description="用户名或密码错误为 401；同一账号连续尝试过多或同一地址失败过多为 429（带 "
                          "Retry-After，单位秒），账号是否存在不影响答复。")
 def login(request: Request, session: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:

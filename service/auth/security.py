@@ -10,6 +10,7 @@ import jwt
 from pwdlib import PasswordHash
 
 from service import clock
+from service.common.schemas import INT32_MAX
 from service.config import get_settings
 from service.errors import Unauthenticated
 
@@ -65,12 +66,18 @@ def decode_access_token(token: str) -> dict[str, Any]:
     """Verify signature and expiry; return the claims.
 
     Raises:
-        Unauthenticated (401): bad signature, malformed or expired token.
+        Unauthenticated (401): bad signature, malformed or expired token, or a ``sub`` that is
+        not a user id (ASCII digits, ``1 .. INT32_MAX``: it is read from an ``INTEGER`` column).
     """
     try:
-        return jwt.decode(token, get_settings().jwt_secret, algorithms=[ALGORITHM],
-                          options={"require": ["sub", "exp"]})
+        claims = jwt.decode(token, get_settings().jwt_secret, algorithms=[ALGORITHM],
+                            options={"require": ["sub", "exp"]})
     except jwt.ExpiredSignatureError as exc:
         raise Unauthenticated("登录已过期，请重新登录") from exc
     except jwt.PyJWTError as exc:
         raise Unauthenticated("无效的访问令牌") from exc
+    sub = claims["sub"]
+    if not (isinstance(sub, str) and sub.isascii() and sub.isdigit() and len(sub) <= 10
+            and 1 <= int(sub) <= INT32_MAX):
+        raise Unauthenticated("无效的访问令牌")
+    return claims

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from service.common.enums import Priority
-from service.common.schemas import InputModel, LongText, NoteText, RowRead, ShortText
+from service.common.schemas import InputModel, LongText, NoteText, OfficeTime, RowRead, ShortText
 
 
 class ProblemIn(InputModel):
@@ -109,7 +109,7 @@ class ClinicScheduleIn(InputModel):
     """Body of ``PUT /api/v1/clinics/schedules/{region_id}`` (admin)."""
 
     weekday: int = Field(ge=1, le=7, description="ISO 星期：1=周一 … 7=周日")
-    start_time: time
+    start_time: OfficeTime = Field(description="开始时间（北京时间），如 14:30 或 14:30+08:00；其他偏移不接受")
     place: ShortText
     capacity: int = Field(default=10, ge=1, le=1000)
     is_active: bool = True
@@ -119,7 +119,7 @@ class ClinicScheduleRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     region_id: int
     weekday: int
-    start_time: time
+    start_time: OfficeTime = Field(description="开始时间，北京时间，带偏移：14:30:00+08:00")
     place: str
     capacity: int
     is_active: bool

@@ -29,6 +29,7 @@ from service.cadences.periods import KINDS, Period, period_at, periods_between, 
 from service.cadences.schemas import RunResult
 from service.calendar.service import get_calendar
 from service.clock import office_zone
+from service.common.schemas import check_date
 from service.config import get_settings
 from service.db import insert_unless_duplicate
 from service.errors import FieldError
@@ -143,6 +144,32 @@ def run_for_date(session: Session, kind: str, d: date, now: datetime | None = No
         return RunResult(kind=kind, period_key=None, run_date=None, ran=False,
                          summary={"detail": f"{d} 不是工作日，没有问诊清单"})
     return run_period(session, period, now)
+
+
+#: How far from today a cadence may be run by hand without ``force`` (days back, days ahead):
+#: a year back covers the last annual period; a month ahead covers preparing the next one.
+RUN_WINDOW_DAYS = (366, 31)
+
+
+def check_run_date(d: date, *, force: bool = False, now: datetime | None = None) -> date:
+    """``d`` if a cadence may be run by hand for it (API ``POST /cadences/{kind}/run`` and
+    ``qifu cadence run``): within :data:`RUN_WINDOW_DAYS` of today (Asia/Shanghai), or anywhere in
+    ``MIN_DATE .. MAX_DATE`` with ``force`` (a deliberate back-fill). A date typed a century off
+    would otherwise claim and build a period nobody meant.
+
+    Raises:
+        FieldError (422, ``date``): outside the API's dates, or far from today without ``force``.
+    """
+    try:
+        check_date(d)
+    except ValueError as exc:
+        raise FieldError("date", str(exc)) from exc
+    now_day = today(now)
+    back, ahead = RUN_WINDOW_DAYS
+    if not force and not now_day - timedelta(days=back) <= d <= now_day + timedelta(days=ahead):
+        raise FieldError("date", f"{d} 距今天（{now_day}）超过 {back} 天之前或 {ahead} 天之后；"
+                                 "确需补跑请加 force=true（命令行 --force）")
+    return d
 
 
 def due_periods(session: Session, kinds: Iterable[str] = KINDS, now: datetime | None = None) -> list[Period]:

@@ -11,13 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from service import clock
 from service.auth.dependencies import AdminActor, CurrentActor, SessionDep
 from service.calendar import service as calendar_service
+from service.common.schemas import ApiDate, InputModel
 from service.errors import FieldError, NotFound
 
 router = APIRouter(prefix="/calendar", tags=["calendar"])
 
 
-class OverrideIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class OverrideIn(InputModel):
     is_working_day: bool
     note: str | None = Field(default=None, max_length=100)
 
@@ -29,12 +29,11 @@ class OverrideRead(BaseModel):
     note: str | None
 
 
-class YearIn(BaseModel):
+class YearIn(InputModel):
     """A year's schedule as published by the State Council: days off and make-up working days."""
 
-    model_config = ConfigDict(extra="forbid")
-    holidays: list[date] = Field(default_factory=list, max_length=366)
-    workdays: list[date] = Field(default_factory=list, max_length=366)
+    holidays: list[ApiDate] = Field(default_factory=list, max_length=366)
+    workdays: list[ApiDate] = Field(default_factory=list, max_length=366)
     note: str | None = Field(default=None, max_length=100)
 
     @field_validator("workdays")
@@ -80,7 +79,7 @@ def read_year(session: SessionDep, _actor: CurrentActor,
 
 
 @router.get("/days", response_model=list[DayRead], summary="区间内每天是否工作日")
-def read_days(session: SessionDep, _actor: CurrentActor, date_from: date, date_to: date) -> list[DayRead]:
+def read_days(session: SessionDep, _actor: CurrentActor, date_from: ApiDate, date_to: ApiDate) -> list[DayRead]:
     if date_to < date_from or (date_to - date_from).days > 400:
         raise FieldError("date_to", "区间须为0-400天")
     cal = calendar_service.get_calendar(session)
@@ -93,15 +92,13 @@ def read_days(session: SessionDep, _actor: CurrentActor, date_from: date, date_t
 
 
 @router.put("/overrides/{day}", response_model=OverrideRead, summary="设置某天为工作日或休息日（管理员）")
-def put_override(day: date, body: OverrideIn, session: SessionDep, _admin: AdminActor):
-    if not 1990 <= day.year <= 2100:  # the years GET/PUT .../years accept; 9999-12-31 would overflow
-        raise FieldError("day", "年份须在 1990-2100 之间")
+def put_override(day: ApiDate, body: OverrideIn, session: SessionDep, _admin: AdminActor):
     calendar_service.set_overrides(session, [(day, body.is_working_day, body.note)])
     return next(o for o in calendar_service.list_overrides(session, day.year) if o.day == day)
 
 
 @router.delete("/overrides/{day}", status_code=status.HTTP_204_NO_CONTENT, summary="删除覆盖（管理员）")
-def delete_override(day: date, session: SessionDep, _admin: AdminActor) -> Response:
+def delete_override(day: ApiDate, session: SessionDep, _admin: AdminActor) -> Response:
     if not calendar_service.delete_override(session, day):
         raise NotFound(f"{day} 没有覆盖设置")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.auth.dependencies import CurrentActor, SessionDep
+from service.common.schemas import Id, InputModel
 from service.notifications import service as notifications
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
@@ -26,15 +27,14 @@ class NotificationRead(BaseModel):
     read_at: datetime | None
 
 
-class MarkReadIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    ids: list[int] | None = Field(default=None, max_length=1000, description="省略则全部标为已读")
+class MarkReadIn(InputModel):
+    ids: list[Id] | None = Field(default=None, max_length=1000, description="省略则全部标为已读")
 
 
 @router.get("", response_model=list[NotificationRead], summary="我的通知（新的在前）")
 def list_notifications(session: SessionDep, actor: CurrentActor, unread: bool = False,
                        limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                       before_id: Annotated[int | None, Query(ge=1)] = None):
+                       before_id: Annotated[Id | None, Query()] = None):
     return notifications.list_for_user(session, actor.user_id, unread_only=unread, limit=limit,
                                        before_id=before_id)
 

@@ -15,6 +15,7 @@ from sqlmodel import select
 from service.auth.dependencies import AdminActor, CurrentActor, SessionDep
 from service.categories.models import Category
 from service.common.enums import Role
+from service.common.openapi import problem_responses
 from service.common.schemas import INT32_MAX
 from service.departments.models import Department
 from service.enterprises.models import Enterprise
@@ -27,6 +28,7 @@ from service.users.models import User
 from service.users.schemas import UserCreate, UserRead, UserRoleChange, UserUpdate
 
 router = APIRouter()
+CONFLICT = problem_responses(409)  # a code or name already taken
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=INT32_MAX)]
 
@@ -44,7 +46,7 @@ def list_regions(session: SessionDep, _actor: CurrentActor):
     return session.exec(select(Region).order_by(Region.id)).all()
 
 
-@router.post("/regions", response_model=schemas.RegionRead, status_code=status.HTTP_201_CREATED,
+@router.post("/regions", responses=CONFLICT, response_model=schemas.RegionRead, status_code=status.HTTP_201_CREATED,
              tags=["reference"], summary="新增区域（管理员）")
 def create_region(body: schemas.RegionCreate, session: SessionDep, _admin: AdminActor):
     return ref.create_region(session, body)
@@ -59,7 +61,7 @@ def list_grids(session: SessionDep, _actor: CurrentActor,
     return session.exec(stmt).all()
 
 
-@router.post("/grids", response_model=schemas.GridRead, status_code=status.HTTP_201_CREATED,
+@router.post("/grids", responses=CONFLICT, response_model=schemas.GridRead, status_code=status.HTTP_201_CREATED,
              tags=["reference"], summary="新增网格（管理员）")
 def create_grid(body: schemas.GridCreate, session: SessionDep, _admin: AdminActor):
     return ref.create_grid(session, body)
@@ -71,13 +73,13 @@ def list_departments(session: SessionDep, _actor: CurrentActor):
     return session.exec(select(Department).order_by(Department.id)).all()
 
 
-@router.post("/departments", response_model=schemas.DepartmentRead, status_code=status.HTTP_201_CREATED,
+@router.post("/departments", responses=CONFLICT, response_model=schemas.DepartmentRead, status_code=status.HTTP_201_CREATED,
              tags=["reference"], summary="新增承办单位（管理员）")
 def create_department(body: schemas.DepartmentCreate, session: SessionDep, _admin: AdminActor):
     return ref.create_department(session, body)
 
 
-@router.patch("/departments/{department_id}", response_model=schemas.DepartmentRead, tags=["reference"],
+@router.patch("/departments/{department_id}", responses=CONFLICT, response_model=schemas.DepartmentRead, tags=["reference"],
               summary="修改承办单位（管理员）")
 def update_department(department_id: int, body: schemas.DepartmentUpdate, session: SessionDep,
                       _admin: AdminActor):
@@ -90,13 +92,13 @@ def list_categories(session: SessionDep, _actor: CurrentActor):
     return session.exec(select(Category).order_by(Category.id)).all()
 
 
-@router.post("/categories", response_model=schemas.CategoryRead, status_code=status.HTTP_201_CREATED,
+@router.post("/categories", responses=CONFLICT, response_model=schemas.CategoryRead, status_code=status.HTTP_201_CREATED,
              tags=["reference"], summary="新增分类（管理员）")
 def create_category(body: schemas.CategoryCreate, session: SessionDep, _admin: AdminActor):
     return ref.create_category(session, body)
 
 
-@router.patch("/categories/{category_id}", response_model=schemas.CategoryRead, tags=["reference"],
+@router.patch("/categories/{category_id}", responses=CONFLICT, response_model=schemas.CategoryRead, tags=["reference"],
               summary="修改分类（管理员）")
 def update_category(category_id: int, body: schemas.CategoryUpdate, session: SessionDep, _admin: AdminActor):
     return ref.update_category(session, _get(session, Category, category_id, "分类"), body)
@@ -125,13 +127,13 @@ def read_enterprise(enterprise_id: int, session: SessionDep, actor: CurrentActor
     return row
 
 
-@router.post("/enterprises", response_model=schemas.EnterpriseRead, status_code=status.HTTP_201_CREATED,
+@router.post("/enterprises", responses=CONFLICT, response_model=schemas.EnterpriseRead, status_code=status.HTTP_201_CREATED,
              tags=["reference"], summary="新增企业（管理员）")
 def create_enterprise(body: schemas.EnterpriseCreate, session: SessionDep, _admin: AdminActor):
     return ref.create_enterprise(session, body)
 
 
-@router.patch("/enterprises/{enterprise_id}", response_model=schemas.EnterpriseRead, tags=["reference"],
+@router.patch("/enterprises/{enterprise_id}", responses=CONFLICT, response_model=schemas.EnterpriseRead, tags=["reference"],
               summary="修改企业（管理员）")
 def update_enterprise(enterprise_id: int, body: schemas.EnterpriseUpdate, session: SessionDep,
                       _admin: AdminActor):
@@ -150,13 +152,13 @@ def list_users(session: SessionDep, actor: CurrentActor, limit: Limit = 100, off
     return session.exec(stmt.order_by(User.id).offset(offset).limit(limit)).all()
 
 
-@router.post("/users", response_model=UserRead, status_code=status.HTTP_201_CREATED, tags=["users"],
+@router.post("/users", responses=CONFLICT, response_model=UserRead, status_code=status.HTTP_201_CREATED, tags=["users"],
              summary="新增用户（管理员）")
 def create_user(body: UserCreate, session: SessionDep, _admin: AdminActor):
     return ref.create_user(session, body)
 
 
-@router.patch("/users/{user_id}", response_model=UserRead, tags=["users"], summary="修改用户（管理员）")
+@router.patch("/users/{user_id}", responses=CONFLICT, response_model=UserRead, tags=["users"], summary="修改用户（管理员）")
 def update_user(user_id: int, body: UserUpdate, session: SessionDep, _admin: AdminActor):
     return ref.update_user(session, _get(session, User, user_id, "用户"), body)
 

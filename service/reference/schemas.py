@@ -32,7 +32,7 @@ class RegionCreate(_In):
 
 
 class RegionUpdate(_In):
-    name: Name | None = None
+    name: Name = None  # type: ignore[assignment]  # omitted: unchanged; null: 422 (InputModel)
 
 
 class _CodedRead(RowRead):
@@ -54,7 +54,7 @@ class GridCreate(_In):
 
 
 class GridUpdate(_In):
-    name: Name | None = None
+    name: Name = None  # type: ignore[assignment]
 
 
 class GridRead(_CodedRead):
@@ -67,8 +67,8 @@ class DepartmentCreate(_In):
 
 
 class DepartmentUpdate(_In):
-    name: Name | None = None
-    is_active: bool | None = None
+    name: Name = None  # type: ignore[assignment]  # omitted: unchanged; null: 422 (InputModel)
+    is_active: bool = None  # type: ignore[assignment]
 
 
 class DepartmentRead(_CodedRead):
@@ -86,7 +86,7 @@ class CategoryCreate(_In):
 
 
 class CategoryUpdate(_In):
-    name: Name | None = None
+    name: Name = None  # type: ignore[assignment]  # omitted: unchanged; null: 422 (InputModel)
     default_department_id: int | None = Field(default=None, ge=1)
 
 
@@ -130,10 +130,13 @@ class EnterpriseCreate(_In):
 
 
 class EnterpriseUpdate(_In):
-    name: ShortText | None = None
+    """Only the fields given change; ``null`` clears the optional ones (``industry``, ``grid_id``,
+    contacts, ``address``, ``officer_id``) and is a 422 for ``name`` and ``tags``."""
+
+    name: ShortText = None  # type: ignore[assignment]
     industry: str | None = Field(default=None, max_length=100)
     grid_id: int | None = Field(default=None, ge=1)
-    tags: list[str] | None = Field(default=None, max_length=10)
+    tags: list[str] = Field(default=None, max_length=10)  # type: ignore[assignment]
     contact_name: str | None = Field(default=None, max_length=50)
     contact_phone: str | None = Field(default=None, max_length=32)
     address: str | None = Field(default=None, max_length=200)
@@ -141,8 +144,8 @@ class EnterpriseUpdate(_In):
 
     @field_validator("tags")
     @classmethod
-    def _tags(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else _check_tags(value)
+    def _tags(cls, value: list[str]) -> list[str]:
+        return _check_tags(value)
 
 
 class EnterpriseRead(RowRead):

@@ -10,6 +10,7 @@ from sqlmodel import select
 
 from service.auth.actor import Actor
 from service.auth.dependencies import AdminActor, SessionDep, require_roles
+from service.common.schemas import Id, InputModel
 from service.errors import NotFound
 from service.sla import service as sla_service
 from service.sla.models import SlaPolicy
@@ -19,20 +20,24 @@ router = APIRouter(prefix="/sla-policies", tags=["sla"])
 StaffActor = Annotated[Actor, Depends(require_roles("officer", "department", "supervisor", "admin"))]
 
 
-class SlaPolicyIn(BaseModel):
+class SlaPolicyIn(InputModel):
     """A limit for one step: ``amount`` working hours or working days (SPEC §4)."""
 
-    model_config = ConfigDict(extra="forbid")
-    category_id: int = Field(ge=1)
+    category_id: Id
     priority: Literal["normal", "urgent"]
     step: Literal["accept", "claim", "first_reply", "reply", "feedback"]
     amount: int = Field(ge=1, le=1000)
     unit: Literal["working_hours", "working_days"]
 
 
-class SlaPolicyRead(SlaPolicyIn):
+class SlaPolicyRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: int
+    category_id: int
+    priority: Literal["normal", "urgent"]
+    step: Literal["accept", "claim", "first_reply", "reply", "feedback"]
+    amount: int
+    unit: Literal["working_hours", "working_days"]
 
 
 @router.get("", response_model=list[SlaPolicyRead], summary="SLA 时限策略")
@@ -46,7 +51,7 @@ def put_policy(body: SlaPolicyIn, session: SessionDep, _admin: AdminActor):
 
 
 @router.delete("/{policy_id}", status_code=status.HTTP_204_NO_CONTENT, summary="删除策略（管理员）")
-def delete_policy(policy_id: int, session: SessionDep, _admin: AdminActor) -> Response:
+def delete_policy(policy_id: Id, session: SessionDep, _admin: AdminActor) -> Response:
     row = session.get(SlaPolicy, policy_id)
     if row is None:
         raise NotFound(f"策略 {policy_id} 不存在")

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from service.auth.actor import Actor
 from service.auth.dependencies import SessionDep, require_roles
+from service.common.schemas import ApiDate
 from service.stats import export
 from service.stats import service as stats_service
 
@@ -75,7 +76,7 @@ def _file(fmt: str, table: export.Table, name: str) -> Response:
 
 @router.get("/summary", response_model=SummaryRead, responses=EXPORTS,
             summary="统计汇总：SPEC §6 全部指标，按任意分组与筛选，可导出 CSV/Excel")
-def summary(session: SessionDep, actor: StatsActor, filters: FiltersDep, date_from: date, date_to: date,
+def summary(session: SessionDep, actor: StatsActor, filters: FiltersDep, date_from: ApiDate, date_to: ApiDate,
             group_by: Annotated[str, Query(max_length=32, description=", ".join(stats_service.GROUPINGS))]
             = "department", format_: Format = None, accept: Annotated[str | None, Header()] = None):
     fmt = export.choose_format(format_, accept)
@@ -87,7 +88,7 @@ def summary(session: SessionDep, actor: StatsActor, filters: FiltersDep, date_fr
 
 
 @router.get("/tickets", response_model=DrillRead, summary="下钻：构成某一统计数字的工单清单")
-def drill(session: SessionDep, actor: StatsActor, filters: FiltersDep, date_from: date, date_to: date,
+def drill(session: SessionDep, actor: StatsActor, filters: FiltersDep, date_from: ApiDate, date_to: ApiDate,
           measure: Annotated[str, Query(max_length=32)],
           group_by: Annotated[str | None, Query(max_length=32)] = None,
           group: Annotated[str | None, Query(max_length=64, description="group key; none = no value")] = None,

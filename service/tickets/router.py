@@ -9,7 +9,9 @@ from sqlmodel import Session
 from service import clock
 from service.auth.dependencies import CurrentActor, SessionDep
 from service.common.enums import Channel, Priority, ServiceType, TicketStatus
-from service.common.schemas import INT32_MAX
+from service.common.openapi import problem_responses
+from service.common.schemas import ApiDateTime
+from service.common.schemas import Id as _Id
 from service.db import commit_in_thread
 from service.errors import FieldError
 from service.tickets import intake_pg, schemas
@@ -19,7 +21,7 @@ from service.tickets.models import Ticket
 from service.tickets.workflow import Action
 
 router = APIRouter(prefix="/tickets", tags=["tickets"])
-Id = Annotated[int | None, Query(ge=1, le=INT32_MAX)]
+Id = Annotated[_Id | None, Query()]
 
 
 def _utc(value: datetime | None, name: str) -> datetime | None:
@@ -38,10 +40,11 @@ def _respond(session: Session, ticket: Ticket, response: Response) -> schemas.Ti
 
 
 @router.post("", response_model=schemas.TicketRead, status_code=status.HTTP_201_CREATED,
-             summary="提交诉求")
+             responses=problem_responses(403), summary="提交诉求")
 async def submit(
     body: schemas.TicketCreate, session: SessionDep, actor: CurrentActor, response: Response,
-    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=255,
+                                                  pattern=r"^[^\x00]+$")] = None,
 ) -> schemas.TicketRead:
     # async: an enterprise's own submission on PostgreSQL is one statement on the event loop
     # (intake_pg); the others run submission, response model and commit in one worker-thread hop
@@ -71,8 +74,8 @@ def list_tickets(
     channel: Channel | None = None,
     enterprise_id: Id = None,
     priority: Priority | None = None,
-    created_from: datetime | None = None,
-    created_to: datetime | None = None,
+    created_from: ApiDateTime | None = None,
+    created_to: ApiDateTime | None = None,
     q: Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00]*$")] = None,
     sort: Annotated[str, Query(pattern=r"^-?(submitted_at|updated_at)$")] = "-submitted_at",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -135,6 +138,5 @@ for _action, _summary in ACTION_SUMMARIES.items():
     router.add_api_route(
         f"/{{number}}/{_action.value}", _make_action_endpoint(_action), methods=["POST"],
         response_model=schemas.TicketRead, summary=_summary,
-        responses={403: {"description": "角色不允许"}, 404: {"description": "工单不存在或不可见"},
-                   409: {"description": "状态不允许或并发冲突"}, 412: {"description": "If-Match 版本过期"}},
+        responses=problem_responses(403, 404, 409, 412),
     )

@@ -44,12 +44,13 @@ class UserCreate(InputModel):
 
 
 class UserUpdate(InputModel):
-    """Body of ``PATCH /users/{id}`` (admin): only the fields given change. A new ``password``
-    ends the user's current sessions (their access tokens stop working)."""
+    """Body of ``PATCH /users/{id}`` (admin): only the fields given change; ``null`` clears
+    ``phone`` and is a 422 for the others (their columns refuse it). A new ``password`` ends the
+    user's current sessions (their access tokens stop working)."""
 
-    full_name: FullName | None = None
-    password: str | None = Field(default=None, min_length=8, max_length=128)
-    is_active: bool | None = None
+    full_name: FullName = None  # type: ignore[assignment]
+    password: str = Field(default=None, min_length=8, max_length=128)  # type: ignore[assignment]
+    is_active: bool = None  # type: ignore[assignment]
     phone: str | None = Field(default=None, max_length=32)
 
 
