@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.common.openapi import install_problem_openapi
+from qifu.openapi import install_problem_openapi
 from service.errors import AppError
 
 log = logging.getLogger("qifu")

@@ -16,8 +16,8 @@ import pytest
 import time_machine
 from pydantic import BaseModel
 
+from qifu.openapi import api_routes
 from service.clock import SHANGHAI
-from service.common.openapi import api_routes
 from service.common.schemas import InputModel
 from service.config import get_settings
 from tests import factories as f
@@ -154,7 +154,7 @@ def test_cadence_run_date_rule(session):
 
 
 def test_cadence_cli_far_from_today_needs_force():
-    from service.cadences.cli import cadence_app
+    from qifu.cadence_cli import cadence_app
     from typer.testing import CliRunner
 
     with time_machine.travel(datetime(2026, 3, 2, 9, tzinfo=SHANGHAI), tick=False):

@@ -396,7 +396,9 @@ def test_ranking_api_and_exports(session: Session, client, login, scenario):
 @pytest.mark.parametrize(("params", "field"), [
     ({"group_by": "planet"}, "group_by"),
     ({"date_from": "2026-05-01", "date_to": "2026-04-01"}, "date_to"),
-    ({"date_from": "9999-12-31", "date_to": "9999-12-31"}, None),
+    # the API's one date range (service/common/schemas.py ApiDate, 1990-2100): the calendar's
+    # last day is refused with a problem naming the field, never a 500 (issue 11)
+    ({"date_from": "2026-01-01", "date_to": "9999-12-31"}, "date_to"),
     ({"date_from": "0001-01-01", "date_to": "2026-01-01"}, "date_from"),
     ({"date_from": "2026-13-01"}, "date_from"),
     ({"channel": "pigeon"}, "channel"),
