@@ -34,6 +34,10 @@ class Settings(BaseSettings):
         smtp_host / smtp_port / smtp_from: SMTP for e-mail notifications (empty host = off).
         delivery_max_attempts: deliveries failing this many times are dead-lettered.
         delivery_backoff_seconds: first retry delay; doubles on each failure.
+        metrics_token: when set, ``GET /metrics`` needs ``Authorization: Bearer <token>``.
+        log_format / log_level: ``json`` (one JSON object a line, with ``request_id``) or
+            ``console``; the level of the ``qifu`` commands' logs.
+        worker_metrics_port: port of a Celery worker's own ``/metrics`` (sweep durations); 0 = off.
         db_pool_size: pooled connections per API process (the sync pool, and the async pool of the
             intake statement).
         intake_statement: an enterprise's own submission on PostgreSQL runs as one SQL statement
@@ -75,6 +79,13 @@ class Settings(BaseSettings):
     broker_visibility_timeout: float = 3600.0
     # embedded scheduler (qifu standalone): seconds between SLA sweeps / outbox relays
     embedded_sweep_seconds: float = 60.0
+    # operations (docs/operations.md): GET /metrics needs "Authorization: Bearer <token>" when set;
+    # logs are JSON lines ("json") or human-readable ("console"); `qifu worker` serves its own
+    # metrics on this port (0 = off)
+    metrics_token: str = ""
+    log_format: str = "json"
+    log_level: str = "INFO"
+    worker_metrics_port: int = 9540
 
     @model_validator(mode="after")
     def _refuse_default_secret(self) -> Settings:

@@ -10,6 +10,7 @@ are idempotent, so a message relayed twice does no harm.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -24,6 +25,7 @@ from sqlmodel import Session, select
 
 from service import clock
 from service.config import get_settings
+from service.observability.logs import current_request_id, request_id_bound
 from service.outbox_models import OutboxMessage
 
 log = logging.getLogger("qifu.jobs")
@@ -116,7 +118,7 @@ def _dispatch_default(task: str, kwargs: dict) -> None:
     if _local_pool is None:
         _local_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qifu-embedded-worker")
     func = app.tasks[task]
-    _local_pool.submit(_run_local, task, func, kwargs)
+    _local_pool.submit(contextvars.copy_context().run, _run_local, task, func, kwargs)  # keeps the request id
 
 
 def _run_local(name: str, func, kwargs: dict) -> None:
@@ -184,14 +186,14 @@ class _RelayThread:
         self.thread.start()
 
     def submit(self, ids: list[int], bind) -> None:
-        self.queue.put((ids, bind))
+        self.queue.put((ids, bind, current_request_id()))  # the committing request's id, for the tasks
 
     def _run(self) -> None:
         while True:
-            ids, bind = self.queue.get()
+            ids, bind, request_id = self.queue.get()
             engine = getattr(bind, "engine", bind)
             try:
-                with Session(engine) as session:
+                with Session(engine) as session, request_id_bound(request_id):
                     relay(session, ids)
             except Exception:  # noqa: BLE001 - never kill the thread; the periodic relay retries
                 log.exception("outbox relay failed")

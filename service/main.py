@@ -63,6 +63,17 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     await close_async_pools()
 
 
+def _add_operations(app: FastAPI) -> None:
+    """``GET /metrics`` and per-route request metrics (service.observability.metrics); the request
+    id of every request (``X-Request-ID`` in and out, bound for the logs: service.observability.logs)."""
+    from asgi_correlation_id import CorrelationIdMiddleware
+
+    from service.observability.metrics import instrument
+
+    instrument(app)
+    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")  # outermost: ids every line
+
+
 def create_app() -> FastAPI:
     """Build the API application (routers under ``/api/v1``, problem+json errors, health)."""
     from service.auth.router import router as auth_router
@@ -87,6 +98,7 @@ def create_app() -> FastAPI:
     for router in (auth_router, tickets_router, reference_router, stats_router, calendar_router,
                    sla_router, notifications_router, cadences_router):
         app.include_router(router, prefix="/api/v1")
+    _add_operations(app)
 
     @app.get("/healthz", tags=["ops"], summary="存活检查")
     def healthz() -> dict[str, str]:

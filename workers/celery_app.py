@@ -13,6 +13,7 @@ from celery import Celery
 from celery.schedules import crontab
 
 from service.config import get_settings
+from service.observability.logs import connect_celery_signals
 
 BEAT_SCHEDULE = {
     "sla-send-reminders": {"task": "sla.send_reminders", "schedule": 60.0},
@@ -81,4 +82,5 @@ def get_celery() -> Celery:
     return app
 
 
+connect_celery_signals()  # JSON logs; the request id travels in the message headers into the task
 celery_app = make_celery()
