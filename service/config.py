@@ -34,6 +34,8 @@ class Settings(BaseSettings):
         smtp_host / smtp_port / smtp_from: SMTP for e-mail notifications (empty host = off).
         delivery_max_attempts: deliveries failing this many times are dead-lettered.
         delivery_backoff_seconds: first retry delay; doubles on each failure.
+        delivery_stale_seconds: a delivery still ``pending`` this long after it was queued is
+            queued again (its broker message was lost); see ``notifications.retry_failed``.
         metrics_token: when set, ``GET /metrics`` needs ``Authorization: Bearer <token>``.
         log_format / log_level: ``json`` (one JSON object a line, with ``request_id``) or
             ``console``; the level of the ``qifu`` commands' logs.
@@ -74,6 +76,9 @@ class Settings(BaseSettings):
     smtp_from: str = "qifu@localhost"
     delivery_max_attempts: int = 5
     delivery_backoff_seconds: float = 30.0
+    # a delivery still pending this long after it was queued is queued again (its broker message
+    # was lost: Redis restarted without persistence); notifications.retry_failed
+    delivery_stale_seconds: float = 300.0
     # Celery on Redis: seconds before a message taken by a worker that died unacknowledged is
     # redelivered (acks_late); longer than any task
     broker_visibility_timeout: float = 3600.0
