@@ -28,6 +28,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -249,13 +250,15 @@ def test_redis_down_for_the_middle_third_every_notification_delivered_once(rel_d
 # =========================================================================== 3. worker killed
 
 def worker_kill_run(db_url: str, redis: PrivateRedis, kills: int = 12, per_cycle: tuple[int, int] = (4, 2),
-                    seed: int | None = None) -> dict:
+                    seed: int | None = None, whole_every: int = 5) -> dict:
     """Kill the Celery worker ``kills`` times while beat keeps sending the sweeps and relays.
 
     Before each cycle, ``per_cycle[0]`` submitted tickets get their reminder, deadline and level-2
     triggers armed (due now) and ``per_cycle[1]`` replied tickets their feedback deadline (auto-
-    close); a fresh worker starts, runs for 0.2-1.5 s, and is SIGKILLed. Then one worker runs to
-    the end. Expected, read back from the database: one ``remind``, one ``overdue`` and one
+    close); 0.2-1.0 s later the worker's pool process is SIGKILLed (its parent starts another and
+    requeues the message: ``task_reject_on_worker_lost``), and every ``whole_every``-th time the
+    whole worker, parent and child (the message stays unacknowledged in Redis until the visibility
+    timeout gives it to the next worker). Then one worker runs to the end. Expected, read back from the database: one ``remind``, one ``overdue`` and one
     ``escalate`` event per armed ticket, one ``auto_close`` per replied one, one notification per
     (ticket, kind, recipient), every delivery ``sent``; and each delivery's effect (distinct
     ``X-Qifu-Delivery`` at the receiver) arrived. Returns the figures and ``ok``.
@@ -263,6 +266,7 @@ def worker_kill_run(db_url: str, redis: PrivateRedis, kills: int = 12, per_cycle
     from tests import factories as f
 
     rng = random.Random(seed)
+    t_setup = time.monotonic()
     engine = make_engine(db_url)
     armed: list[int] = []
     closing: list[int] = []
@@ -281,10 +285,13 @@ def worker_kill_run(db_url: str, redis: PrivateRedis, kills: int = 12, per_cycle
     in_flight: Counter = Counter()
     with WebhookReceiver() as receiver:
         env = {"QIFU_DATABASE_URL": db_url, "QIFU_REDIS_URL": redis.url, "QIFU_WEBHOOK_URL": receiver.url,
-               "QIFU_WEBHOOK_SECRET": SECRET, "QIFU_DELIVERY_STALE_SECONDS": "10"}
+               "QIFU_WEBHOOK_SECRET": SECRET, "QIFU_DELIVERY_STALE_SECONDS": "5"}
         workers = Workers(env)
         beat = Beat(redis, interval=0.3)
         started = time.monotonic()
+        setup = started - t_setup
+        proc = None
+        kinds: Counter = Counter()
         try:
             beat.start()
             for k, (a, b) in enumerate(batches):
@@ -295,13 +302,25 @@ def worker_kill_run(db_url: str, redis: PrivateRedis, kills: int = 12, per_cycle
                     conn.execute(sa.text("UPDATE ticket SET due_at = :t WHERE id = ANY(:ids)"), {"t": past, "ids": b})
                 armed += a
                 closing += b
-                proc = workers.start(f"victim{k}")
-                time.sleep(rng.uniform(0.2, 1.5))
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-                in_flight[_task_in_flight(proc.output)] += 1  # type: ignore[attr-defined]
+                if proc is None:
+                    proc = workers.start(f"victim{k}", pool="prefork")
+                child = wait_for_child(proc)
+                seen = len(proc.output)  # type: ignore[attr-defined]
+                time.sleep(rng.uniform(0.2, 1.0))
+                whole = (k + 1) % whole_every == 0
+                if whole:  # the whole worker at once (power cut, container killed)
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+                else:  # its pool process (the OOM killer): the parent starts another one
+                    os.kill(child, signal.SIGKILL)
+                kinds["worker" if whole else "pool process"] += 1
+                time.sleep(0.1)
+                in_flight[_task_in_flight(proc.output[seen:])] += 1  # type: ignore[attr-defined]
+                if whole:
+                    proc = None
             killed_in = time.monotonic() - started
-            workers.start("survivor")
+            if proc is None:
+                workers.start("survivor", pool="prefork")
 
             def finished() -> bool:
                 with engine.connect() as conn:
@@ -315,6 +334,7 @@ def worker_kill_run(db_url: str, redis: PrivateRedis, kills: int = 12, per_cycle
                 return all(state == "sent" for _, _, state in deliveries_of(engine, all_ids))
 
             done = wait_until(finished, timeout=120, interval=0.5)
+            drained = time.monotonic() - started - killed_in
             beat.stop()
             wait_until(redis.idle, timeout=30)
             time.sleep(0.5)
@@ -333,7 +353,8 @@ def worker_kill_run(db_url: str, redis: PrivateRedis, kills: int = 12, per_cycle
             wanted = {str(n) for _, n, _ in rows}
             result = {
                 "kills": kills, "tickets_armed": len(armed), "tickets_auto_closed": len(closing),
-                "kill_phase_seconds": round(killed_in, 1), "in_flight_at_kill": dict(in_flight),
+                "setup_seconds": round(setup, 1), "kill_phase_seconds": round(killed_in, 1),
+                "drain_seconds": round(drained, 1), "in_flight_at_kill": dict(in_flight), "killed": dict(kinds),
                 "events": sum(events.values()), "events_exactly_once": events == expected_events,
                 "notifications": sum(notes.values()), "notifications_once": all(v == 1 for v in notes.values()),
                 "deliveries": len(rows), "deliveries_sent": sum(1 for r in rows if r[2] == "sent"),
@@ -349,6 +370,22 @@ def worker_kill_run(db_url: str, redis: PrivateRedis, kills: int = 12, per_cycle
             engine.dispose()
 
 
+def wait_for_child(proc, timeout: float = 30.0) -> int:
+    """The pid of the prefork worker ``proc``'s pool process (waits until there is one)."""
+    path = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    found: list[int] = []
+
+    def child() -> bool:
+        try:
+            found[:] = [int(p) for p in path.read_text().split()]
+        except OSError:
+            return False
+        return bool(found)
+
+    assert wait_until(child, timeout=timeout, interval=0.05), "no pool process"
+    return found[0]
+
+
 def _task_in_flight(output: list[str]) -> str:
     """The task a killed worker was running (a ``task started`` log line without its ``task
     finished``), from its JSON log lines; ``idle`` when none."""
@@ -362,7 +399,7 @@ def _task_in_flight(output: list[str]) -> str:
 
 
 def test_worker_killed_repeatedly_everything_happens_exactly_once(rel_db, rel_redis):
-    result = worker_kill_run(rel_db, rel_redis, kills=10, seed=11)
+    result = worker_kill_run(rel_db, rel_redis, kills=12, seed=11, whole_every=6)
     assert result["ok"], json.dumps(result)
     assert result["events"] == 3 * result["tickets_armed"] + result["tickets_auto_closed"]
 
