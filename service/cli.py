@@ -125,11 +125,12 @@ def worker(concurrency: Annotated[int, typer.Option(help="worker processes")] = 
 
 
 @app.command()
-def beat() -> None:
+def beat(schedule: Annotated[str, typer.Option(help="file where beat keeps the last run times")]
+         = "celerybeat-schedule") -> None:
     """Run the Celery beat scheduler (needs QIFU_REDIS_URL)."""
     from workers.celery_app import celery_app
 
-    celery_app.start(["beat", "--loglevel=INFO"])
+    celery_app.start(["beat", "--loglevel=INFO", "--schedule", schedule])
 
 
 @app.command("import")
