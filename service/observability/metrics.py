@@ -114,15 +114,17 @@ class DatabaseCollector(Collector):
     gauges (never an error: the HTTP and process metrics still answer).
     """
 
-    def __init__(self, engine_factory=None) -> None:
-        self._engine_factory = engine_factory
+    def __init__(self, connect=None) -> None:
+        """``connect()`` returns a context manager giving a SQLAlchemy ``Connection`` (default: a
+        connection of the application's engine)."""
+        self._connect = connect
 
-    def _engine(self):
-        if self._engine_factory is not None:
-            return self._engine_factory()
+    def _connection(self):
+        if self._connect is not None:
+            return self._connect()
         from service.db import get_engine
 
-        return get_engine()
+        return get_engine().connect()
 
     def describe(self):  # no describe at registration: collect() would query the database
         return []
@@ -142,8 +144,7 @@ class DatabaseCollector(Collector):
 
         up = GaugeMetricFamily("qifu_metrics_db_up", "1 when the scrape could read the database")
         try:
-            engine = self._engine()
-            with engine.connect() as conn:
+            with self._connection() as conn:
                 if conn.dialect.name == "postgresql":
                     conn.execute(sa.text(f"SET LOCAL statement_timeout = {int(SCRAPE_TIMEOUT_MS)}"))
                 rows = {name: conn.execute(_statement(sql)).all() for name, sql in _QUERIES.items()}
