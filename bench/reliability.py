@@ -2,7 +2,7 @@
 
     uv run python bench/reliability.py pg-restart                  # 64 clients, 60 s, PostgreSQL restarted twice
     uv run python bench/reliability.py pg-restart --clients 16 --duration 12
-    uv run python bench/reliability.py worker-kill --kills 100     # see tests/test_reliability.py
+    uv run python bench/reliability.py worker-kill --kills 100     # the run of tests/test_reliability.py, bigger
     uv run python bench/reliability.py redis-down --submissions 10000
 
 ``pg-restart``: a private PostgreSQL cluster (``bench.harness.PrivatePostgres``: initdb on a free
@@ -186,6 +186,28 @@ def pg_restart(clients: int = 64, duration: float = 60.0, restarts: int = 2, wor
         pg.cleanup()
 
 
+def _with_db_and_redis(args) -> dict:
+    """The worker-kill and Redis-down runs of tests/test_reliability.py at bench sizes, on a scratch
+    database of the shared PostgreSQL (``--pg-url``) and a private ``redis-server``."""
+    import os
+
+    os.environ.setdefault("QIFU_ENVIRONMENT", "test")
+    from service.scratch_db import scratch_database
+    from tests.test_celery_integration import PrivateRedis
+    from tests.test_reliability import redis_down_run, worker_kill_run
+
+    with scratch_database(args.pg_url, f"qifu_bench_rel_{uuid.uuid4().hex[:6]}", enterprises=20) as url:
+        redis = PrivateRedis()
+        redis.start()
+        try:
+            if args.run == "worker-kill":
+                return worker_kill_run(url, redis, kills=args.kills, seed=args.seed, whole_every=args.whole_every)
+            return redis_down_run(url, redis, submissions=args.submissions)
+        finally:
+            if redis.proc is not None:
+                redis.stop()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="run", required=True)
@@ -196,20 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     w = sub.add_parser("worker-kill")
     w.add_argument("--kills", type=int, default=100)
-    w.add_argument("--tickets", type=int, default=120)
+    w.add_argument("--whole-every", type=int, default=5, help="every Nth kill takes the whole worker")
+    w.add_argument("--seed", type=int, default=None)
     r = sub.add_parser("redis-down")
     r.add_argument("--submissions", type=int, default=10_000)
+    for q in (w, r):
+        q.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432")
     args = parser.parse_args(argv)
     if args.run == "pg-restart":
         result = pg_restart(args.clients, args.duration, args.restarts, args.workers)
-    elif args.run == "worker-kill":
-        from tests.test_reliability import worker_kill_run
-
-        result = worker_kill_run(kills=args.kills, tickets=args.tickets)
     else:
-        from tests.test_reliability import redis_down_run
-
-        result = redis_down_run(submissions=args.submissions)
+        result = _with_db_and_redis(args)
+        print(json.dumps(result, ensure_ascii=False, indent=1))
     print("check:", "OK" if result["ok"] else "FAILED")
     return 0 if result["ok"] else 1
 

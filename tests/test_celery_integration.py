@@ -130,7 +130,7 @@ class Workers:
 
         threading.Thread(target=read, daemon=True).start()
         self.procs.append(proc)
-        if not ready.wait(60):
+        if not ready.wait(120):  # a loaded machine imports slowly
             raise AssertionError("worker not ready:\n" + "".join(proc.output))  # type: ignore[attr-defined]
         return proc
 

@@ -128,7 +128,8 @@ class Beat(threading.Thread):
 
     def stop(self) -> None:
         self.stopping.set()
-        self.join(timeout=10)
+        if self.is_alive():
+            self.join(timeout=10)
 
 
 def json_lines(lines: list[str]) -> list[dict]:
