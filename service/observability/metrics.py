@@ -264,4 +264,7 @@ def serve_worker_metrics(port: int) -> None:
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    start_http_server(port, registry=registry)
+    try:
+        start_http_server(port, registry=registry)
+    except OSError as exc:  # another worker on this host has the port: run without it
+        log.warning("worker metrics not served on port %d: %s", port, exc)
