@@ -201,7 +201,8 @@ def _with_db_and_redis(args) -> dict:
         redis.start()
         try:
             if args.run == "worker-kill":
-                return worker_kill_run(url, redis, kills=args.kills, seed=args.seed, whole_every=args.whole_every)
+                return worker_kill_run(url, redis, kills=args.kills, seed=args.seed, whole_every=args.whole_every,
+                                       per_cycle=(args.armed, args.closing))
             return redis_down_run(url, redis, submissions=args.submissions)
         finally:
             if redis.proc is not None:
@@ -220,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--kills", type=int, default=100)
     w.add_argument("--whole-every", type=int, default=5, help="every Nth kill takes the whole worker")
     w.add_argument("--seed", type=int, default=None)
+    w.add_argument("--armed", type=int, default=4, help="tickets armed (remind, overdue, level 2) per cycle")
+    w.add_argument("--closing", type=int, default=2, help="replied tickets auto-closed per cycle")
     r = sub.add_parser("redis-down")
     r.add_argument("--submissions", type=int, default=10_000)
     for q in (w, r):

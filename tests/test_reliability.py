@@ -334,7 +334,8 @@ def worker_kill_run(db_url: str, redis: PrivateRedis, kills: int = 12, per_cycle
                     return False
                 return all(state == "sent" for _, _, state in deliveries_of(engine, all_ids))
 
-            done = wait_until(finished, timeout=120, interval=0.5)
+            done = wait_while_progressing(finished, lambda: sum(
+                1 for _, _, state in deliveries_of(engine, all_ids) if state == "sent"), stall=90)
             drained = time.monotonic() - started - killed_in
             beat.stop()
             wait_until(redis.idle, timeout=30)
@@ -369,6 +370,24 @@ def worker_kill_run(db_url: str, redis: PrivateRedis, kills: int = 12, per_cycle
             beat.stop()
             workers.stop_all()
             engine.dispose()
+
+
+def wait_while_progressing(predicate, progress, stall: float = 90.0, limit: float = 3600.0) -> bool:
+    """Wait until ``predicate()``; give up when ``progress()`` (a count) has not grown for
+    ``stall`` seconds, or after ``limit`` seconds. A big run drains slowly on a loaded machine;
+    a stuck one stops growing."""
+    began = last_change = time.monotonic()
+    last = progress()
+    while time.monotonic() - began < limit:
+        if predicate():
+            return True
+        time.sleep(1.0)
+        now = progress()
+        if now != last:
+            last, last_change = now, time.monotonic()
+        elif time.monotonic() - last_change > stall:
+            return predicate()
+    return predicate()
 
 
 def wait_for_child(proc, timeout: float = 30.0) -> int:
