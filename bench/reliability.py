@@ -203,7 +203,7 @@ def _with_db_and_redis(args) -> dict:
             if args.run == "worker-kill":
                 return worker_kill_run(url, redis, kills=args.kills, seed=args.seed, whole_every=args.whole_every,
                                        per_cycle=(args.armed, args.closing))
-            return redis_down_run(url, redis, submissions=args.submissions)
+            return redis_down_run(url, redis, submissions=args.submissions, stale_seconds=args.stale_seconds)
         finally:
             if redis.proc is not None:
                 redis.stop()
@@ -225,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--closing", type=int, default=2, help="replied tickets auto-closed per cycle")
     r = sub.add_parser("redis-down")
     r.add_argument("--submissions", type=int, default=10_000)
+    r.add_argument("--stale-seconds", type=float, default=60.0, help="QIFU_DELIVERY_STALE_SECONDS of the run")
     for q in (w, r):
         q.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432")
     args = parser.parse_args(argv)

@@ -157,7 +157,7 @@ def test_postgres_restarted_twice_under_load_loses_and_doubles_nothing():
 
 # =========================================================================== 2. Redis down
 
-def redis_down_run(db_url: str, redis: PrivateRedis, submissions: int = 30) -> dict:
+def redis_down_run(db_url: str, redis: PrivateRedis, submissions: int = 30, stale_seconds: float = 5.0) -> dict:
     """Submit ``submissions`` tickets through ``qifu serve``, accept and dispatch each (the officer
     is notified of the submission, the department's handlers of the dispatch: a webhook delivery
     each); Redis is stopped for the middle third. Returns figures and ``ok``."""
@@ -165,7 +165,7 @@ def redis_down_run(db_url: str, redis: PrivateRedis, submissions: int = 30) -> d
     people = submitters(db_url)
     with WebhookReceiver() as receiver:
         env = {"QIFU_DATABASE_URL": db_url, "QIFU_REDIS_URL": redis.url, "QIFU_WEBHOOK_URL": receiver.url,
-               "QIFU_WEBHOOK_SECRET": SECRET, "QIFU_DELIVERY_STALE_SECONDS": "5"}
+               "QIFU_WEBHOOK_SECRET": SECRET, "QIFU_DELIVERY_STALE_SECONDS": str(stale_seconds)}
         workers = Workers(env)
         server = ApiServer(env, workers=1)
         beat = Beat(redis, interval=1.0, tasks=("outbox.relay", "notifications.retry_failed"))
@@ -207,8 +207,8 @@ def redis_down_run(db_url: str, redis: PrivateRedis, submissions: int = 30) -> d
                     slow = max(slow, time.monotonic() - started)
             ids = _ids(engine, [n for _, n in tickets])
             # every notification delivered: the outbox relayed (periodic relay after the outage)
-            done = wait_until(lambda: all(s == "sent" for _, _, s in deliveries_of(engine, ids)), timeout=90,
-                              interval=0.5)
+            done = wait_while_progressing(lambda: all(s == "sent" for _, _, s in deliveries_of(engine, ids)),
+                                          lambda: sum(s == "sent" for _, _, s in deliveries_of(engine, ids)), stall=60)
             wait_until(redis.idle, timeout=20)
             time.sleep(0.5)
             rows = deliveries_of(engine, ids)
