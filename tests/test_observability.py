@@ -1,7 +1,7 @@
 """``/metrics`` (Prometheus) and the structured logs with a request id (issue #11 "Operations").
 
 The end-to-end check that a request's id reaches the log lines of its Celery task, through a real
-``qifu serve`` and a real worker, is tests/test_reliability.py::test_request_id_is_in_the_request_and_task_log_lines.
+``qifu serve`` and a real worker, is in tests/test_reliability.py::test_redis_down_for_the_middle_third_every_notification_delivered_once.
 """
 
 from __future__ import annotations
