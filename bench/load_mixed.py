@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,7 +92,10 @@ class Mix:
                 else:
                     resp = self.http.get("/api/v1/tickets", headers=self.people["officer"][i], params={"limit": 5})
             else:
-                resp = self.http.get("/api/v1/stats/summary", headers=self.people["supervisor"][0])
+                today = date.today()
+                resp = self.http.get("/api/v1/stats/summary", headers=self.people["supervisor"][0],
+                                     params={"date_from": today.replace(month=1, day=1).isoformat(),
+                                             "date_to": today.isoformat()})
             status = resp.status_code
         except httpx.HTTPError:
             status = 0
