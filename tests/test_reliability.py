@@ -231,6 +231,8 @@ def redis_down_run(db_url: str, redis: PrivateRedis, submissions: int = 30, stal
                 "outage_seconds": round(outage, 1), "slowest_submit_accept_s": round(slow, 2),
                 "all_sent": done, "delivered_once": per == expected,
                 "duplicates": sum(v - 1 for v in per.values() if v > 1),
+                "not_received": sorted(set(expected) - set(per))[:10],
+                "unexpected": sorted(set(per) - set(expected))[:10],
                 "request_id": {"echoed": echoed == rid, "in_request_log": request_logged,
                                "in_task_log": {"task started", "task finished"} <= task_events},
                 "states": dict(Counter(st for _, _, st in rows)),
