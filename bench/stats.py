@@ -8,7 +8,7 @@
 What it does:
 
 1. builds a fresh PostgreSQL database (``--db``, default ``qifu_bench_stats``, on ``--pg-url``):
-   Alembic migrations to head and the seed county (:func:`service.scratch_db.build_database`);
+   Alembic migrations to head and the seed county (:func:`tests.scratch_db.build_database`);
 2. bulk-loads ``--tickets`` tickets submitted over the five years before ``NOW`` with one set-based
    ``INSERT ... SELECT FROM generate_series`` (secondary indexes dropped during the load and rebuilt
    after it, exactly as the migrations define them), with a realistic mix: 10 channels, every
@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from service.scratch_db import build_database, create_database  # noqa: E402
+from tests.scratch_db import build_database, create_database  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"

@@ -78,15 +78,20 @@ def serve(
     from qifu.serve import ServingFailed
     from qifu.serve import serve as run
     from service.auth.secret_file import SettingsRefused, check_settings
+    from service.observability.logs import configure_logging, logging_config
+    from service.observability.multiproc import ensure_multiprocess_dir
 
-    logging.basicConfig(level=logging.INFO)
+    if workers > 1:
+        ensure_multiprocess_dir()  # /metrics sums the request metrics of every API process
+    configure_logging()  # JSON lines (QIFU_LOG_FORMAT); each API process applies it too (log_config)
     try:
         check_settings()  # refuse at start, not with a 500 on every request (issue 11)
     except SettingsRefused as exc:
         typer.echo(f"qifu: {exc}", err=True)
         raise typer.Exit(2) from None
     try:
-        run(host=host, port=port, workers=workers, log_level=log_level, access_log=access_log)
+        run(host=host, port=port, workers=workers, log_level=log_level, access_log=access_log,
+            log_config=logging_config())
     except ServingFailed as exc:
         typer.echo(f"qifu: {exc}", err=True)
         raise typer.Exit(exc.exit_code) from None
@@ -130,18 +135,26 @@ def standalone(host: str = "127.0.0.1", port: int = 8000) -> None:
 @app.command()
 def worker(concurrency: Annotated[int, typer.Option(help="worker processes")] = 2) -> None:
     """Run a Celery worker (needs QIFU_REDIS_URL)."""
+    from service.config import get_settings
+    from service.observability.multiproc import ensure_multiprocess_dir
+
+    ensure_multiprocess_dir()  # before prometheus-client is imported: the pool's processes share it
+    from service.observability.metrics import serve_worker_metrics
     from workers.celery_app import celery_app
 
+    if get_settings().worker_metrics_port:
+        serve_worker_metrics(get_settings().worker_metrics_port)
     celery_app.worker_main(["worker", "--loglevel=INFO", f"--concurrency={concurrency}",
                             "-Q", "celery,sla,notifications,cadence"])
 
 
 @app.command()
-def beat() -> None:
+def beat(schedule: Annotated[str, typer.Option(help="file where beat keeps the last run times")]
+         = "celerybeat-schedule") -> None:
     """Run the Celery beat scheduler (needs QIFU_REDIS_URL)."""
     from workers.celery_app import celery_app
 
-    celery_app.start(["beat", "--loglevel=INFO"])
+    celery_app.start(["beat", "--loglevel=INFO", "--schedule", schedule])
 
 
 @app.command("import")

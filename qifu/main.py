@@ -7,13 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from qifu.openapi import install_problem_openapi
-from service.errors import AppError
+from service.errors import AppError, Unavailable, database_unavailable
 
 log = logging.getLogger("qifu")
 PROBLEM = "application/problem+json"
@@ -54,8 +56,24 @@ async def http_error_handler(_request: Request, exc: StarletteHTTPException) -> 
 
 
 async def unhandled_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    if database_unavailable(exc):  # the database restarting or unreachable: 503, never a 500
+        return await database_error_handler(_request, exc)
     log.exception("unhandled error", exc_info=exc)
     return _problem(500, "服务器内部错误", "服务器内部错误，请稍后重试")
+
+
+async def database_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A lost or refused database connection (:func:`service.errors.database_unavailable`) is a
+    503 problem with ``Retry-After``: the outcome of a write is unknown, a retry with the same
+    ``Idempotency-Key`` is safe. Any other database error is a 500."""
+    if not database_unavailable(exc):
+        log.exception("unhandled database error", exc_info=exc)
+        return _problem(500, "服务器内部错误", "服务器内部错误，请稍后重试")
+    log.warning("database unavailable: %s", f"{type(exc).__name__}: {getattr(exc, 'orig', exc)}"[:300])
+    problem = Unavailable(f"数据库暂不可用，请稍后重试；写操作请携带相同的 Idempotency-Key 重试（{type(exc).__name__}）")
+    response = JSONResponse(problem.to_problem(), status_code=503, media_type=PROBLEM)
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 @asynccontextmanager
@@ -65,6 +83,17 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     await open_async_pools()
     yield
     await close_async_pools()
+
+
+def _add_operations(app: FastAPI) -> None:
+    """``GET /metrics`` and per-route request metrics (service.observability.metrics); the request
+    id of every request (``X-Request-ID`` in and out, bound for the logs: service.observability.logs)."""
+    from asgi_correlation_id import CorrelationIdMiddleware
+
+    from service.observability.metrics import instrument
+
+    instrument(app)
+    app.add_middleware(CorrelationIdMiddleware, header_name="X-Request-ID")  # outermost: ids every line
 
 
 def create_app() -> FastAPI:
@@ -94,10 +123,14 @@ def create_app() -> FastAPI:
     app.add_exception_handler(AppError, app_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
+    app.add_exception_handler(sa.exc.DBAPIError, database_error_handler)
+    app.add_exception_handler(sa.exc.TimeoutError, database_error_handler)
+    app.add_exception_handler(psycopg.Error, database_error_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)
     for router in (auth_router, tickets_router, reference_router, stats_router, calendar_router,
                    sla_router, notifications_router, cadences_router):
         app.include_router(router, prefix="/api/v1")
+    _add_operations(app)
 
     @app.get("/healthz", tags=["ops"], summary="存活检查")
     def healthz() -> dict[str, str]:

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
         smtp_host / smtp_port / smtp_from: SMTP for e-mail notifications (empty host = off).
         delivery_max_attempts: deliveries failing this many times are dead-lettered.
         delivery_backoff_seconds: first retry delay; doubles on each failure.
+        delivery_stale_seconds: a delivery still ``pending`` this long after it was queued is
+            queued again (its broker message was lost); see ``notifications.retry_failed``.
+        metrics_token: when set, ``GET /metrics`` needs ``Authorization: Bearer <token>``.
+        log_format / log_level: ``json`` (one JSON object a line, with ``request_id``) or
+            ``console``; the level of the ``qifu`` commands' logs.
+        worker_metrics_port: port of a Celery worker's own ``/metrics`` (sweep durations); 0 = off.
         db_pool_size: pooled connections per API process (the sync pool, and the async pool of the
             intake statement).
         intake_statement: an enterprise's own submission on PostgreSQL runs as one SQL statement
@@ -106,6 +112,9 @@ class Settings(BaseSettings):
     smtp_from: str = "qifu@localhost"
     delivery_max_attempts: int = 5
     delivery_backoff_seconds: float = 30.0
+    # a delivery still pending this long after it was queued is queued again (its broker message
+    # was lost: Redis restarted without persistence); notifications.retry_failed
+    delivery_stale_seconds: float = 300.0
     # Celery on Redis: seconds before a message taken by a worker that died unacknowledged is
     # redelivered (acks_late); longer than any task
     broker_visibility_timeout: float = 3600.0
@@ -147,6 +156,13 @@ class Settings(BaseSettings):
     requests_per_user_per_minute: int = Field(default=6000, ge=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     jwt_secret_file: str = ""
+    # operations (docs/operations.md): GET /metrics needs "Authorization: Bearer <token>" when set;
+    # logs are JSON lines ("json") or human-readable ("console"); `qifu worker` serves its own
+    # metrics on this port (0 = off)
+    metrics_token: str = ""
+    log_format: str = "json"
+    log_level: str = "INFO"
+    worker_metrics_port: int = 9540
 
     @model_validator(mode="after")
     def _refuse_weak_secret(self) -> Settings:

@@ -104,3 +104,25 @@ class FieldError(AppError):
     def __init__(self, field: str, message: str) -> None:
         super().__init__(f"{field}: {message}", errors=[{"field": field, "message": message}])
         self.field = field
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` (psycopg's, or SQLAlchemy's wrapping it) means the database connection is
+    gone or could not be had, so the request's outcome is unknown and a retry may succeed (503,
+    :class:`Unavailable`): no SQLSTATE (socket closed, connection refused), class 08 (connection
+    exception), 57P (the server shutting down, starting up, or the backend terminated), a
+    connection SQLAlchemy invalidated, or the pool's checkout timeout. Other errors (deadlock,
+    constraint, syntax) are answered by the server and are not this (SPEC §9: no 500 for an outage).
+    """
+    import psycopg
+    import sqlalchemy as sa
+
+    if isinstance(exc, sa.exc.TimeoutError):  # QueuePool checkout timeout
+        return True
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    orig = getattr(exc, "orig", exc)
+    if isinstance(orig, psycopg.OperationalError):
+        state = orig.sqlstate
+        return state is None or state.startswith(("08", "57P"))
+    return isinstance(orig, psycopg.InterfaceError)  # "the connection is closed"

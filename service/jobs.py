@@ -23,6 +23,7 @@ from sqlalchemy import event
 from sqlmodel import Session, select
 
 from service import clock
+from service.observability.logs import current_request_id, request_id_bound
 from service.outbox_models import OutboxMessage
 
 log = logging.getLogger("qifu.jobs")
@@ -174,14 +175,14 @@ class _RelayThread:
         self.thread.start()
 
     def submit(self, ids: list[int], bind) -> None:
-        self.queue.put((ids, bind))
+        self.queue.put((ids, bind, current_request_id()))  # the committing request's id, for the tasks
 
     def _run(self) -> None:
         while True:
-            ids, bind = self.queue.get()
+            ids, bind, request_id = self.queue.get()
             engine = getattr(bind, "engine", bind)
             try:
-                with Session(engine) as session:
+                with Session(engine) as session, request_id_bound(request_id):
                     relay(session, ids)
             except Exception:  # noqa: BLE001 - never kill the thread; the periodic relay retries
                 log.exception("outbox relay failed")

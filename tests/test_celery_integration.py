@@ -109,13 +109,16 @@ class Workers:
         self.procs: list[subprocess.Popen] = []
         self._main: subprocess.Popen | None = None
 
-    def start(self, name: str) -> subprocess.Popen:
+    def start(self, name: str, pool: str = "solo") -> subprocess.Popen:
+        """A worker named ``name``; ``pool="prefork"`` runs the tasks in one child process (its
+        own process group, so that the whole worker can be killed at once)."""
+        extra = ["--concurrency=1"] if pool == "prefork" else []
         proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "workers.celery_app:celery_app", "worker",
-             "--pool=solo", "-Q", ",".join(QUEUES), "-n", f"{name}@%h", "--loglevel=INFO",
+             f"--pool={pool}", *extra, "-Q", ",".join(QUEUES), "-n", f"{name}@%h", "--loglevel=INFO",
              "--without-gossip", "--without-mingle", "--without-heartbeat"],
             cwd=ROOT, env={**os.environ, **self.env}, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True)
+            stderr=subprocess.STDOUT, text=True, start_new_session=pool == "prefork")
         proc.output = []  # type: ignore[attr-defined]
         ready = threading.Event()
 
@@ -127,7 +130,7 @@ class Workers:
 
         threading.Thread(target=read, daemon=True).start()
         self.procs.append(proc)
-        if not ready.wait(60):
+        if not ready.wait(120):  # a loaded machine imports slowly
             raise AssertionError("worker not ready:\n" + "".join(proc.output))  # type: ignore[attr-defined]
         return proc
 

@@ -154,8 +154,9 @@ def test_cadence_run_date_rule(session):
 
 
 def test_cadence_cli_far_from_today_needs_force():
-    from qifu.cadence_cli import cadence_app
     from typer.testing import CliRunner
+
+    from qifu.cadence_cli import cadence_app
 
     with time_machine.travel(datetime(2026, 3, 2, 9, tzinfo=SHANGHAI), tick=False):
         result = CliRunner().invoke(cadence_app, ["run", "daily", "--date", "2020-01-01"])

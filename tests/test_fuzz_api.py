@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from service.main import create_app
+from qifu.main import create_app
 from sqlmodel import select
 
 from service.categories.models import Category

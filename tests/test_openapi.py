@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from service.main import create_app
+from qifu.main import create_app
 
 PROBLEM = "application/problem+json"
 

@@ -7,6 +7,7 @@ are idempotent, ``acks_late`` on, beat in the office's time zone (``QIFU_TIMEZON
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from celery.schedules import crontab
 
 from service import jobs
 from service.config import Settings, get_settings
+from service.observability.logs import connect_celery_signals
 
 log = logging.getLogger("qifu.jobs")
 
@@ -113,7 +115,7 @@ def dispatch(task: str, kwargs: dict) -> None:
     with _local_lock:
         if _local_pool is None:
             _local_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qifu-embedded-worker")
-    _local_pool.submit(_run_local, task, app.tasks[task], kwargs)
+    _local_pool.submit(contextvars.copy_context().run, _run_local, task, app.tasks[task], kwargs)  # keeps the request id
 
 
 def _run_local(name: str, func, kwargs: dict) -> None:
@@ -123,6 +125,7 @@ def _run_local(name: str, func, kwargs: dict) -> None:
         log.exception("embedded task %s failed", name)
 
 
+connect_celery_signals()  # JSON logs; the request id travels in the message headers into the task
 celery_app = make_celery()
 # a Celery worker or beat imports this module at start (-A workers.celery_app): the messages its
 # tasks write go to the broker directly (other processes register lazily: workers.dispatch)

@@ -9,6 +9,7 @@ from celery import shared_task
 from service import jobs
 from service.db import session_scope
 from service.notifications import service as notifications
+from service.observability.metrics import timed_sweep
 from service.sla import sweeps
 
 
@@ -16,6 +17,13 @@ def _in_session(work):
     """``work(session)`` in a unit of work of its own (committed on success)."""
     with session_scope() as session:
         return work(session)
+
+
+def _swept(name: str, work):
+    """:func:`_in_session`, its duration recorded as sweep ``name`` (``/metrics``)."""
+    with timed_sweep(name) as box, session_scope() as session:
+        box["result"] = work(session)
+    return box["result"]
 
 
 @shared_task(name="ops.ping", ignore_result=False)
@@ -27,25 +35,25 @@ def ping() -> str:
 @shared_task(name="sla.send_reminders")
 def send_reminders() -> int:
     """催办 every ticket whose reminder time has come (once per deadline)."""
-    return _in_session(sweeps.send_reminders)
+    return _swept("sla.send_reminders", sweeps.send_reminders)
 
 
 @shared_task(name="sla.mark_overdue")
 def mark_overdue() -> list[int]:
     """Overdue + escalation level 1 at the deadline; level 2 five working days later."""
-    return list(_in_session(sweeps.mark_overdue))
+    return list(_swept("sla.mark_overdue", sweeps.mark_overdue))
 
 
 @shared_task(name="tickets.auto_close")
 def auto_close() -> int:
     """Close replied tickets without feedback after the feedback limit (rating none)."""
-    return _in_session(sweeps.auto_close)
+    return _swept("tickets.auto_close", sweeps.auto_close)
 
 
 @shared_task(name="outbox.relay")
 def relay_outbox() -> list[int]:
     """Re-relay outbox messages the after-commit relay did not get through (broker down)."""
-    return list(_in_session(lambda session: jobs.relay(session, min_age_seconds=10)))
+    return list(_swept("outbox.relay", lambda session: jobs.relay(session, min_age_seconds=10)))
 
 
 @shared_task(name="notifications.deliver")
@@ -61,4 +69,4 @@ def deliver(delivery_ids: list[int]) -> list[str]:
 @shared_task(name="notifications.retry_failed")
 def retry_failed() -> int:
     """Queue the failed deliveries whose backoff has elapsed."""
-    return _in_session(notifications.retry_failed)
+    return _swept("notifications.retry_failed", notifications.retry_failed)

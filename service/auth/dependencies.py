@@ -179,6 +179,9 @@ def _committed(conn) -> None:
 
 @sa.event.listens_for(Engine, "rollback")
 def _rolled_back(conn) -> None:
+    if conn.invalidated:  # the connection was lost (database restart): its info is out of reach
+        clear_actor_cache()
+        return
     if conn.info.pop(_USERS_CHANGED, None):
         clear_actor_cache()  # actors read inside the transaction that changed users
 

@@ -151,11 +151,27 @@ def deliver(session: Session, delivery_id: int) -> str:
 
 def retry_failed(session: Session) -> int:
     """Claim failed deliveries whose retry time has come (set them ``pending`` in one UPDATE, so a
-    second sweep cannot queue them again) and queue ``notifications.deliver`` for them."""
+    second sweep cannot queue them again) and queue ``notifications.deliver`` for them.
+
+    Also claims **lost** deliveries: still ``pending`` ``QIFU_DELIVERY_STALE_SECONDS`` after their
+    notification was written (or after their last queueing). Their message left the outbox but
+    the broker lost it: a Redis restart without persistence drops the queued messages (found by
+    tests/test_reliability.py, Redis down for the middle third). Each claim moves
+    ``next_attempt_at`` one stale period ahead, so a delivery is queued again at most once per
+    period; :func:`deliver` locks the row and skips a sent one, so a message that was only slow
+    (not lost) does no harm (SPEC §9: nothing accepted is lost).
+    """
     d = NotificationDelivery.__table__
+    n = Notification.__table__
+    now = clock.now()
+    stale = timedelta(seconds=get_settings().delivery_stale_seconds)
+    lost = sa.and_(d.c.state == "pending", sa.or_(
+        d.c.next_attempt_at <= now,
+        sa.and_(d.c.next_attempt_at.is_(None),
+                sa.exists().where(n.c.id == d.c.notification_id, n.c.created_at <= now - stale))))
     ids = list(session.execute(
-        sa.update(d).where(d.c.state == "failed", d.c.next_attempt_at <= clock.now())
-        .values(state="pending").returning(d.c.id)).scalars())
+        sa.update(d).where(sa.or_(sa.and_(d.c.state == "failed", d.c.next_attempt_at <= now), lost))
+        .values(state="pending", next_attempt_at=now + stale).returning(d.c.id)).scalars())
     for start in range(0, len(ids), 200):
         jobs.enqueue(session, "notifications.deliver", delivery_ids=ids[start:start + 200])
     return len(ids)

@@ -50,7 +50,7 @@ from service.calendar.service import calendar_is_fresh, get_calendar
 from service.common.enums import STATUS_LABELS, Role
 from service.config import get_settings
 from service.db import async_connection, database_key
-from service.errors import FieldError, Unavailable
+from service.errors import FieldError, Unavailable, database_unavailable
 from service.notifications import fanout
 from service.sla.deadlines import deadline_view
 from service.sla.policy import cached_category, snapshot_is_fresh
@@ -286,8 +286,7 @@ def _connection_lost(exc: psycopg.OperationalError) -> bool:
     or 57P (operator intervention: the server shutting down or the backend terminated). Others of
     class 40/53/55/57 (deadlock, out of resources, lock not available, query cancelled) are
     answered by the server after it rolled the statement back."""
-    state = exc.sqlstate
-    return state is None or state.startswith(("08", "57P"))
+    return database_unavailable(exc)
 
 
 async def submit(session: Session, actor: Actor, data: schemas.TicketCreate,

@@ -1,0 +1,1 @@
+"""Operations: Prometheus metrics (metrics), structured logs with a request id (logs)."""
