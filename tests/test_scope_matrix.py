@@ -574,6 +574,7 @@ TICKET_ACTIONS = ("accept", "reject", "answer", "dispatch", "claim", "return", "
 MATRIX: dict[str, Callable[[Ctx], None] | str] = {
     "GET /openapi.json": NO_ROWS, "GET /docs": NO_ROWS, "GET /docs/oauth2-redirect": NO_ROWS, "GET /redoc": NO_ROWS,
     "GET /healthz": NO_ROWS, "GET /readyz": NO_ROWS,
+    "GET /metrics": "aggregate counters and gauges (no row is named); QIFU_METRICS_TOKEN guards it (docs/operations.md)",
     "POST /api/v1/auth/token": "login: the caller's own account",
     "GET /api/v1/me": "the caller's own account",
     # tickets
