@@ -12,6 +12,9 @@ Recipients per kind:
 - submitted → the responsible officer; dispatched, reopened, reminded, returned-to → the
   handlers of the lead (and co-handling, on dispatch) department;
 - reminded for the accept step → the officer;
+- reminded for the feedback step (SPEC §4: one working day, urgent two working hours, before the
+  feedback deadline) → the enterprise's users, who must give the feedback; when the enterprise
+  has no active user (a ticket raised on its behalf), the officer, who confirms by a callback;
 - overdue / escalated → lead department handlers, the officer and the county supervisors;
 - replied, closed → the enterprise's users (closed also the lead department's handlers).
 """
@@ -43,6 +46,8 @@ TITLES = {
     "closed": "工单已办结", "reopened": "工单重办", "returned": "工单被退回",
     "extension_requested": "延期申请待审批", "extension_decided": "延期申请已审批",
 }
+#: the title of a reminder of the feedback deadline (to the enterprise, SPEC §4)
+FEEDBACK_REMINDER_TITLE = "请评价办理结果"
 
 
 def _active_users(session: Session, *conditions) -> list[int]:
@@ -77,6 +82,8 @@ def recipients(session: Session, ticket: Ticket, kind: str, *, step: str | None 
         users = dept_users(include_co=True)
     elif kind == "reopened":
         users = dept_users() + officer
+    elif kind == "reminded" and step == "feedback":
+        users = enterprise_users() or officer
     elif kind == "reminded":
         users = officer if step in ("accept", None) and not ticket.lead_department_id else dept_users()
     elif kind in ("overdue", "escalated"):
@@ -161,26 +168,39 @@ def notify_many(session: Session, ticket_ids: Sequence[int], kind: str, *, at: d
     title_prefix = TITLES.get(kind, kind) + "："
     t = Ticket.__table__
     u = User.__table__
-    title = sa.func.substr(sa.literal(title_prefix) + t.c.number + sa.literal(" ") + t.c.title, 1, 200)
+
+    def titled(prefix: str):
+        return sa.func.substr(sa.literal(prefix) + t.c.number + sa.literal(" ") + t.c.title, 1, 200)
+
+    title = titled(title_prefix)
     ids = list(ticket_ids)
     selects = []
+    # a reminder of the feedback deadline goes to the enterprise (recipients(): "reminded", feedback)
+    not_feedback = sa.func.coalesce(t.c.due_step, "") != "feedback"
     if kind in ("reminded", "overdue", "escalated"):
+        cond = t.c.id.in_(ids) & (not_feedback if kind == "reminded" else sa.true())
         selects.append(sa.select(u.c.id, t.c.id, title).select_from(
             t.join(u, sa.and_(u.c.department_id == t.c.lead_department_id, u.c.role == "department",
-                              u.c.is_active))).where(t.c.id.in_(ids)))
+                              u.c.is_active))).where(cond))
     if kind in ("overdue", "escalated") or kind == "reminded":
         cond = t.c.id.in_(ids) & t.c.officer_id.is_not(None)
         if kind == "reminded":
-            cond = cond & t.c.lead_department_id.is_(None)
+            cond = cond & t.c.lead_department_id.is_(None) & not_feedback
         selects.append(sa.select(t.c.officer_id, t.c.id, title).where(cond))
     if kind in ("overdue", "escalated"):
         selects.append(sa.select(u.c.id, t.c.id, title).select_from(
             t.join(u, sa.and_(u.c.role == "supervisor", u.c.region_id.is_(None), u.c.is_active)))
             .where(t.c.id.in_(ids)))
-    if kind == "closed":
-        selects.append(sa.select(u.c.id, t.c.id, title).select_from(
-            t.join(u, sa.and_(u.c.enterprise_id == t.c.enterprise_id, u.c.role == "enterprise",
-                              u.c.is_active))).where(t.c.id.in_(ids)))
+    enterprise_user = sa.and_(u.c.enterprise_id == t.c.enterprise_id, u.c.role == "enterprise", u.c.is_active)
+    if kind == "closed" or kind == "reminded":
+        feedback = kind == "reminded"
+        cond = t.c.id.in_(ids) & (t.c.due_step == "feedback" if feedback else sa.true())
+        selects.append(sa.select(u.c.id, t.c.id, titled(FEEDBACK_REMINDER_TITLE + "：") if feedback else title)
+                       .select_from(t.join(u, enterprise_user)).where(cond))
+    if kind == "reminded":  # an enterprise without an active user: its officer calls back
+        selects.append(sa.select(t.c.officer_id, t.c.id, titled(FEEDBACK_REMINDER_TITLE + "：")).where(
+            t.c.id.in_(ids), t.c.due_step == "feedback", t.c.officer_id.is_not(None),
+            ~sa.exists().where(enterprise_user)))
     n = Notification.__table__
     before = session.execute(sa.select(sa.func.coalesce(sa.func.max(n.c.id), 0))).scalar_one()
     written = 0
