@@ -39,6 +39,9 @@ def run(
     if kind not in KINDS:
         raise typer.BadParameter(f"kind must be one of {', '.join(KINDS)}", param_hint="KIND")
     day: date = on.date() if on else cadences.today()
+    from service.cli import require_migrated
+
+    require_migrated()
     with session_scope() as session:
         result = cadences.run_for_date(session, kind, day)
     _print(result)
@@ -57,6 +60,9 @@ def catch_up(
     for k in kinds:
         if k not in KINDS:
             raise typer.BadParameter(f"kind must be one of {', '.join(KINDS)}", param_hint="--kind")
+    from service.cli import require_migrated
+
+    require_migrated()
     results = run_due_each(kinds)
     for r in results:
         typer.echo(json.dumps(r, ensure_ascii=False))
