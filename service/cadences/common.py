@@ -33,6 +33,19 @@ def local_at(d: date, t: time) -> datetime:
     return datetime.combine(d, t, tzinfo=SHANGHAI)
 
 
+def run_instant(kind: str, run_date: date, now: datetime) -> datetime:
+    """The instant a run of the ``kind`` cadence for ``run_date`` stands for, stored as the
+    ``asked_at`` of what it asks: ``now`` when it runs on its run date (or ahead of it, by hand);
+    for a back-dated run (catch-up after a downtime, or by hand for a past date) the scheduled time
+    of day on the run date (``run_times``: 08:00 monthly and annual), so that ``asked_at`` lies in
+    the period and before its ``expires_at`` (counted from the run date). Aware."""
+    from service.cadences.settings import get_cadence_settings
+
+    if local_date(now) <= run_date:
+        return now
+    return local_at(run_date, get_cadence_settings().run_times[kind])
+
+
 def end_of_working_day(cal: WorkingCalendar, d: date) -> datetime:
     """The end of working hours (17:30 by default) of ``d``, aware."""
     return local_at(d, cal.hours.day_end)
