@@ -4,6 +4,7 @@ WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 COPY service ./service
 COPY workers ./workers
+COPY qifu ./qifu
 COPY seeds ./seeds
 COPY migrations ./migrations
 COPY alembic.ini ./

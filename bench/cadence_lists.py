@@ -49,7 +49,7 @@ def build(db: str, n_enterprises: int, n_officers: int) -> str:
     url = f"{PG_SERVER}/{db}"
     from alembic import command
 
-    from service.cli import _alembic_config
+    from qifu.cli import _alembic_config
 
     cfg = _alembic_config()
     cfg.attributes["url"] = url

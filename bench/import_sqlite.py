@@ -33,7 +33,7 @@ def _qifu(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
     """Run ``qifu ARGS``; returns (wall seconds, child CPU seconds, last output line)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "service.cli", *args], env=env, cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "qifu.cli", *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -8,7 +8,7 @@ What it does:
 
 1. builds a fresh PostgreSQL database (``--db``, default ``qifu_bench``; dropped and recreated):
    Alembic migrations to head, then the seed county (``seeds.loader.load_seeds``);
-2. starts ``uvicorn service.app:app --workers N`` as a subprocess with ``QIFU_DATABASE_URL`` set
+2. starts ``uvicorn qifu.app:app --workers N`` as a subprocess with ``QIFU_DATABASE_URL`` set
    to it and waits for ``/healthz`` and ``/readyz``;
 3. logs the enterprise users ``ent1``..``ent20`` in once (``POST /api/v1/auth/token``); client
    *i* submits as ``ent{i % 20 + 1}`` with that user's Bearer token;
@@ -173,7 +173,7 @@ class CpuMeter:
 
 # --------------------------------------------------------------------------- database
 
-from service.scratch_db import build_database, create_database  # noqa: E402,F401  (shared with bench/)
+from tests.scratch_db import build_database, create_database  # noqa: E402,F401  (shared with bench/)
 
 
 def libpq_url(url: str) -> str:
@@ -199,14 +199,14 @@ def free_port() -> int:
 
 
 def start_api(url: str, port: int, workers: int, extra: list[str], env_extra: dict[str, str],
-              app: str = "service.app:app", server: str = "qifu") -> subprocess.Popen:
+              app: str = "qifu.app:app", server: str = "qifu") -> subprocess.Popen:
     """``qifu serve`` (the production command: a socket per worker, SO_REUSEPORT), or with
     ``server="uvicorn"`` plain ``uvicorn --workers`` (one shared socket) for comparison."""
     env = {**os.environ, "QIFU_DATABASE_URL": url, **env_extra}
     if server == "qifu":
-        if app != "service.app:app" or extra:
+        if app != "qifu.app:app" or extra:
             raise SystemExit("--app and --uvicorn-arg need --server uvicorn")
-        cmd = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+        cmd = [sys.executable, "-m", "qifu.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
                "--workers", str(workers), "--no-access-log", "--log-level", "warning"]
     else:
         cmd = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
@@ -576,7 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--uvicorn-arg", action="append", default=[],
                    help="extra uvicorn argument, repeatable (e.g. --uvicorn-arg=--loop=asyncio)")
     p.add_argument("--env", action="append", default=[], help="extra NAME=VALUE for the API processes")
-    p.add_argument("--app", default="service.app:app", help="ASGI application to serve (default service.app:app)")
+    p.add_argument("--app", default="qifu.app:app", help="ASGI application to serve (default qifu.app:app)")
     p.add_argument("--server", choices=["qifu", "uvicorn"], default="qifu",
                    help="qifu serve (default: a socket per worker) or plain uvicorn --workers (one shared socket)")
     p.add_argument("--keep", action="store_true", help="keep the database afterwards")

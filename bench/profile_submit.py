@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     get_settings.cache_clear()  # build_database() read the settings before the URL was set
     get_engine.cache_clear()
-    from service.app import app
+    from qifu.app import app
 
     statements = [0]
     sa.event.listen(get_engine(), "before_cursor_execute", lambda *a: statements.__setitem__(0, statements[0] + 1))

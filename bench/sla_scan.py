@@ -54,8 +54,8 @@ NOW = datetime(2026, 6, 10, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai
 # --------------------------------------------------------------------------------------------- build
 
 # the database helpers are shared with bench/intake.py
-from service.scratch_db import build_database as migrate_and_seed  # noqa: E402
-from service.scratch_db import create_database  # noqa: E402
+from tests.scratch_db import build_database as migrate_and_seed  # noqa: E402
+from tests.scratch_db import create_database  # noqa: E402
 
 #: One row per ticket ``i`` (``lo``..``hi``). ``v`` draws the ticket's fate, ``d`` its deadlines.
 LOAD_SQL = """

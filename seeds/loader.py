@@ -23,7 +23,7 @@ rolls back). Usage::
     with session_scope() as session:
         counts = load_seeds(session)          # {"regions": 12, "grids": 43, ...} on an empty DB
 
-or from the shell: ``uv run qifu seed [--enterprises N]`` (``service/cli.py``).
+or from the shell: ``uv run qifu seed [--enterprises N]`` (``qifu/cli.py``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Domain errors and their RFC 9457 problem+json rendering (ARCHITECTURE rule 4).
 
 Every business failure is an :class:`AppError` subclass carrying an HTTP status; one handler in
-``service.main`` renders it as ``application/problem+json`` with ``type``, ``title``, ``status``,
+``qifu.main`` renders it as ``application/problem+json`` with ``type``, ``title``, ``status``,
 ``detail`` and, for field errors, ``errors: [{"field": ..., "message": ...}]``.
 """
 
@@ -82,6 +82,18 @@ class Unavailable(AppError):
     ``Idempotency-Key`` is safe (SPEC §7)."""
 
     status, title, slug = 503, "服务暂不可用", "unavailable"
+
+
+class TooManyRequests(AppError):
+    """Too many attempts or requests in a window (429, SPEC §9); ``retry_after`` (whole seconds)
+    is sent as the ``Retry-After`` header and the ``retry_after`` member of the problem."""
+
+    status, title, slug = 429, "请求过于频繁", "too-many-requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.retry_after = retry_after
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class FieldError(AppError):

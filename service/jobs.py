@@ -2,8 +2,9 @@
 
 :func:`enqueue` writes the task to ``outbox_message`` in the caller's transaction: a rollback drops
 it, a commit keeps it even when the broker is down. After the commit, the message ids are handed to
-a background relay thread of this process, which sends them to the broker (Celery on Redis when
-``QIFU_REDIS_URL`` is set, else the embedded in-process executor) and stamps ``sent_at``. What the
+a background relay thread of this process, which sends them to the broker through the dispatcher
+the workers layer registered (:func:`register_dispatcher`: Celery on Redis when ``QIFU_REDIS_URL``
+is set, else the embedded in-process executor) and stamps ``sent_at``. What the
 broker did not take stays pending and is re-sent by the periodic ``outbox.relay`` task. Consumers
 are idempotent, so a message relayed twice does no harm.
 """
@@ -14,7 +15,6 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -23,7 +23,6 @@ from sqlalchemy import event
 from sqlmodel import Session, select
 
 from service import clock
-from service.config import get_settings
 from service.outbox_models import OutboxMessage
 
 log = logging.getLogger("qifu.jobs")
@@ -77,8 +76,14 @@ def _after_rollback(session: Session) -> None:
 
 # ------------------------------------------------------------------ dispatching to a broker
 
-_dispatcher_override: Callable[[str, dict], None] | None = None
+_dispatcher: Callable[[str, dict], None] | None = None  # registered by the workers layer at start
+_dispatcher_override: Callable[[str, dict], None] | None = None  # tests
 _relay_enabled = True
+
+
+class NoDispatcher(RuntimeError):
+    """No broker dispatcher is registered in this process: the message stays pending (the
+    periodic ``outbox.relay`` of a process that has one sends it)."""
 
 
 def relay_enabled() -> bool:
@@ -91,43 +96,28 @@ def set_relay_enabled(enabled: bool) -> None:
     _relay_enabled = enabled
 
 
+def register_dispatcher(dispatch: Callable[[str, dict], None]) -> None:
+    """Register how a message is handed to the broker: ``dispatch(task_name, kwargs)``, raising
+    when the broker does not take it. The domain never imports the broker; the workers layer
+    registers it when a process starts (``workers.dispatch.register``: the API, the CLI, Celery
+    workers and the embedded scheduler)."""
+    global _dispatcher
+    _dispatcher = dispatch
+
+
 def set_dispatcher(dispatch: Callable[[str, dict], None] | None) -> None:
-    """Replace how a message is handed to the broker (``None`` = the default)."""
+    """Replace the registered dispatcher for a while (tests); ``None`` = the registered one."""
     global _dispatcher_override
     _dispatcher_override = dispatch
 
 
-_local_pool: ThreadPoolExecutor | None = None
-
-
-def _dispatch_default(task: str, kwargs: dict) -> None:
-    """Send to Celery when Redis is configured; else run it on the embedded worker threads."""
-    from workers.celery_app import get_celery
-
-    settings = get_settings()
-    app = get_celery()
-    if settings.redis_url:
-        # ignore_result: nobody waits on an outbox task's result; without it send_task subscribes
-        # to the result backend for every message (a leak) and, with Redis down, retries that
-        # subscription for ~20 s and leaves the backend broken ("must be restarted").
-        app.send_task(task, kwargs=kwargs, retry=False, ignore_result=True)
-        return
-    global _local_pool
-    if _local_pool is None:
-        _local_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qifu-embedded-worker")
-    func = app.tasks[task]
-    _local_pool.submit(_run_local, task, func, kwargs)
-
-
-def _run_local(name: str, func, kwargs: dict) -> None:
-    try:
-        func(**kwargs)
-    except Exception:  # noqa: BLE001 - the embedded worker logs and goes on, as Celery would
-        log.exception("embedded task %s failed", name)
-
-
 def dispatch(task: str, kwargs: dict) -> None:
-    (_dispatcher_override or _dispatch_default)(task, kwargs)
+    """Hand ``task(**kwargs)`` to the broker. Raises :class:`NoDispatcher` when none is registered,
+    or whatever the broker raises."""
+    send = _dispatcher_override or _dispatcher
+    if send is None:
+        raise NoDispatcher("no broker dispatcher registered in this process (workers.dispatch.register)")
+    send(task, kwargs)
 
 
 def relay(session: Session, ids: Iterable[int] | None = None, *, min_age_seconds: float = 0,

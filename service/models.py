@@ -1,26 +1,14 @@
 """The model registry: importing this module registers every table on ``SQLModel.metadata``
-(used by Alembic, workers and tests)."""
+(used by Alembic, the seeds and tests). Import the models themselves from their packages."""
 
 import service.cadences.models  # noqa: F401  (the five cadences' tables, SPEC §5)
-from service.calendar.models import CalendarOverride
-from service.categories.models import Category
-from service.departments.models import Department
-from service.enterprises.models import Enterprise
-from service.notifications.models import Notification, NotificationDelivery
-from service.outbox_models import OutboxMessage
-from service.regions.models import Grid, Region
-from service.sla.models import SlaPolicy
-from service.tickets.models import (
-    IdempotencyKey,
-    Ticket,
-    TicketCoDepartment,
-    TicketEvent,
-    TicketLink,
-    TicketNumberCounter,
-)
-from service.users.models import OfficerGrid, User
-
-__all__ = [
-    "CalendarOverride", "SlaPolicy", "Notification", "NotificationDelivery", "OutboxMessage", "Category", "Department", "Enterprise", "Grid", "IdempotencyKey", "OfficerGrid", "Region",
-    "Ticket", "TicketCoDepartment", "TicketEvent", "TicketLink", "TicketNumberCounter", "User",
-]
+import service.calendar.models  # noqa: F401
+import service.categories.models  # noqa: F401
+import service.departments.models  # noqa: F401
+import service.enterprises.models  # noqa: F401
+import service.notifications.models  # noqa: F401
+import service.outbox_models  # noqa: F401
+import service.regions.models  # noqa: F401
+import service.sla.models  # noqa: F401
+import service.tickets.models  # noqa: F401
+import service.users.models  # noqa: F401

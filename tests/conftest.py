@@ -22,8 +22,11 @@ os.environ.setdefault("QIFU_ENVIRONMENT", "test")
 from service.auth.security import create_access_token  # noqa: E402
 from service.config import get_settings  # noqa: E402
 from service.db import get_session, make_engine  # noqa: E402
-from service.scratch_db import migrate, scratch_database  # noqa: E402,F401  (migrate: for tests)
 from service.users.models import User  # noqa: E402
+from workers.dispatch import register as register_dispatcher  # noqa: E402
+
+register_dispatcher()  # tests call services directly: their outbox messages go where the API's would
+from tests.scratch_db import migrate, scratch_database  # noqa: E402,F401  (migrate: for tests)
 
 PG_SERVER = os.environ.get("QIFU_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -60,14 +63,20 @@ def engine(pg_url: str):
 def _fresh_reference_caches():
     """Calendar overrides and SLA policies are cached per process for a few seconds; a test's
     rolled-back changes must not leak into the next test."""
+    from service.auth.login import login_throttle
+    from service.auth.throttle import _user_limits
     from service.calendar.service import clear_cache as clear_calendar
     from service.sla.policy import clear_cache as clear_policies
 
     clear_calendar()
     clear_policies()
+    login_throttle.cache_clear()  # login and request counts (in memory in tests) start at zero
+    _user_limits.clear()
     yield
     clear_calendar()
     clear_policies()
+    login_throttle.cache_clear()
+    _user_limits.clear()
 
 
 @pytest.fixture
@@ -82,7 +91,7 @@ def session(engine) -> Iterator[Session]:
 
 @pytest.fixture
 def app(session: Session):
-    from service.main import create_app
+    from qifu.main import create_app
 
     application = create_app()
 

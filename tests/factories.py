@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session, select
 
@@ -28,6 +29,9 @@ from service.tickets import schemas
 from service.tickets import service as ticket_service
 from service.tickets.models import Ticket, TicketEvent
 from service.users.models import User
+
+#: The office zone of the tests' settings (QIFU_TIMEZONE unset: the default).
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 DEMO_PASSWORD = "qifu-demo-2026"
 

@@ -16,10 +16,10 @@ from sqlmodel import select
 
 from service.cadences import service as cadences
 from service.cadences.models import CadenceSession, FollowUp, ReturnVisit
-from service.clock import SHANGHAI
 from service.enterprises.models import Enterprise
 from service.tickets.models import Ticket
 from tests import factories as f
+from tests.factories import SHANGHAI
 
 PROBLEM = "application/problem+json"
 

@@ -28,12 +28,12 @@ from service.cadences.models import (
     ReturnVisit,
 )
 from service.cadences.periods import first_working_on_or_after, periods_between
-from service.cadences.settings import get_cadence_settings
 from service.calendar.service import get_calendar
-from service.clock import SHANGHAI
+from service.config import get_settings
 from service.enterprises.models import Enterprise
 from service.regions.models import Region
 from tests import factories as f
+from tests.factories import SHANGHAI
 
 YEAR = 2026
 
@@ -54,9 +54,9 @@ def _contact_all_listed(session, day: date) -> int:
 
 
 def _interval(tags) -> int:
-    s = get_cadence_settings()
-    days = [s.inquiry_intervals[t] for t in tags or [] if t in s.inquiry_intervals]
-    return min(days) if days else s.inquiry_default_interval_days
+    s = get_settings()
+    days = [s.cadence_inquiry_intervals[t] for t in tags or [] if t in s.cadence_inquiry_intervals]
+    return min(days) if days else s.cadence_inquiry_default_interval_days
 
 
 @pytest.mark.slow
@@ -115,7 +115,7 @@ def test_simulated_year(session):
     expected_dates = []
     monday = date(YEAR - 1, 12, 29)  # ISO week 2026-W01
     while monday.year <= YEAR:
-        nominal = monday + timedelta(days=get_cadence_settings().clinic_weekday - 1)
+        nominal = monday + timedelta(days=get_settings().cadence_clinic_weekday - 1)
         moved = first_working_on_or_after(cal, nominal)
         if moved < monday + timedelta(days=7) and moved.year == YEAR:
             expected_dates.append(moved)
@@ -195,7 +195,7 @@ def test_daily_list_rotation_caps_and_carries_over(session):
         day1 = session.exec(select(InquiryListItem).where(InquiryListItem.list_date == first,
                                                           InquiryListItem.officer_id == officer)
                             .order_by(InquiryListItem.position)).all()
-        assert len(day1) == get_cadence_settings().inquiry_daily_cap
+        assert len(day1) == get_settings().cadence_inquiry_daily_cap
         keys = [i.interval_days for i in day1]
         assert keys == sorted(keys)  # never contacted: key enterprises first
         # contact only the first 3

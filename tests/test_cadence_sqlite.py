@@ -15,10 +15,10 @@ from service.auth.actor import Actor
 from service.cadences import follow_ups, inquiries, schemas
 from service.cadences import service as cadences
 from service.cadences.models import FollowUp, InquiryListItem
-from service.clock import SHANGHAI
 from service.db import make_engine
 from tests import factories as f
 from tests.conftest import migrate
+from tests.factories import SHANGHAI
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_cli_and_task_bodies(sqlite_engine, monkeypatch):
     """``qifu cadence run/catch-up`` and the Celery task bodies, on their own sessions."""
     from typer.testing import CliRunner
 
-    from service.cadences.cli import cadence_app
+    from qifu.cadence_cli import cadence_app
     from service.config import get_settings
     from service.db import get_engine
     from workers import cadence_tasks

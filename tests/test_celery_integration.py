@@ -233,7 +233,7 @@ def test_b_redis_down_during_submissions_nothing_lost(engine, stack, pg_url):
         worker = stack["workers"].main()  # a worker is up, and stays up through the outage
         stack["redis"].stop()
         before = max_outbox_id(engine)
-        from service.main import create_app
+        from qifu.main import create_app
 
         with Session(engine) as s:  # users of enterprises with an officer: one notification each
             submitters = s.exec(select(User).join(Enterprise, Enterprise.id == User.enterprise_id)

@@ -12,11 +12,11 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from service.cli import EXIT_NOT_MIGRATED, _alembic_config, app
+from qifu.cli import EXIT_NOT_MIGRATED, _alembic_config, app
 from service.config import get_settings
 from service.db import get_engine
-from service.scratch_db import create_database, drop_database, migrate
 from tests.conftest import PG_SERVER
+from tests.scratch_db import create_database, drop_database, migrate
 
 COMMANDS = [
     ["import", "{csv}"],

@@ -47,8 +47,8 @@ def committed_url(worker_id: str) -> Iterator[str]:
     """A migrated and seeded database of this module's own: these tests commit tickets, and the
     worker's shared database (``pg_url``) must not see them (its SLA sweep tests count every
     overdue ticket). Dropped at the end."""
-    from service.scratch_db import scratch_database
     from tests.conftest import PG_SERVER
+    from tests.scratch_db import scratch_database
 
     with scratch_database(PG_SERVER, f"qifu_concurrency_{worker_id}_{os.getpid()}", enterprises=40) as url:
         yield url
@@ -108,7 +108,7 @@ def _run_pair(fn: Callable[[int], Any]) -> list[Any]:
 def _real_app(engine: Engine):
     """A fresh application whose request session is a real, committing session on ``engine``
     (not the rolled-back fixture session)."""
-    from service.main import create_app
+    from qifu.main import create_app
 
     app = create_app()
 
@@ -421,13 +421,13 @@ def test_more_requests_than_connections_and_threads(committed_url: str, monkeypa
     A request holds its pooled connection across several worker-thread hops (auth dependency,
     route, commit). If every worker thread could block waiting for a connection while the
     connection holders wait for a thread, the process would stall until the pool timeout and
-    answer 500 (``service.db._request_slots`` prevents it). Real ``get_session``, real engine:
+    answer 500 (``service.db.request._request_slots`` prevents it). Real ``get_session``, real engine:
     4 connections, 3 worker threads, 12 requests at once."""
     import anyio
 
+    from qifu.main import create_app
     from service.config import get_settings
     from service.db import get_engine
-    from service.main import create_app
 
     monkeypatch.setenv("QIFU_DATABASE_URL", committed_url)
     monkeypatch.setenv("QIFU_DB_POOL_SIZE", "4")
@@ -498,9 +498,9 @@ def test_user_deactivated_by_another_process(real_engine: Engine, monkeypatch: p
 def test_pooled_connection_killed_while_idle_is_replaced(committed_url: str, monkeypatch: pytest.MonkeyPatch):
     """A pooled connection whose server process died while it sat idle (a PostgreSQL restart, an
     idle timeout) is pinged at checkout and replaced: the request does not fail."""
-    import service.db
+    import service.db.engine
 
-    monkeypatch.setattr(service.db, "PING_AFTER_IDLE_SECONDS", 0.05)
+    monkeypatch.setattr(service.db.engine, "PING_AFTER_IDLE_SECONDS", 0.05)
     eng = make_engine(committed_url)
     try:
         with eng.connect() as conn:

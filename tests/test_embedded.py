@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from service import clock, jobs
-from service.config import get_settings
+from service.config import DEV_SECRET, get_settings
 from service.db import get_engine, make_engine, session_scope
 from service.notifications.models import Notification, NotificationDelivery
 from service.outbox_models import OutboxMessage
@@ -184,13 +184,17 @@ def test_a_failing_task_does_not_stop_the_round(embedded_env, monkeypatch):
 
 
 def test_standalone_runs_the_scheduler_only_without_redis(embedded_env, monkeypatch):
-    from service import cli
+    from qifu import cli
 
     seen: list[list[str]] = []
+    # the development secret counts as unset: standalone exports the one it generates, and the
+    # monkeypatch takes it back afterwards
+    monkeypatch.setenv("QIFU_JWT_SECRET", DEV_SECRET)
     monkeypatch.setattr(cli, "serve", lambda **kw: seen.append([t.name for t in threading.enumerate()]))
     monkeypatch.setattr(cli, "run_seeds", lambda: {"users": 0})  # the file is seeded; migrate runs
     cli.standalone(host="127.0.0.1", port=0)
     assert "qifu-embedded-scheduler" in seen[-1]
+    assert get_settings().jwt_secret != DEV_SECRET  # generated, beside the SQLite file
     assert wait_until(lambda: "qifu-embedded-scheduler" not in [t.name for t in threading.enumerate()],
                       timeout=10), "stopped when the server returns"
 

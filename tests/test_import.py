@@ -24,9 +24,7 @@ from service.categories.models import Category
 from service.db import make_engine
 from service.departments.models import Department
 from service.enterprises.models import Enterprise
-from service.imports.cleaning import clean_text, parse_time
-from service.imports.reader import ImportFileError
-from service.imports.service import (
+from service.imports import (
     ImportConfigError,
     ImportOptions,
     import_file,
@@ -34,10 +32,12 @@ from service.imports.service import (
     load_mapping_file,
     parse_column_map,
 )
-from service.scratch_db import scratch_database
+from service.imports.cleaning import clean_text, parse_time
+from service.imports.reader import ImportFileError
 from service.stats.service import period_bounds, summary
 from service.tickets.models import Ticket, TicketEvent
 from tests.conftest import PG_SERVER, migrate
+from tests.scratch_db import scratch_database
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TEDDY = DATA / "tipdm2020c" / "from_15625103741_Text-Mining"
@@ -280,7 +280,7 @@ def test_cli_import_and_stats_on_sqlite(tmp_path: Path, monkeypatch: pytest.Monk
 
     from typer.testing import CliRunner
 
-    from service.cli import app
+    from qifu.cli import app
     from service.config import get_settings
     from service.db import get_engine
 

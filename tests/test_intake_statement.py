@@ -39,9 +39,9 @@ from sqlmodel import Session
 from service import db, jobs
 from service.calendar import service as calendar_service
 from service.categories.models import Category
-from service.clock import SHANGHAI
 from service.config import get_settings
-from service.db import make_engine
+from service.db import async_pool, make_engine
+from service.db import engine as db_engine
 from service.enterprises.models import Enterprise
 from service.notifications.models import Notification, NotificationDelivery
 from service.outbox_models import OutboxMessage
@@ -51,6 +51,7 @@ from service.tickets import service as ticket_service
 from service.tickets.models import IdempotencyKey, Ticket, TicketEvent
 from service.users.models import User
 from tests import factories as f
+from tests.factories import SHANGHAI
 from tests.test_concurrency import _headers, _real_app
 from tests.test_notifications import settings_env
 
@@ -615,8 +616,8 @@ def real_engine(worker_id: str) -> Iterator[Engine]:
     """A migrated and seeded database of this module's own, for tests that commit (the worker's
     shared database must not see their tickets), with the number sequences of the frozen and the
     current year (the statement leaves a year's first ticket to the ORM path)."""
-    from service.scratch_db import scratch_database
     from tests.conftest import PG_SERVER
+    from tests.scratch_db import scratch_database
 
     with scratch_database(PG_SERVER, f"qifu_intake_{worker_id}_{os.getpid()}", enterprises=20) as url:
         eng = make_engine(url)
@@ -637,7 +638,7 @@ def connections(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     @asynccontextmanager
     async def spy(engine):
-        pools = db._ASYNC_POOLS.get(asyncio.get_running_loop())
+        pools = async_pool._ASYNC_POOLS.get(asyncio.get_running_loop())
         kinds.append("per call" if pools is None else "pooled")
         async with original(engine) as conn:
             yield conn
@@ -671,7 +672,7 @@ def test_committed_on_the_pooled_async_connection(real_engine, paths, connection
         headers = _headers(real_engine, "ent1")
         with TestClient(_real_app(real_engine), raise_server_exceptions=False) as client:
             responses = [client.post("/api/v1/tickets", json=body, headers=headers) for _ in range(3)]
-            assert any(real_engine in pools for pools in list(db._ASYNC_POOLS.values()))
+            assert any(real_engine in pools for pools in list(async_pool._ASYNC_POOLS.values()))
             gets = [client.get(r.headers["Location"], headers=headers) for r in responses]
             monkeypatch.setattr(get_settings(), "intake_statement", False)
             orm = client.post("/api/v1/tickets", json=body, headers=headers)
@@ -729,7 +730,7 @@ def test_pooled_connections_killed_while_idle_are_replaced(real_engine, paths, c
     answers 201 and commits, because a connection idle for longer than
     ``PING_AFTER_IDLE_SECONDS`` (0 here) is pinged before use and replaced when dead, in the
     async pool as in the engine's."""
-    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
+    monkeypatch.setattr(db_engine, "PING_AFTER_IDLE_SECONDS", 0.0)
     title = f"断线重连 {uuid.uuid4().hex[:8]}"
     body = {"title": title, "description": "连接池中的连接被服务器终止", "category_code": "problem.labour"}
     headers = _headers(real_engine, "ent1")
@@ -809,13 +810,13 @@ def test_a_cancelled_first_request_does_not_break_the_pool(real_engine):
         try:
             first = asyncio.ensure_future(_select_one(real_engine))
             await asyncio.sleep(0)  # the opening has started
-            opening = db._ASYNC_POOLS[asyncio.get_running_loop()][real_engine]
+            opening = async_pool._ASYNC_POOLS[asyncio.get_running_loop()][real_engine]
             first.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await first
             value = await asyncio.wait_for(_select_one(real_engine), 30)
             # the same opening served the second request: it was not cancelled with the first
-            assert db._ASYNC_POOLS[asyncio.get_running_loop()][real_engine] is opening
+            assert async_pool._ASYNC_POOLS[asyncio.get_running_loop()][real_engine] is opening
             assert opening.done() and not opening.cancelled()
             return value
         finally:
@@ -828,7 +829,7 @@ def test_a_restarted_server_costs_the_async_pool_one_ping(real_engine, monkeypat
     """Several idle pooled connections all killed (a database restart): the first ping that fails
     drains the pool, so the next request gets a new connection at once instead of checking the
     dead ones one by one with the pool's growing pauses (1 s, 2 s, ...) between them."""
-    monkeypatch.setattr(db, "PING_AFTER_IDLE_SECONDS", 0.0)
+    monkeypatch.setattr(db_engine, "PING_AFTER_IDLE_SECONDS", 0.0)
 
     async def scenario() -> tuple[int, float]:
         await db.open_async_pools()

@@ -30,7 +30,6 @@ from aiosmtpd.controller import Controller
 from sqlmodel import Session, select
 
 from service import jobs
-from service.clock import SHANGHAI
 from service.config import get_settings
 from service.db import get_engine
 from service.notifications import service as notifications
@@ -40,6 +39,7 @@ from service.sla import sweeps
 from service.tickets.models import Ticket
 from service.users.models import User
 from tests import factories as f
+from tests.factories import SHANGHAI
 
 SECRET = "whsec-test-5f0c1e"
 #: a Monday, a working day (2026-03-02 10:00 in Shanghai): deadlines are predictable

@@ -1,4 +1,4 @@
-"""Serving under load: ``qifu serve --workers N`` (service/serve.py) and the single-flight reads
+"""Serving under load: ``qifu serve --workers N`` (qifu/serve.py) and the single-flight reads
 of per-process caches (an expired actor, service/auth/dependencies.py; stale calendar and policy
 caches, service/tickets/intake_pg.py).
 
@@ -31,8 +31,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from service.db import make_engine
-from service.serve import (
+from qifu.serve import (
     QUICK_DEATH,
     STARTUP_FAILURE,
     _exit_status,
@@ -41,6 +40,7 @@ from service.serve import (
     check_address_free,
     reuse_port_supported,
 )
+from service.db import make_engine
 from tests.test_concurrency import _headers, _real_app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,11 +218,11 @@ def test_address_check_sees_another_servers_reuse_port_group():
 
 
 def _serve_in_subprocess(port: int, workers: int, app: str) -> subprocess.CompletedProcess:
-    """Run :func:`service.serve.serve` in a fresh interpreter (it freezes the collector and sets
+    """Run :func:`qifu.serve.serve` in a fresh interpreter (it freezes the collector and sets
     up uvicorn's logging, neither of which belongs in the test process); its exit code is
     ``ServingFailed.exit_code``, or 0 when ``serve`` returned."""
     code = ("import sys\n"
-            "from service.serve import ServingFailed, serve\n"
+            "from qifu.serve import ServingFailed, serve\n"
             "try:\n"
             f"    serve({HOST!r}, {port}, workers={workers}, app={app!r}, log_level='critical')\n"
             "except ServingFailed as exc:\n"
@@ -270,7 +270,7 @@ def test_qifu_serve_exits_non_zero_on_an_address_in_use(workers: int):
         holder.bind((HOST, 0))
         holder.listen()
         port = holder.getsockname()[1]
-        done = subprocess.run([sys.executable, "-m", "service.cli", "serve", "--workers", str(workers),
+        done = subprocess.run([sys.executable, "-m", "qifu.cli", "serve", "--workers", str(workers),
                                "--port", str(port)], cwd=ROOT, capture_output=True, text=True,
                               timeout=60)
     finally:
@@ -288,7 +288,7 @@ def test_serve_two_workers_each_with_its_own_socket(tmp_path: Path):
     port = _free_port()
     env = {**os.environ, "QIFU_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}", "QIFU_ENVIRONMENT": "test"}
     log_path = tmp_path / "serve.log"
-    command = [sys.executable, "-m", "service.cli", "serve", "--host", HOST, "--port", str(port),
+    command = [sys.executable, "-m", "qifu.cli", "serve", "--host", HOST, "--port", str(port),
                "--workers", "2", "--log-level", "warning"]
     clients: list[HTTPConnection] = []
     with open(log_path, "wb") as log:
@@ -370,8 +370,8 @@ def test_serve_two_workers_each_with_its_own_socket(tmp_path: Path):
 def serving_engine(worker_id: str) -> Iterator[Engine]:
     """A migrated and seeded database of this module's own (these tests commit tickets and
     deactivate a user for a moment), with its own engine; dropped at the end."""
-    from service.scratch_db import scratch_database
     from tests.conftest import PG_SERVER
+    from tests.scratch_db import scratch_database
 
     with scratch_database(PG_SERVER, f"qifu_serving_{worker_id}_{os.getpid()}", enterprises=40) as url:
         engine = make_engine(url)

@@ -655,6 +655,31 @@ def test_feedback_reminder_of_an_enterprise_without_users_goes_to_its_officer(se
     assert notified(session, t, "reminded") == [t.officer_id]
 
 
+def test_a_reminder_by_hand_during_the_feedback_step_tells_whom_the_sweep_tells(session):
+    """The feedback reminder's recipients and title are declared once, in the fan-out
+    (``fanout.STEP_RECIPIENTS``, by the ticket's running step): an officer's 催办 of a replied
+    ticket goes to the enterprise's users as 请评价办理结果, like the sweep's; during another step
+    a reminder goes to the lead department as 催办提醒."""
+    from service.notifications import fanout
+
+    t = in_progress(session, at=cst(2026, 3, 11, 9, 45))
+    f.act(session, t, "remind", at=cst(2026, 3, 11, 11))
+    handlers = sorted(session.exec(select(User.id).where(
+        User.department_id == t.lead_department_id, User.role == "department", User.is_active)).all())
+    assert handlers and notified(session, t, "reminded") == handlers
+    f.act(session, t, "reply", at=cst(2026, 3, 12, 10))
+    before = set(notified(session, t, "reminded"))
+    f.act(session, t, "remind", at=cst(2026, 3, 13, 10))
+    enterprise_users = sorted(session.exec(select(User.id).where(
+        User.enterprise_id == t.enterprise_id, User.role == "enterprise", User.is_active)).all())
+    rows = session.exec(select(Notification).where(Notification.ticket_id == t.id, Notification.kind == "reminded",
+                                                   Notification.created_at == cst(2026, 3, 13, 10))).all()
+    assert enterprise_users and sorted(n.user_id for n in rows) == enterprise_users
+    assert all(n.title.startswith("请评价办理结果：" + t.number) for n in rows)
+    assert not set(handlers) & {n.user_id for n in rows} and before
+    assert fanout.recipients(session, t, "reminded") == enterprise_users
+
+
 def test_the_deadline_instant_itself_is_overdue_in_the_read_model_and_the_sweep(session, client, login):
     """SPEC §4: "At the deadline (the instant itself included) the ticket is overdue": the read
     model and the sweep agree at the instant, one second before it neither says so."""

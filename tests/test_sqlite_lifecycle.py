@@ -74,7 +74,7 @@ def embedded(sqlite_url: str) -> Iterator[Embedded]:
     _clear_caches()
     try:
         assert get_settings().is_sqlite and get_settings().database_url == sqlite_url
-        from service.main import create_app
+        from qifu.main import create_app
 
         with TestClient(create_app(), raise_server_exceptions=False) as client:
             headers = {}
@@ -109,7 +109,7 @@ def _submit(e: Embedded, title: str, key: str | None = None) -> dict:
 
 
 def _summary_total(e: Embedded) -> dict:
-    today = clock.now().astimezone(clock.SHANGHAI).date()
+    today = clock.now().astimezone(clock.office_zone()).date()
     params = {"date_from": str(today - timedelta(days=1)), "date_to": str(today + timedelta(days=1))}
     return _ok(e.client.get(f"{API}/stats/summary", params=params, headers=e.auth("supervisor1")))["total"]
 

@@ -1,35 +1,44 @@
 """The Celery application (broker: Redis), configured from ``service.config``.
 
 Conventions (ARCHITECTURE rule 3): task names ``<domain>.<verb_noun>``, tasks take ids only and
-are idempotent, ``acks_late`` on, beat in Asia/Shanghai. Sweeps are beat entries (no multi-day
+are idempotent, ``acks_late`` on, beat in the office's time zone (``QIFU_TIMEZONE``). Sweeps are beat entries (no multi-day
 ``eta``): deadlines live in columns and the sweeps claim rows with conditional UPDATEs.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 from celery import Celery
 from celery.schedules import crontab
 
-from service.config import get_settings
+from service import jobs
+from service.config import Settings, get_settings
 
-BEAT_SCHEDULE = {
-    "sla-send-reminders": {"task": "sla.send_reminders", "schedule": 60.0},
-    "sla-mark-overdue": {"task": "sla.mark_overdue", "schedule": 60.0},
-    "tickets-auto-close": {"task": "tickets.auto_close", "schedule": 300.0},
-    "outbox-relay": {"task": "outbox.relay", "schedule": 30.0},
-    "notifications-retry": {"task": "notifications.retry_failed", "schedule": 60.0},
-    "ops-heartbeat": {"task": "ops.ping", "schedule": crontab(minute=0)},
-    # the five cadences (SPEC §5): fired daily at their time in Asia/Shanghai; each task runs the
-    # period that is due (non-working days do nothing; the work moves to the next working day)
-    "cadence-daily": {"task": "cadence.run_daily", "schedule": crontab(hour=8, minute=30)},
-    "cadence-weekly": {"task": "cadence.run_weekly", "schedule": crontab(hour=8, minute=0)},
-    "cadence-monthly": {"task": "cadence.run_monthly", "schedule": crontab(hour=8, minute=5)},
-    "cadence-quarterly": {"task": "cadence.run_quarterly", "schedule": crontab(hour=8, minute=10)},
-    "cadence-annual": {"task": "cadence.run_annual", "schedule": crontab(hour=8, minute=15)},
-    "cadence-catch-up": {"task": "cadence.catch_up", "schedule": crontab(minute=45)},
-}
+log = logging.getLogger("qifu.jobs")
+
+def beat_schedule(settings: Settings) -> dict[str, dict]:
+    """Beat's entries: the SLA sweeps, the outbox re-relay and delivery retries every minute or
+    so, and the five cadences (SPEC §5) daily at their run time (``settings.cadence_run_times``, in
+    the office's time zone ``settings.timezone``: Celery's ``timezone``), the very time the domain
+    takes them to be due (:func:`service.cadences.service.due_periods`). Each cadence task runs the
+    period that is due; non-working days do nothing and the work moves to the next working day."""
+    cadences = {f"cadence-{kind}": {"task": f"cadence.run_{kind}",
+                                    "schedule": crontab(hour=at.hour, minute=at.minute)}
+                for kind, at in settings.cadence_run_times.items()}
+    return {
+        "sla-send-reminders": {"task": "sla.send_reminders", "schedule": 60.0},
+        "sla-mark-overdue": {"task": "sla.mark_overdue", "schedule": 60.0},
+        "tickets-auto-close": {"task": "tickets.auto_close", "schedule": 300.0},
+        "outbox-relay": {"task": "outbox.relay", "schedule": 30.0},
+        "notifications-retry": {"task": "notifications.retry_failed", "schedule": 60.0},
+        "ops-heartbeat": {"task": "ops.ping", "schedule": crontab(minute=0)},
+        **cadences,
+        "cadence-catch-up": {"task": "cadence.catch_up", "schedule": crontab(minute=45)},
+    }
 
 
 def _redelivery_options() -> dict[str, float]:
@@ -62,7 +71,7 @@ def make_celery(redis_url: str | None = None) -> Celery:
         task_routes={"sla.*": {"queue": "sla"}, "tickets.*": {"queue": "sla"},
                      "notifications.*": {"queue": "notifications"}, "outbox.*": {"queue": "celery"},
                      "cadence.*": {"queue": "cadence"}},
-        beat_schedule=BEAT_SCHEDULE,
+        beat_schedule=beat_schedule(settings),
     )
     return app
 
@@ -81,4 +90,40 @@ def get_celery() -> Celery:
     return app
 
 
+# ------------------------------------------------------------------ the outbox's broker
+
+_local_pool: ThreadPoolExecutor | None = None
+_local_lock = threading.Lock()
+
+
+def dispatch(task: str, kwargs: dict) -> None:
+    """Send ``task(**kwargs)`` to Celery when Redis is configured (``QIFU_REDIS_URL``); else run it
+    on the embedded worker threads of this process (two threads, ``qifu standalone``).
+
+    Raises whatever the broker raises when it does not take the message (the relay keeps it pending).
+    """
+    app = get_celery()
+    if get_settings().redis_url:
+        # ignore_result: nobody waits on an outbox task's result; without it send_task subscribes
+        # to the result backend for every message (a leak) and, with Redis down, retries that
+        # subscription for ~20 s and leaves the backend broken ("must be restarted").
+        app.send_task(task, kwargs=kwargs, retry=False, ignore_result=True)
+        return
+    global _local_pool
+    with _local_lock:
+        if _local_pool is None:
+            _local_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qifu-embedded-worker")
+    _local_pool.submit(_run_local, task, app.tasks[task], kwargs)
+
+
+def _run_local(name: str, func, kwargs: dict) -> None:
+    try:
+        func(**kwargs)
+    except Exception:  # noqa: BLE001 - the embedded worker logs and goes on, as Celery would
+        log.exception("embedded task %s failed", name)
+
+
 celery_app = make_celery()
+# a Celery worker or beat imports this module at start (-A workers.celery_app): the messages its
+# tasks write go to the broker directly (other processes register lazily: workers.dispatch)
+jobs.register_dispatcher(dispatch)

@@ -1,6 +1,6 @@
 """The embedded scheduler for ``qifu standalone`` (no Redis): a daemon thread that runs the beat
 entries' work in-process, SQLite-friendly (one sweep at a time). Outbox messages are executed by
-the embedded worker threads of :mod:`service.jobs`."""
+the embedded worker threads of :mod:`workers.celery_app`."""
 
 from __future__ import annotations
 
@@ -34,6 +34,9 @@ class EmbeddedScheduler:
         self._thread = threading.Thread(target=self._loop, name="qifu-embedded-scheduler", daemon=True)
 
     def start(self) -> EmbeddedScheduler:
+        from workers.dispatch import register
+
+        register()  # outbox messages of this process run on the embedded worker threads
         self._thread.start()
         return self
 

@@ -12,6 +12,12 @@ from service.notifications import service as notifications
 from service.sla import sweeps
 
 
+def _in_session(work):
+    """``work(session)`` in a unit of work of its own (committed on success)."""
+    with session_scope() as session:
+        return work(session)
+
+
 @shared_task(name="ops.ping", ignore_result=False)
 def ping() -> str:
     """Liveness probe for workers: returns ``"pong"``."""
@@ -21,29 +27,25 @@ def ping() -> str:
 @shared_task(name="sla.send_reminders")
 def send_reminders() -> int:
     """催办 every ticket whose reminder time has come (once per deadline)."""
-    with session_scope() as session:
-        return sweeps.send_reminders(session)
+    return _in_session(sweeps.send_reminders)
 
 
 @shared_task(name="sla.mark_overdue")
 def mark_overdue() -> list[int]:
     """Overdue + escalation level 1 at the deadline; level 2 five working days later."""
-    with session_scope() as session:
-        return list(sweeps.mark_overdue(session))
+    return list(_in_session(sweeps.mark_overdue))
 
 
 @shared_task(name="tickets.auto_close")
 def auto_close() -> int:
     """Close replied tickets without feedback after the feedback limit (rating none)."""
-    with session_scope() as session:
-        return sweeps.auto_close(session)
+    return _in_session(sweeps.auto_close)
 
 
 @shared_task(name="outbox.relay")
 def relay_outbox() -> list[int]:
     """Re-relay outbox messages the after-commit relay did not get through (broker down)."""
-    with session_scope() as session:
-        return list(jobs.relay(session, min_age_seconds=10))
+    return list(_in_session(lambda session: jobs.relay(session, min_age_seconds=10)))
 
 
 @shared_task(name="notifications.deliver")
@@ -59,5 +61,4 @@ def deliver(delivery_ids: list[int]) -> list[str]:
 @shared_task(name="notifications.retry_failed")
 def retry_failed() -> int:
     """Queue the failed deliveries whose backoff has elapsed."""
-    with session_scope() as session:
-        return notifications.retry_failed(session)
+    return _in_session(notifications.retry_failed)

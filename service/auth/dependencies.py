@@ -16,8 +16,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
+from service import clock
 from service.auth.actor import Actor
 from service.auth.security import decode_access_token
+from service.auth.throttle import user_request_limit
 from service.config import get_settings
 from service.db import get_session
 from service.errors import NotAllowed, Unauthenticated
@@ -34,7 +36,8 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 #: flushed through this process clears the cache at once (and again if that transaction rolls
 #: back); other API processes see the change within this time.
 ACTOR_TTL_SECONDS = 5.0
-_actors: weakref.WeakKeyDictionary[Engine, dict[int, tuple[float, Actor]]] = weakref.WeakKeyDictionary()  # (expires, actor)
+#: per engine: user id -> (expires, actor, the user's ``token_version``)
+_actors: weakref.WeakKeyDictionary[Engine, dict[int, tuple[float, Actor, int]]] = weakref.WeakKeyDictionary()
 _generation = [0]  # bumped by every clear: a lookup that raced with a clear is not cached
 _USERS_CHANGED = "qifu_users_changed"
 
@@ -46,22 +49,40 @@ def clear_actor_cache() -> None:
 
 
 async def get_current_actor(session: SessionDep, token: Annotated[str | None, Depends(oauth2_scheme)]) -> Actor:
+    """Resolve the bearer token to an :class:`Actor` and count the request against the user's
+    rate limit (``requests_per_user_per_minute``, SPEC §9; :class:`~service.auth.throttle.UserRequestLimit`).
+
+    Raises:
+        Unauthenticated (401): see :func:`_actor_of_token`.
+        TooManyRequests (429): the user's requests of this minute are used up.
+    """
+    actor = await _actor_of_token(session, token)
+    user_request_limit(get_settings().requests_per_user_per_minute).hit(actor.user_id)
+    return actor
+
+
+async def _actor_of_token(session: Session, token: str | None) -> Actor:
     """Resolve the bearer token to an :class:`Actor`.
 
     Async on purpose: the token is checked on the event loop; the user row is read in a worker
     thread only when this process has no fresh copy (:data:`ACTOR_TTL_SECONDS`).
 
+    A token issued before the user's password or role changed (its ``ver`` claim differs from
+    ``user_account.token_version``) is refused: at once in the process that made the change,
+    within :data:`ACTOR_TTL_SECONDS` in the others.
+
     Raises:
-        Unauthenticated (401): no token, bad or expired token, unknown or inactive user.
+        Unauthenticated (401): no token, bad or expired token, unknown or inactive user, token
+            revoked by a password or role change.
     """
     if not token:
         raise Unauthenticated("需要登录（Authorization: Bearer <token>）")
-    user_id = _token_user(token)
+    user_id, version = _token_user(token)
     bind = session.get_bind()
     engine = getattr(bind, "engine", bind)
     cached = _actors.get(engine, {}).get(user_id)
     if cached is not None and time.monotonic() < cached[0]:
-        return cached[1]
+        return _current(cached, version)
     # One read per user at a time: when the entry expires under load, the requests of that user
     # that arrive meanwhile wait for that read instead of each reading (docs/performance.md)
     key = (engine, user_id)
@@ -70,17 +91,18 @@ async def get_current_actor(session: SessionDep, token: Annotated[str | None, De
         await asyncio.shield(loading)  # always resolved with None, also when that read failed
         cached = _actors.get(engine, {}).get(user_id)
         if cached is not None and time.monotonic() < cached[0]:
-            return cached[1]
+            return _current(cached, version)
     loading = _loading[key] = asyncio.get_running_loop().create_future()
     generation = _generation[0]
     try:
-        actor = await anyio.to_thread.run_sync(_load_actor, session, user_id)
+        actor, current = await anyio.to_thread.run_sync(_load_actor, session, user_id)
+        entry = (0.0, actor, current)
         if generation == _generation[0]:
             # expires after 75-100 % of the TTL: entries read together (at start-up) are not all
             # read again at the same moment
             expires = time.monotonic() + ACTOR_TTL_SECONDS * random.uniform(0.75, 1.0)
-            _actors.setdefault(engine, {})[user_id] = (expires, actor)
-        return actor
+            entry = _actors.setdefault(engine, {})[user_id] = (expires, actor, current)
+        return _current(entry, version)
     finally:
         if _loading.get(key) is loading:
             del _loading[key]
@@ -90,38 +112,48 @@ async def get_current_actor(session: SessionDep, token: Annotated[str | None, De
 _loading: dict[tuple[Engine, int], asyncio.Future] = {}
 
 
+def _current(entry: tuple[float, Actor, int], version: int) -> Actor:
+    """The cached actor when the token was issued for the user's current ``token_version``."""
+    if entry[2] != version:
+        raise Unauthenticated("密码或角色已变更，请重新登录")
+    return entry[1]
+
+
 _TOKENS_MAX = 10_000
-_tokens: dict[str, tuple[float, int, str]] = {}  # token -> (exp, user id, secret it was verified with)
+# token -> (exp, user id, token version, secret it was verified with)
+_tokens: dict[str, tuple[float, int, int, str]] = {}
 
 
-def _token_user(token: str) -> int:
-    """The user id of a valid token. A signature is verified once per process; the expiry on
-    every use (verifying HS256 with PyJWT costs as much as a small query)."""
+def _token_user(token: str) -> tuple[int, int]:
+    """``(user id, token version)`` of a valid token (a token without ``ver`` has version 0). A
+    signature is verified once per process; the expiry on every use (verifying HS256 with PyJWT
+    costs as much as a small query)."""
     secret = get_settings().jwt_secret
     hit = _tokens.get(token)
-    if hit is not None and hit[2] == secret and time.time() < hit[0]:
-        return hit[1]
+    if hit is not None and hit[3] == secret and clock.now().timestamp() < hit[0]:
+        return hit[1], hit[2]
     claims = decode_access_token(token)
     try:
-        user_id, exp = int(claims["sub"]), float(claims["exp"])
+        user_id, exp, version = int(claims["sub"]), float(claims["exp"]), int(claims.get("ver", 0))
     except (TypeError, ValueError) as exc:
         raise Unauthenticated("无效的访问令牌") from exc
     if len(_tokens) >= _TOKENS_MAX:
         _tokens.clear()
-    _tokens[token] = (exp, user_id, secret)
-    return user_id
+    _tokens[token] = (exp, user_id, version, secret)
+    return user_id, version
 
 
-def _load_actor(session: Session, user_id: int) -> Actor:
+def _load_actor(session: Session, user_id: int) -> tuple[Actor, int]:
     # the few columns an Actor needs, not the ORM entity
     user = session.execute(_ACTOR_QUERY, {"user_id": user_id}).first()
     if user is None or not user.is_active:
         raise Unauthenticated("用户不存在或已停用")
-    return actor_of(user)
+    return actor_of(user), user.token_version
 
 
 _ACTOR_QUERY = sa.select(
     User.id, User.role, User.enterprise_id, User.department_id, User.region_id, User.username, User.is_active,
+    User.token_version,
 ).where(User.id == sa.bindparam("user_id"))
 
 

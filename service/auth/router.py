@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
-from sqlmodel import select
 
 from service.auth.dependencies import CurrentActor, SessionDep
-from service.auth.security import create_access_token, verify_password
-from service.errors import FieldError, Unauthenticated
+from service.auth.login import authenticate
+from service.auth.security import create_access_token
+from service.errors import FieldError
 from service.users.models import User
 from service.users.schemas import UserRead
 
@@ -25,14 +25,15 @@ class Token(BaseModel):
     role: str
 
 
-@router.post("/auth/token", response_model=Token, summary="登录：OAuth2 密码模式，返回 JWT")
-def login(session: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
+@router.post("/auth/token", response_model=Token, summary="登录：OAuth2 密码模式，返回 JWT",
+             description="用户名或密码错误为 401；同一账号连续尝试过多或同一地址失败过多为 429（带 "
+                         "Retry-After，单位秒），账号是否存在不影响答复。")
+def login(request: Request, session: SessionDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
     if "\x00" in form.username:  # PostgreSQL refuses NUL in text: bad input, not a server error
         raise FieldError("username", "不能包含 NUL（\\x00）字符")
-    user = session.exec(select(User).where(User.username == form.username)).first()
-    if user is None or not user.is_active or not verify_password(form.password, user.password_hash):
-        raise Unauthenticated("用户名或密码错误")
-    token, lifetime = create_access_token(user.id, user.role)
+    address = request.client.host if request.client else "unknown"
+    user = authenticate(session, form.username, form.password, address)
+    token, lifetime = create_access_token(user.id, user.role, token_version=user.token_version)
     return Token(access_token=token, expires_in=lifetime, role=user.role)
 
 

@@ -26,6 +26,17 @@ def hash_password(password: str) -> str:
     return _hasher().hash(password)
 
 
+@lru_cache
+def dummy_password_hash() -> str:
+    """An Argon2id hash of a random password made once per process, with the same parameters as
+    real ones: a login for an unknown or inactive user verifies against it, so that it costs what
+    a wrong password for a real user costs (~100 ms) and its timing does not tell which accounts
+    exist (issue 11)."""
+    import secrets
+
+    return hash_password(secrets.token_urlsafe(32))
+
+
 def verify_password(password: str, password_hash: str) -> bool:
     """True when ``password`` matches ``password_hash``."""
     try:
@@ -34,15 +45,19 @@ def verify_password(password: str, password_hash: str) -> bool:
         return False
 
 
-def create_access_token(user_id: int, role: str, minutes: int | None = None) -> tuple[str, int]:
+def create_access_token(user_id: int, role: str, minutes: int | None = None, *,
+                        token_version: int = 0) -> tuple[str, int]:
     """Create a signed token for ``user_id``; returns ``(token, lifetime_seconds)``.
 
-    Claims: ``sub`` (user id as string), ``role``, ``iat``, ``exp`` (UTC, seconds).
+    Claims: ``sub`` (user id as string), ``role``, ``ver`` (the user's ``token_version``: the
+    token stops working when it changes, on a password or role change), ``iat``, ``exp`` (UTC,
+    seconds).
     """
     settings = get_settings()
     lifetime = timedelta(minutes=minutes if minutes is not None else settings.access_token_minutes)
     issued = clock.now()
-    payload: dict[str, Any] = {"sub": str(user_id), "role": role, "iat": issued, "exp": issued + lifetime}
+    payload: dict[str, Any] = {"sub": str(user_id), "role": role, "ver": token_version, "iat": issued,
+                               "exp": issued + lifetime}
     return jwt.encode(payload, settings.jwt_secret, algorithm=ALGORITHM), int(lifetime.total_seconds())
 
 

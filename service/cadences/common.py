@@ -9,41 +9,38 @@ from sqlmodel import Session, select
 from service.auth.actor import Actor
 from service.calendar.core import WorkingCalendar
 from service.categories.models import Category
-from service.clock import SHANGHAI
+from service.clock import office_zone
+from service.config import get_settings
 from service.enterprises.models import Enterprise
 from service.errors import FieldError
+from service.notifications import fanout
 from service.tickets import service as ticket_service
 from service.tickets.models import Ticket
 
-OPEN_STATUSES = ("submitted", "accepted", "dispatched", "in_progress", "on_hold", "replied")
-HANDLING_STATUSES = ("submitted", "accepted", "dispatched", "in_progress", "on_hold")
-
 
 def local_date(instant: datetime) -> date:
-    """The Asia/Shanghai calendar date of an aware instant."""
-    return instant.astimezone(SHANGHAI).date()
+    """The office-time (``timezone`` setting) calendar date of an aware instant."""
+    return instant.astimezone(office_zone()).date()
 
 
 def local_start(d: date) -> datetime:
-    """00:00 of ``d`` in Asia/Shanghai (aware)."""
-    return datetime.combine(d, time.min, tzinfo=SHANGHAI)
+    """00:00 of ``d`` in office time (aware)."""
+    return datetime.combine(d, time.min, tzinfo=office_zone())
 
 
 def local_at(d: date, t: time) -> datetime:
-    return datetime.combine(d, t, tzinfo=SHANGHAI)
+    return datetime.combine(d, t, tzinfo=office_zone())
 
 
 def run_instant(kind: str, run_date: date, now: datetime) -> datetime:
     """The instant a run of the ``kind`` cadence for ``run_date`` stands for, stored as the
     ``asked_at`` of what it asks: ``now`` when it runs on its run date (or ahead of it, by hand);
     for a back-dated run (catch-up after a downtime, or by hand for a past date) the scheduled time
-    of day on the run date (``run_times``: 08:00 monthly and annual), so that ``asked_at`` lies in
+    of day on the run date (``cadence_run_times``: 08:00 monthly and annual), so that ``asked_at`` lies in
     the period and before its ``expires_at`` (counted from the run date). Aware."""
-    from service.cadences.settings import get_cadence_settings
-
     if local_date(now) <= run_date:
         return now
-    return local_at(run_date, get_cadence_settings().run_times[kind])
+    return local_at(run_date, get_settings().cadence_run_times[kind])
 
 
 def end_of_working_day(cal: WorkingCalendar, d: date) -> datetime:
@@ -98,20 +95,7 @@ def raise_problems(session: Session, actor: Actor, enterprise: Enterprise, probl
 
 
 def notify_from_select(session: Session, rows_select, kind: str, at: datetime) -> int:
-    """Set-based notifications: ``rows_select`` yields ``(user_id, ticket_id, title, body)``; one
-    ``INSERT ... SELECT`` writes them (kind ``kind``), and deliveries are queued as
-    :func:`service.notifications.service.notify` does. Returns how many were written."""
-    import sqlalchemy as sa
-
-    from service.notifications import service as notifications
-    from service.notifications.models import Notification
-
-    n = Notification.__table__
-    before = session.execute(sa.select(sa.func.coalesce(sa.func.max(n.c.id), 0))).scalar_one()
-    sel = rows_select.add_columns(sa.literal(kind), sa.literal(at, type_=n.c.created_at.type))
-    written = len(session.connection().execute(sa.insert(n).from_select(
-        ["user_id", "ticket_id", "title", "body", "kind", "created_at"], sel).returning(n.c.id)).all())
-    if written and notifications.channels():
-        ids = list(session.execute(sa.select(n.c.id).where(n.c.id > before, n.c.kind == kind)).scalars())
-        notifications._queue_deliveries(session, ids)
-    return written
+    """Set-based notifications: ``rows_select`` yields ``(user_id, ticket_id, title, body)``; written
+    by :func:`service.notifications.fanout.notify_select` (kind ``kind``, deliveries queued).
+    Returns how many were written."""
+    return fanout.notify_select(session, rows_select, kind, at)

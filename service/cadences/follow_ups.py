@@ -21,7 +21,6 @@ from service import clock
 from service.auth.actor import Actor
 from service.cadences import schemas
 from service.cadences.common import (
-    OPEN_STATUSES,
     add_working_days,
     end_of_working_day,
     local_start,
@@ -30,8 +29,9 @@ from service.cadences.common import (
 )
 from service.cadences.models import FollowUp, ReturnVisit
 from service.cadences.periods import previous_month
-from service.cadences.settings import get_cadence_settings
 from service.calendar.service import get_calendar
+from service.common.enums import OPEN_STATUSES
+from service.config import get_settings
 from service.errors import Conflict, NotAllowed, NotFound
 from service.tickets import service as ticket_service
 from service.tickets.models import Ticket
@@ -47,7 +47,7 @@ def create_monthly(session: Session, period_key: str, run_date: date, now: datet
     now = now or clock.now()
     asked_at = run_instant("monthly", run_date, now)  # a back-dated run: its own instant, not now
     cal = get_calendar(session)
-    expires = end_of_working_day(cal, add_working_days(cal, run_date, get_cadence_settings().follow_up_expiry_working_days))
+    expires = end_of_working_day(cal, add_working_days(cal, run_date, get_settings().cadence_follow_up_expiry_working_days))
     start, end = previous_month(period_key)
     f, t = FollowUp.__table__, Ticket.__table__
     before = session.execute(sa.select(sa.func.coalesce(sa.func.max(f.c.id), 0))).scalar_one()
@@ -86,7 +86,7 @@ def create_monthly(session: Session, period_key: str, run_date: date, now: datet
 def long_open(session: Session, run_date: date) -> list[dict]:
     """Tickets open (not closed or rejected) more than ``long_open_days`` calendar days on
     ``run_date``, oldest first, as plain rows for the ``long_open`` report."""
-    days = get_cadence_settings().long_open_days
+    days = get_settings().cadence_long_open_days
     cutoff = local_start(run_date - timedelta(days=days))
     rows = session.execute(sa.select(Ticket.number, Ticket.title, Ticket.status, Ticket.submitted_at,
                                      Ticket.lead_department_id, Ticket.officer_id, Ticket.reopen_count)

@@ -29,7 +29,6 @@ from service import clock
 from service.auth.actor import Actor
 from service.cadences import schemas
 from service.cadences.common import (
-    OPEN_STATUSES,
     add_working_days,
     end_of_working_day,
     local_date,
@@ -37,14 +36,15 @@ from service.cadences.common import (
     raise_problems,
 )
 from service.cadences.models import Inquiry, InquiryListItem
-from service.cadences.settings import get_cadence_settings
 from service.calendar.core import WorkingCalendar
 from service.calendar.service import get_calendar
+from service.common.enums import OPEN_STATUSES
+from service.config import get_settings
 from service.enterprises.models import Enterprise
 from service.errors import FieldError, NotAllowed, NotFound
 from service.regions.models import Grid
 from service.tickets.models import Ticket
-from service.tickets.visibility import enterprise_visibility, region_subtree_ids
+from service.tickets.visibility import enterprise_visibility, scope_of
 from service.users.models import User
 
 MAX_BACKDATE_DAYS = 30
@@ -77,10 +77,10 @@ def assignment_cte(session: Session, as_of: date) -> tuple[str, dict]:
     moved due date, so no calendar is needed in SQL.
     """
     dialect = _dialect(session)
-    settings = get_cadence_settings()
-    params: dict = {"default_interval": settings.inquiry_default_interval_days, "as_of": as_of}
+    settings = get_settings()
+    params: dict = {"default_interval": settings.cadence_inquiry_default_interval_days, "as_of": as_of}
     cases = []
-    for i, (tag, days) in enumerate(sorted(settings.inquiry_intervals.items(), key=lambda kv: kv[1])):
+    for i, (tag, days) in enumerate(sorted(settings.cadence_inquiry_intervals.items(), key=lambda kv: kv[1])):
         params[f"tag{i}"], params[f"days{i}"] = tag, int(days)
         cases.append(f"WHEN {_has_tag(dialect, f'tag{i}')} THEN :days{i}")
     interval = f"CASE {' '.join(cases)} ELSE :default_interval END" if cases else ":default_interval"
@@ -136,8 +136,8 @@ def _as_date(value) -> date | None:
 
 def _list_select(session: Session, list_date: date, horizon: date, officer_id: int | None) -> tuple[str, dict]:
     cte, params = assignment_cte(session, list_date)
-    settings = get_cadence_settings()
-    params.update(list_date=list_date, horizon=horizon, cap=settings.inquiry_daily_cap)
+    settings = get_settings()
+    params.update(list_date=list_date, horizon=horizon, cap=settings.cadence_inquiry_daily_cap)
     officer_filter = "AND officer_id = :officer_id" if officer_id is not None else ""
     if officer_id is not None:
         params["officer_id"] = officer_id
@@ -160,7 +160,7 @@ def _list_select(session: Session, list_date: date, horizon: date, officer_id: i
 
 
 def _horizon(cal: WorkingCalendar, list_date: date) -> date:
-    return add_working_days(cal, list_date, get_cadence_settings().inquiry_lookahead_working_days)
+    return add_working_days(cal, list_date, get_settings().cadence_inquiry_lookahead_working_days)
 
 
 def build_daily_lists(session: Session, list_date: date) -> int:
@@ -303,10 +303,13 @@ def log_inquiry(session: Session, actor: Actor, data: schemas.InquiryCreate,
     return inquiry, tickets
 
 
-def inquiry_read(session: Session, inquiry: Inquiry) -> schemas.InquiryRead:
+def inquiry_read(session: Session, inquiry: Inquiry, actor: Actor | None = None) -> schemas.InquiryRead:
+    """The inquiry as read by ``actor``: the numbers of the tickets it raised that ``actor`` may
+    see (all when ``actor`` is None)."""
     numbers = []
     if inquiry.ticket_ids:
-        numbers = list(session.execute(sa.select(Ticket.number).where(Ticket.id.in_(inquiry.ticket_ids))
+        visible = scope_of(session, actor).tickets() if actor is not None else sa.true()
+        numbers = list(session.execute(sa.select(Ticket.number).where(Ticket.id.in_(inquiry.ticket_ids), visible)
                                        .order_by(Ticket.id)).scalars())
     return schemas.InquiryRead.model_validate({**inquiry.model_dump(), "ticket_numbers": numbers})
 
@@ -356,10 +359,9 @@ def coverage(session: Session, actor: Actor, on: date | None = None) -> schemas.
     cte, params = assignment_cte(session, on)
     params["last_ok"] = last_ok
     where = ""
-    if actor.role == "supervisor" and actor.region_id is not None:
-        grid_ids = list(session.execute(sa.select(Grid.id).where(
-            Grid.region_id.in_(region_subtree_ids(session, actor.region_id)))).scalars()) or [-1]
-        where = f"WHERE grid_id IN ({', '.join(str(int(g)) for g in grid_ids)})"
+    grid_ids = scope_of(session, actor).grid_ids()  # a supervisor's region (SPEC §1); None = all
+    if grid_ids is not None:
+        where = f"WHERE grid_id IN ({', '.join(str(int(g)) for g in grid_ids or [-1])})"
     base = cte + f"""
     , cov AS (
         SELECT officer_id, grid_id,

@@ -26,18 +26,20 @@ from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from service import clock
 from service.auth.actor import Actor
-from service.cadences.common import OPEN_STATUSES, local_start
+from service.cadences.common import local_start
 from service.cadences.models import AgendaItem, CadenceReport, CadenceSession, FollowUp, Inquiry, ReturnVisit
-from service.cadences.settings import get_cadence_settings
 from service.categories.models import Category
+from service.common.enums import OPEN_STATUSES
+from service.config import get_settings
+from service.db import insert_unless_duplicate
 from service.departments.models import Department
 from service.errors import FieldError, NotAllowed, NotFound
 from service.tickets.models import Ticket, TicketEvent
+from service.tickets.visibility import scope_of
 
 RATE_LABELS = {"closure_rate": "办结率", "on_time_rate": "按期办结率", "response_rate": "响应率",
                "satisfaction_rate": "满意率", "reopen_rate": "重办率", "return_rate": "退单率"}
@@ -93,7 +95,7 @@ def department_ranking(session: Session, start: date, end: date) -> list[dict[st
     returns = dict(session.execute(sa.select(return_dept, sa.func.count()).where(
         in_q, ev.c.action == "return").group_by(return_dept)).all())
     by_dept = {r.dept: r for r in rows}
-    weights = get_cadence_settings().ranking_weights
+    weights = get_settings().cadence_ranking_weights
     result = []
     for dept in session.exec(select(Department).order_by(Department.code)).all():
         r = by_dept.get(dept.id)
@@ -123,7 +125,7 @@ def department_ranking(session: Session, start: date, end: date) -> list[dict[st
 def quarterly_ranking(session: Session, quarter_key: str, start: date, end: date) -> dict[str, Any]:
     """The quarterly ranking document (晾晒) for ``quarter_key`` (``2026-Q1``)."""
     return {"period": quarter_key, "from": start.isoformat(), "to": end.isoformat(),
-            "generated_at": clock.now().isoformat(), "weights": get_cadence_settings().ranking_weights,
+            "generated_at": clock.now().isoformat(), "weights": get_settings().cadence_ranking_weights,
             "departments": department_ranking(session, start, end)}
 
 
@@ -197,14 +199,8 @@ def store(session: Session, kind: str, period_key: str, title: str, data: dict[s
     if session.exec(select(CadenceReport.id).where(CadenceReport.kind == kind,
                                                    CadenceReport.period_key == period_key)).first():
         return None
-    row = CadenceReport(kind=kind, period_key=period_key, title=title, data=data, created_at=now or clock.now())
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        return None
-    return row
+    return insert_unless_duplicate(session, CadenceReport(kind=kind, period_key=period_key, title=title, data=data,
+                                                          created_at=now or clock.now()))
 
 
 def _require_supervisor(actor: Actor) -> None:
@@ -226,7 +222,11 @@ def list_reports(session: Session, actor: Actor, kind: str | None = None) -> lis
 
 
 def get_report(session: Session, actor: Actor, kind: str, period_key: str) -> CadenceReport:
-    """One stored report.
+    """One stored report, as the caller may see it: a supervisor limited to a region gets the
+    document without the rows that name tickets outside their region (long-open tickets, top
+    unresolved issues; :meth:`service.tickets.visibility.Scope.redact`), as a copy that is not
+    attached to the session (the stored report is never changed). County-wide figures (volumes,
+    rates, the department ranking) are kept: they name no ticket.
 
     Raises:
         NotAllowed (403): not a supervisor or admin.
@@ -237,7 +237,11 @@ def get_report(session: Session, actor: Actor, kind: str, period_key: str) -> Ca
                                                    CadenceReport.period_key == period_key)).first()
     if row is None:
         raise NotFound(f"报告 {kind}/{period_key} 不存在")
-    return row
+    scope = scope_of(session, actor)
+    if scope.unlimited:
+        return row
+    return CadenceReport(id=row.id, kind=row.kind, period_key=row.period_key, title=row.title,
+                         data=scope.redact(row.data), created_at=row.created_at)
 
 
 def _cell(value: Any) -> Any:

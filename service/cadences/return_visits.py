@@ -26,8 +26,8 @@ from service.cadences.common import (
     run_instant,
 )
 from service.cadences.models import Inquiry, ReturnVisit
-from service.cadences.settings import get_cadence_settings
 from service.calendar.service import get_calendar
+from service.config import get_settings
 from service.enterprises.models import Enterprise
 from service.errors import Conflict, NotAllowed, NotFound
 from service.tickets.models import Ticket
@@ -40,7 +40,7 @@ def create_annual(session: Session, year: int, run_date: date, now: datetime | N
     and notify their users and officers. Returns ``{"return_visits": n, "notified": n}``."""
     now = now or clock.now()
     cal = get_calendar(session)
-    expires = end_of_working_day(cal, add_working_days(cal, run_date, get_cadence_settings().follow_up_expiry_working_days))
+    expires = end_of_working_day(cal, add_working_days(cal, run_date, get_settings().cadence_follow_up_expiry_working_days))
     start, end = local_start(date(year, 1, 1)), local_start(date(year + 1, 1, 1))
     r, e = ReturnVisit.__table__, Enterprise.__table__
     served = sa.or_(

@@ -1,6 +1,6 @@
 """The cadence API (SPEC §5, §7), thin over the domain modules: ``/inquiries``, ``/clinics``,
 ``/joint-consultations``, ``/follow-ups``, ``/return-visits``, ``/cadences`` and ``/cadence-reports``.
-``router`` bundles them (one ``include_router`` in ``service.main``)."""
+``router`` bundles them (one ``include_router`` in ``qifu.main``)."""
 
 from __future__ import annotations
 
@@ -43,14 +43,14 @@ def inquiries_today(session: SessionDep, actor: CurrentActor, on: Annotated[date
                        summary="登记问诊（发现问题即生成工单，渠道 inquiry）")
 def log_inquiry(body: schemas.InquiryCreate, session: SessionDep, actor: CurrentActor):
     inquiry, _tickets = inquiries.log_inquiry(session, actor, body)
-    return inquiries.inquiry_read(session, inquiry)
+    return inquiries.inquiry_read(session, inquiry, actor)
 
 
 @inquiries_router.get("", response_model=list[schemas.InquiryRead], summary="企业的问诊记录")
 def inquiry_history(session: SessionDep, actor: CurrentActor,
                     enterprise_id: Annotated[int, Query(ge=1, le=INT32_MAX)],
                     limit: Annotated[int, Query(ge=1, le=500)] = 100):
-    return [inquiries.inquiry_read(session, i) for i in inquiries.history(session, actor, enterprise_id, limit)]
+    return [inquiries.inquiry_read(session, i, actor) for i in inquiries.history(session, actor, enterprise_id, limit)]
 
 
 @inquiries_router.get("/coverage", response_model=schemas.CoverageRead, summary="问诊覆盖率（按专员、网格）")

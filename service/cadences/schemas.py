@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from service.common.enums import Priority
-from service.common.schemas import InputModel, LongText, NoteText, ShortText
+from service.common.schemas import InputModel, LongText, NoteText, RowRead, ShortText
 
 
 class ProblemIn(InputModel):
@@ -44,10 +44,7 @@ class InquiryCreate(InputModel):
     contacted_at: datetime | None = None
 
 
-class InquiryRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
+class InquiryRead(RowRead):
     enterprise_id: int
     officer_id: int
     method: str
@@ -128,10 +125,7 @@ class ClinicScheduleRead(BaseModel):
     is_active: bool
 
 
-class AgendaItemRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
+class AgendaItemRead(RowRead):
     ticket_id: int | None
     ticket_number: str | None = None
     booking_id: int | None
@@ -145,10 +139,7 @@ class AgendaItemRead(BaseModel):
     recorded_at: datetime | None
 
 
-class SessionRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
+class SessionRead(RowRead):
     key: str
     kind: str
     period_key: str
@@ -169,9 +160,7 @@ class BookingIn(InputModel):
     topic: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
 
 
-class BookingRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: int
+class BookingRead(RowRead):
     session_id: int
     enterprise_id: int
     topic: str
@@ -207,10 +196,7 @@ class FlagIn(InputModel):
     reason: NoteText
 
 
-class FollowUpRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
+class FollowUpRead(RowRead):
     ticket_id: int
     ticket_number: str | None = None
     ticket_title: str | None = None
@@ -233,10 +219,7 @@ class FollowUpAnswerIn(InputModel):
     comment: NoteText | None = None
 
 
-class ReturnVisitRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
+class ReturnVisitRead(RowRead):
     enterprise_id: int
     year: int
     status: str
@@ -276,9 +259,7 @@ class RunResult(BaseModel):
     summary: dict[str, Any] = {}
 
 
-class ReportMeta(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: int
+class ReportMeta(RowRead):
     kind: str
     period_key: str
     title: str

@@ -1,7 +1,7 @@
 """Running the five cadences (SPEC §5): claim a period, do its work, catch up what was missed.
 
 Every run first *claims* its period by inserting ``cadence_run(kind, period_key)`` inside a
-savepoint (as ``service.tickets.service._reserve_idempotency_key`` does): a second run of the same
+savepoint (as ``service.tickets.submission._reserve_idempotency_key`` does): a second run of the same
 period — twice by beat, by hand, or concurrently on two workers (the loser waits on the primary key,
 then finds it taken) — does nothing. The claim and the work commit together, so a failed run
 leaves no claim and is retried.
@@ -18,20 +18,22 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from service import clock
+from service.auth.dependencies import actor_of
 from service.cadences import follow_ups, inquiries, reports, return_visits, sessions
 from service.cadences.common import local_date
 from service.cadences.models import CadenceRun
 from service.cadences.periods import KINDS, Period, period_at, periods_between, previous_quarter
 from service.cadences.schemas import RunResult
-from service.cadences.settings import get_cadence_settings
 from service.calendar.service import get_calendar
-from service.clock import SHANGHAI
+from service.clock import office_zone
+from service.config import get_settings
+from service.db import insert_unless_duplicate
 from service.errors import FieldError
 from service.notifications import service as notifications
+from service.tickets.visibility import scope_of
 from service.users.models import User
 
 # ------------------------------------------------------------------ the work of each cadence
@@ -46,18 +48,30 @@ def _weekly(session: Session, period: Period, now: datetime) -> dict:
     return sessions.create_weekly_clinics(session, period.key, now)
 
 
+def _notify_long_open(session: Session, period_key: str, rows: list[dict], days: int, now: datetime) -> None:
+    """Tell every supervisor how many long-open tickets *they* may see (SPEC §1: a supervisor of
+    a region is told about their region's, not the county's, and not when they have none)."""
+    supervisors = session.exec(select(User).where(User.role == "supervisor", User.is_active)).all()
+    by_count: dict[int, list[int]] = {}
+    for user in supervisors:
+        n = len(rows) if user.region_id is None else len(
+            scope_of(session, actor_of(user)).visible_numbers(r["number"] for r in rows))
+        if n or user.region_id is None:
+            by_count.setdefault(n, []).append(user.id)
+    for n, user_ids in sorted(by_count.items()):
+        notifications.notify(session, None, "follow_up", user_ids, body=f"{n} 件工单已超过 {days} 天未办结，请督办",
+                             payload={"report": "long_open", "period_key": period_key, "count": n}, at=now)
+
+
 def _monthly(session: Session, period: Period, now: datetime) -> dict:
     result = follow_ups.create_monthly(session, period.key, period.run_date, now)
     rows = follow_ups.long_open(session, period.run_date)
-    days = get_cadence_settings().long_open_days
+    days = get_settings().cadence_long_open_days
     report = reports.store(session, "long_open", period.key, f"{period.key} 超{days}天未办结工单清单",
                            {"period": period.key, "as_of": period.run_date.isoformat(), "days": days,
                             "count": len(rows), "tickets": rows}, now)
     if report is not None:
-        supervisors = list(session.exec(select(User.id).where(User.role == "supervisor", User.is_active)).all())
-        notifications.notify(session, None, "follow_up", supervisors,
-                             body=f"{len(rows)} 件工单已超过 {days} 天未办结，请督办",
-                             payload={"report": "long_open", "period_key": period.key, "count": len(rows)}, at=now)
+        _notify_long_open(session, period.key, rows, days, now)
     return {**result, "long_open": len(rows)}
 
 
@@ -94,14 +108,8 @@ def claim(session: Session, period: Period, now: datetime) -> CadenceRun | None:
     """Insert the period's ``cadence_run`` row; ``None`` when it was claimed before."""
     if session.get(CadenceRun, (period.kind, period.key)) is not None:
         return None
-    row = CadenceRun(kind=period.kind, period_key=period.key, run_date=period.run_date, ran_at=now)
-    try:
-        with session.begin_nested():
-            session.add(row)
-            session.flush()
-    except IntegrityError:
-        return None
-    return row
+    return insert_unless_duplicate(
+        session, CadenceRun(kind=period.kind, period_key=period.key, run_date=period.run_date, ran_at=now))
 
 
 def run_period(session: Session, period: Period, now: datetime | None = None) -> RunResult:
@@ -140,15 +148,15 @@ def run_for_date(session: Session, kind: str, d: date, now: datetime | None = No
 def due_periods(session: Session, kinds: Iterable[str] = KINDS, now: datetime | None = None) -> list[Period]:
     """Periods that should have run by ``now`` and have not (see the module docstring), oldest first."""
     now = now or clock.now()
-    settings = get_cadence_settings()
+    settings = get_settings()
     cal = get_calendar(session)
-    local = now.astimezone(SHANGHAI)
+    local = now.astimezone(office_zone())
     today = local.date()
     result: list[Period] = []
     for kind in kinds:
         _check_kind(kind)
-        ready = local.time() >= settings.run_times[kind]
-        start = today if kind == "daily" else today - timedelta(days=settings.catch_up_days)
+        ready = local.time() >= settings.cadence_run_times[kind]
+        start = today if kind == "daily" else today - timedelta(days=settings.cadence_catch_up_days)
         for p in periods_between(cal, kind, start, today):
             if p.run_date == today and not ready:
                 continue

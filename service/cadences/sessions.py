@@ -21,14 +21,12 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from service import clock
 from service.auth.actor import Actor
 from service.cadences import schemas
 from service.cadences.common import (
-    HANDLING_STATUSES,
     local_at,
     local_date,
     local_start,
@@ -36,16 +34,17 @@ from service.cadences.common import (
 )
 from service.cadences.models import AgendaItem, CadenceSession, ClinicBooking, ClinicSchedule, HardCaseFlag
 from service.cadences.periods import first_working_on_or_after, week_monday
-from service.cadences.settings import get_cadence_settings
 from service.calendar.core import WorkingCalendar
 from service.calendar.service import get_calendar
-from service.enterprises.models import Enterprise
+from service.common.enums import AWAITING_REPLY_STATUSES, OPEN_STATUSES
+from service.config import get_settings
+from service.db import insert_unless_duplicate
 from service.errors import Conflict, FieldError, NotAllowed, NotFound
 from service.notifications import service as notifications
 from service.regions.models import Grid, Region
 from service.tickets import service as ticket_service
 from service.tickets.models import Ticket, TicketCoDepartment, TicketEvent
-from service.tickets.visibility import ticket_visibility
+from service.tickets.visibility import region_subtree_ids, scope_of, ticket_visibility
 from service.users.models import User
 
 CLINIC_REGION_KINDS = ("town", "street", "park")
@@ -57,14 +56,14 @@ REASON_ORDER = ("booked", "raised", "flagged", "escalated", "reopened", "returne
 def schedules(session: Session) -> list[tuple[Region, ClinicSchedule]]:
     """Every town, street and park with its clinic schedule (stored, else the configured default:
     weekday ``clinic_weekday``, ``clinic_time``, at 「<region>企业服务中心」)."""
-    settings = get_cadence_settings()
+    settings = get_settings()
     regions = session.exec(select(Region).where(Region.kind.in_(CLINIC_REGION_KINDS)).order_by(Region.code)).all()
     stored = {s.region_id: s for s in session.exec(select(ClinicSchedule)).all()}
     result = []
     for r in regions:
-        s = stored.get(r.id) or ClinicSchedule(region_id=r.id, weekday=settings.clinic_weekday,
-                                               start_time=settings.clinic_time,
-                                               place=f"{r.name}企业服务中心", capacity=settings.clinic_capacity)
+        s = stored.get(r.id) or ClinicSchedule(region_id=r.id, weekday=settings.cadence_clinic_weekday,
+                                               start_time=settings.cadence_clinic_time,
+                                               place=f"{r.name}企业服务中心", capacity=settings.cadence_clinic_capacity)
         result.append((r, s))
     return result
 
@@ -93,13 +92,7 @@ def _insert_session(session: Session, cs: CadenceSession) -> CadenceSession | No
     """Insert ``cs`` unless its key exists (savepoint: a concurrent twin loses quietly)."""
     if session.exec(select(CadenceSession.id).where(CadenceSession.key == cs.key)).first() is not None:
         return None
-    try:
-        with session.begin_nested():
-            session.add(cs)
-            session.flush()
-    except IntegrityError:
-        return None
-    return cs
+    return insert_unless_duplicate(session, cs)
 
 
 def clinic_date(cal: WorkingCalendar, period_key: str, weekday: int) -> date | None:
@@ -140,12 +133,12 @@ def create_joint_consultation(session: Session, period_key: str, run_date: date,
     ``run_date``, with its agenda of hard cases; invite departments and the county's supervisors."""
     now = now or clock.now()
     cal = get_calendar(session)
-    settings = get_cadence_settings()
-    day = cal.next_working_day(run_date, settings.joint_offset_working_days) \
-        if settings.joint_offset_working_days else run_date
+    settings = get_settings()
+    day = cal.next_working_day(run_date, settings.cadence_joint_offset_working_days) \
+        if settings.cadence_joint_offset_working_days else run_date
     cs = _insert_session(session, CadenceSession(
         key=f"joint:{period_key}", kind="joint", period_key=period_key, region_id=None, session_date=day,
-        starts_at=local_at(day, settings.clinic_time), place="县企业服务中心会议室", capacity=0, created_at=now))
+        starts_at=local_at(day, settings.cadence_clinic_time), place="县企业服务中心会议室", capacity=0, created_at=now))
     if cs is None:
         return {"sessions": 0, "items": 0}
     items = refresh_agenda(session, cs, now)
@@ -160,8 +153,6 @@ def create_joint_consultation(session: Session, period_key: str, run_date: date,
 # ------------------------------------------------------------------ agendas
 
 def _region_grid_ids(session: Session, region_id: int) -> list[int]:
-    from service.tickets.visibility import region_subtree_ids
-
     return list(session.execute(sa.select(Grid.id).where(
         Grid.region_id.in_(region_subtree_ids(session, region_id)))).scalars())
 
@@ -172,7 +163,7 @@ def _candidates(session: Session, cs: CadenceSession, now: datetime) -> dict[int
     has_co = sa.exists().where(TicketCoDepartment.ticket_id == t.c.id)
     if cs.kind == "clinic":
         cal = get_calendar(session)
-        n = get_cadence_settings().clinic_stalled_working_days
+        n = get_settings().cadence_clinic_stalled_working_days
         as_of = min(local_date(now), cs.session_date)
         cutoff = local_start(_back(cal, as_of, n))
         last_event = sa.select(sa.func.max(TicketEvent.created_at)).where(
@@ -183,7 +174,7 @@ def _candidates(session: Session, cs: CadenceSession, now: datetime) -> dict[int
             "co_handling": has_co,
             "reopened": t.c.reopen_count >= 1,
         }
-        scope = sa.and_(t.c.status.in_(HANDLING_STATUSES),
+        scope = sa.and_(t.c.status.in_(AWAITING_REPLY_STATUSES),
                         t.c.grid_id.in_(_region_grid_ids(session, cs.region_id) or [-1]))
     else:
         flagged = sa.exists().where(HardCaseFlag.ticket_id == t.c.id)
@@ -193,7 +184,7 @@ def _candidates(session: Session, cs: CadenceSession, now: datetime) -> dict[int
             "co_handling": has_co,
             "flagged": flagged,
         }
-        scope = t.c.status.in_(HANDLING_STATUSES + ("replied",))
+        scope = t.c.status.in_(OPEN_STATUSES)
     cols = [sa.case((cond, 1), else_=0).label(name) for name, cond in flags.items()]
     stmt = sa.select(t.c.id, *cols).where(scope, sa.or_(*flags.values()))
     result = {}
@@ -264,32 +255,16 @@ def refresh_upcoming(session: Session, today: date, now: datetime | None = None)
 
 # ------------------------------------------------------------------ reading
 
-def _load(session: Session, session_id: int, kind: str, *, for_update: bool = False) -> CadenceSession:
-    stmt = select(CadenceSession).where(CadenceSession.id == session_id, CadenceSession.kind == kind)
-    if for_update:
-        stmt = stmt.with_for_update()
-    cs = session.exec(stmt).first()
-    if cs is None:
-        raise NotFound(f"{'坐诊' if kind == 'clinic' else '会诊'} {session_id} 不存在")
-    return cs
-
-
-def _enterprise_region(session: Session, enterprise_id: int | None) -> int | None:
-    if enterprise_id is None:
-        return None
-    return session.execute(sa.select(Grid.region_id).join(Enterprise, Enterprise.grid_id == Grid.id)
-                           .where(Enterprise.id == enterprise_id)).scalar()
-
-
 def list_sessions(session: Session, actor: Actor, kind: str, *, region_id: int | None = None,
                   date_from: date | None = None, date_to: date | None = None, limit: int = 100) -> list[CadenceSession]:
-    """Sessions of ``kind``, soonest first. Enterprise users see their own region's clinics only;
-    departments and staff see all."""
-    stmt = select(CadenceSession).where(CadenceSession.kind == kind)
-    if actor.role == "enterprise":
-        if kind != "clinic":
-            raise NotAllowed("企业用户不能查看会诊")
-        stmt = stmt.where(CadenceSession.region_id == _enterprise_region(session, actor.enterprise_id))
+    """Sessions of ``kind`` the caller may see (:func:`_session_visible`), soonest first.
+
+    Raises:
+        NotAllowed (403): an enterprise user listing joint consultations.
+    """
+    if actor.role == "enterprise" and kind != "clinic":
+        raise NotAllowed("企业用户不能查看会诊")
+    stmt = select(CadenceSession).where(CadenceSession.kind == kind, _session_visible(session, actor))
     if region_id is not None:
         stmt = stmt.where(CadenceSession.region_id == region_id)
     if date_from is not None:
@@ -299,36 +274,57 @@ def list_sessions(session: Session, actor: Actor, kind: str, *, region_id: int |
     return list(session.exec(stmt.order_by(CadenceSession.session_date, CadenceSession.id).limit(limit)).all())
 
 
+def _session_visible(session: Session, actor: Actor) -> sa.ColumnElement[bool]:
+    """Which sessions the caller may see (SPEC §1 through :class:`~service.tickets.visibility.Scope`):
+    a clinic of a region in the caller's region scope (a supervisor's subtree, an enterprise
+    user's own region; officers, departments and admins: every region), and the county's joint
+    consultations for every staff role (enterprise users never)."""
+    clinic = sa.and_(CadenceSession.kind == "clinic", scope_of(session, actor).regions(CadenceSession.region_id))
+    if actor.role == "enterprise":
+        return clinic
+    return sa.or_(CadenceSession.kind != "clinic", clinic)
+
+
+def _agenda_visible(session: Session, actor: Actor) -> sa.ColumnElement[bool]:
+    """Which agenda items the caller may see (the query joins :class:`Ticket` and
+    :class:`ClinicBooking`): an item about a ticket if the ticket is visible, a booking if the
+    booking's enterprise is visible (SPEC §1)."""
+    scope = scope_of(session, actor)
+    return sa.or_(sa.and_(AgendaItem.ticket_id.is_not(None), scope.tickets()),
+                  sa.and_(AgendaItem.ticket_id.is_(None), AgendaItem.booking_id.is_not(None),
+                          scope.enterprise_ids(ClinicBooking.enterprise_id)))
+
+
 def session_read(session: Session, actor: Actor, cs: CadenceSession, *, with_agenda: bool = True) -> schemas.SessionRead:
-    """The session with its agenda. The agenda lists only tickets the caller may see (an enterprise
-    user sees its own bookings and tickets; other items are left out)."""
+    """The session with its agenda. The agenda lists only the items the caller may see
+    (:func:`_agenda_visible`: an enterprise user its own bookings and tickets)."""
     bookings = session.execute(sa.select(sa.func.count()).select_from(ClinicBooking)
                                .where(ClinicBooking.session_id == cs.id)).scalar_one()
     agenda = []
     if with_agenda:
-        if actor.role == "enterprise":
-            visible = sa.or_(ClinicBooking.enterprise_id == actor.enterprise_id,
-                             Ticket.enterprise_id == actor.enterprise_id)
-        else:
-            visible = sa.or_(AgendaItem.ticket_id.is_(None), ticket_visibility(session, actor))
         rows = session.execute(
             sa.select(AgendaItem, Ticket.number).outerjoin(Ticket, Ticket.id == AgendaItem.ticket_id)
             .outerjoin(ClinicBooking, ClinicBooking.id == AgendaItem.booking_id)
-            .where(AgendaItem.session_id == cs.id, visible).order_by(AgendaItem.id)).all()
+            .where(AgendaItem.session_id == cs.id, _agenda_visible(session, actor)).order_by(AgendaItem.id)).all()
         agenda = [schemas.AgendaItemRead.model_validate({**item.model_dump(), "ticket_number": number})
                   for item, number in rows]
     return schemas.SessionRead.model_validate({**cs.model_dump(), "bookings": bookings, "agenda": agenda})
 
 
-def get_session(session: Session, actor: Actor, session_id: int, kind: str) -> CadenceSession:
-    """Load a session visible to ``actor``.
+def get_session(session: Session, actor: Actor, session_id: int, kind: str, *,
+                for_update: bool = False) -> CadenceSession:
+    """Load a session visible to ``actor`` (:func:`_session_visible`).
 
     Raises:
-        NotFound (404): unknown, or a clinic of another region for an enterprise user.
+        NotFound (404): unknown, or outside the caller's scope (SPEC §1: a refused read is 404).
     """
-    cs = _load(session, session_id, kind)
-    if actor.role == "enterprise" and (kind != "clinic" or cs.region_id != _enterprise_region(session, actor.enterprise_id)):
-        raise NotFound(f"坐诊 {session_id} 不存在")
+    stmt = select(CadenceSession).where(CadenceSession.id == session_id, CadenceSession.kind == kind,
+                                        _session_visible(session, actor))
+    if for_update:
+        stmt = stmt.with_for_update()
+    cs = session.exec(stmt).first()
+    if cs is None:
+        raise NotFound(f"{'坐诊' if kind == 'clinic' else '会诊'} {session_id} 不存在")
     return cs
 
 
@@ -348,8 +344,7 @@ def book(session: Session, actor: Actor, session_id: int, data: schemas.BookingI
     if actor.role != "enterprise" or actor.enterprise_id is None:
         raise NotAllowed("只有企业用户可以预约坐诊")
     now = now or clock.now()
-    get_session(session, actor, session_id, "clinic")
-    cs = _load(session, session_id, "clinic", for_update=True)  # serialises bookings of the session
+    cs = get_session(session, actor, session_id, "clinic", for_update=True)  # serialises bookings of the session
     if cs.status != "scheduled" or cs.session_date < local_date(now):
         raise Conflict("该坐诊已结束或已取消，不能预约")
     taken = session.execute(sa.select(sa.func.count()).select_from(ClinicBooking)
@@ -377,28 +372,33 @@ def record_outcome(session: Session, actor: Actor, kind: str, session_id: int, i
     The session becomes ``held``.
 
     Raises:
-        NotAllowed (403): not an officer, supervisor or department handler; a handler recording an
-            item whose ticket is not their department's.
-        NotFound (404): unknown session or item.
+        NotAllowed (403): not an officer, supervisor or department handler; a handler recording a
+            booking (an item without a ticket).
+        NotFound (404): unknown session or item, or one outside the caller's scope: a session of
+            another region, an item about a ticket (or a booking by an enterprise) the caller
+            may not see (SPEC §1; nothing is written).
         Conflict (409): the outcome was already recorded.
         FieldError (422, ``planned_date``): a plan date before the session.
     """
     if actor.role not in ("officer", "supervisor", "department"):
         raise NotAllowed("只有服务专员、督办人员和承办单位可以记录议题结果")
     now = now or clock.now()
-    cs = _load(session, session_id, kind)
+    cs = get_session(session, actor, session_id, kind)
     item = session.exec(select(AgendaItem).where(AgendaItem.id == item_id, AgendaItem.session_id == cs.id)
                         .with_for_update()).first()
-    if item is None:
+    visible = item is not None and session.execute(
+        sa.select(AgendaItem.id).outerjoin(ClinicBooking, ClinicBooking.id == AgendaItem.booking_id)
+        .outerjoin(Ticket, Ticket.id == AgendaItem.ticket_id)
+        .where(AgendaItem.id == item.id, _agenda_visible(session, actor))).first() is not None
+    if not visible:  # unknown, or about a ticket or enterprise outside the caller's scope (SPEC §1)
         raise NotFound(f"议题 {item_id} 不存在")
+    if actor.role == "department" and item.ticket_id is None:
+        raise NotAllowed("承办单位只能记录本单位工单的议题结果")
     if item.outcome is not None:
         raise Conflict("该议题已记录结果")
     if data.planned_date is not None and data.planned_date < cs.session_date:
         raise FieldError("planned_date", "计划完成日期不能早于坐诊日期")
     ticket = session.get(Ticket, item.ticket_id) if item.ticket_id else None
-    if actor.role == "department" and (ticket is None or not session.exec(select(Ticket.id).where(
-            Ticket.id == ticket.id, ticket_visibility(session, actor))).first()):
-        raise NotAllowed("承办单位只能记录本单位工单的议题结果")
     if ticket is not None:
         _apply_outcome(session, actor, ticket, cs, data, now)
     item.outcome, item.outcome_note, item.planned_date = data.outcome, data.note, data.planned_date
@@ -417,7 +417,7 @@ def _apply_outcome(session: Session, actor: Actor, ticket: Ticket, cs: CadenceSe
         ticket_service.apply_action(session, actor, ticket, "reply", {"text": data.note}, at=now)
         return
     if data.outcome == "escalated":
-        if ticket.escalation_level < 2 and ticket.status in HANDLING_STATUSES + ("replied",):
+        if ticket.escalation_level < 2 and ticket.status in OPEN_STATUSES:
             by = actor if actor.role == "supervisor" else Actor.system()
             ticket_service.apply_action(session, by, ticket, "escalate",
                                         {"reason": f"{label}（{cs.session_date}）提请督办：{data.note}"[:2000]}, at=now)
@@ -434,16 +434,16 @@ def raise_problem(session: Session, actor: Actor, kind: str, session_id: int, da
 
     Raises:
         NotAllowed (403): not an officer or supervisor.
-        NotFound (404): unknown session.
-        FieldError (422): unknown ``enterprise_id`` or category.
+        NotFound (404): unknown session, or one outside the caller's region scope.
+        FieldError (422): ``enterprise_id`` unknown or outside the caller's scope (as
+            ``POST /tickets``); unknown category.
     """
     if actor.role not in ("officer", "supervisor"):
         raise NotAllowed("只有服务专员和督办人员可以登记坐诊中提出的问题")
     now = now or clock.now()
-    cs = _load(session, session_id, kind)
-    enterprise = session.get(Enterprise, data.enterprise_id)
-    if enterprise is None:
-        raise FieldError("enterprise_id", f"企业 {data.enterprise_id} 不存在")
+    cs = get_session(session, actor, session_id, kind)
+    # the same rule as POST /tickets on behalf of an enterprise: only one in the caller's scope
+    enterprise = scope_of(session, actor).require_enterprise(data.enterprise_id, field="enterprise_id")
     (ticket,) = raise_problems(session, actor, enterprise, [data], "clinic", now, field="body")
     item = AgendaItem(session_id=cs.id, ticket_id=ticket.id, reason="raised", reasons=["raised"],
                       topic=f"{ticket.number} {ticket.title}"[:500], created_at=now)

@@ -36,6 +36,8 @@ from zoneinfo import ZoneInfo
 
 import chinese_calendar
 
+from service.clock import office_zone
+
 log = logging.getLogger("qifu.calendar")
 
 # The clock's origin: the first year of chinese-calendar's data, so that computing the prefix sums of a
@@ -128,7 +130,7 @@ class WorkingCalendar:
     Args:
         overrides: ``{date: is_working_day}`` entered by an admin; they win over the official data.
         hours: the working periods of a day.
-        tz: the office time zone (default Asia/Shanghai).
+        tz: the office time zone (default: the ``timezone`` setting, :func:`service.clock.office_zone`).
 
     All instants taken and returned are aware datetimes; results are in UTC.
     """
@@ -137,11 +139,11 @@ class WorkingCalendar:
         self,
         overrides: Mapping[date, bool] | None = None,
         hours: WorkingHours | None = None,
-        tz: str | ZoneInfo = "Asia/Shanghai",
+        tz: str | ZoneInfo | None = None,
     ) -> None:
         self.overrides: dict[date, bool] = dict(overrides or {})
         self.hours = hours or WorkingHours()
-        self.tz = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
+        self.tz = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz) if tz else office_zone()
         self._day = self.hours.day_seconds
         self._years: dict[int, tuple[list[bool], list[int]]] = {}
         self._year_start_cum: dict[int, int] = {}

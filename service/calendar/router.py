@@ -67,7 +67,7 @@ def read_year(session: SessionDep, _actor: CurrentActor,
               year: Annotated[int | None, Query(ge=1990, le=2100)] = None) -> CalendarRead:
     """``year`` defaults to the current year in the office time zone. ``warning`` is set for a
     year without official data until an admin has entered its days off (``has_admin_schedule``)."""
-    year = year or clock.now().astimezone(clock.SHANGHAI).year
+    year = year or clock.now().astimezone(clock.office_zone()).year
     cal = calendar_service.get_calendar(session)
     fallback = cal.is_fallback_year(year)
     count = sum(1 for _ in cal.working_days(date(year, 1, 1), date(year, 12, 31)))

@@ -56,6 +56,19 @@ class TicketStatus(StrEnum):
     closed = "closed"
 
 
+#: Open tickets: neither closed nor rejected (SPEC §3), replied ones included (the enterprise may
+#: still reopen them). The one definition, used by the transition table, the cadences and SQL.
+OPEN_STATUSES: tuple[TicketStatus, ...] = (
+    TicketStatus.submitted, TicketStatus.accepted, TicketStatus.dispatched, TicketStatus.in_progress,
+    TicketStatus.on_hold, TicketStatus.replied)
+#: Open and not replied yet: the office or a department still owes the enterprise an answer
+#: (the cadences' stalled tickets and hard cases).
+AWAITING_REPLY_STATUSES: tuple[TicketStatus, ...] = tuple(s for s in OPEN_STATUSES if s != TicketStatus.replied)
+#: With a department: dispatched to it and not replied yet.
+WITH_DEPARTMENT_STATUSES: tuple[TicketStatus, ...] = (
+    TicketStatus.dispatched, TicketStatus.in_progress, TicketStatus.on_hold)
+
+
 class Rating(StrEnum):
     """The enterprise's rating of a reply. ``none`` = closed without feedback."""
 

@@ -1,4 +1,5 @@
-"""Shared request-model building blocks: trimmed, length-limited text."""
+"""Shared request/response-model building blocks: trimmed, length-limited text; the bases of request
+bodies (:class:`InputModel`) and of rows read back (:class:`RowRead`)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,11 @@ class InputModel(BaseModel):
     @classmethod
     def _storable(cls, value: Any) -> Any:
         return _check_storable(value)
+
+
+class RowRead(BaseModel):
+    """Base of response models read from a table row (``from_attributes``), ``id`` first."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int

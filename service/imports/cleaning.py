@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from service.clock import SHANGHAI
+from service.clock import office_zone
 
 #: Formats tried, in order, for time cells given as text (no zone: the file's time zone applies).
 #: ``%Y/%m/%d`` also reads ``2019/2/8`` (strptime accepts missing zero padding).
@@ -88,10 +88,10 @@ def zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
-def parse_time(value: object, tz: ZoneInfo = SHANGHAI, formats: tuple[str, ...] = TIME_FORMATS) -> datetime | None:
+def parse_time(value: object, tz: ZoneInfo | None = None, formats: tuple[str, ...] = TIME_FORMATS) -> datetime | None:
     """A time cell as an aware UTC datetime, or ``None`` when the cell is empty.
 
-    Accepts real datetimes (Excel cells; naive ones are local time in ``tz``), dates (midnight),
+    Accepts real datetimes (Excel cells; naive ones are local time in ``tz``, default the office zone), dates (midnight),
     Excel serial numbers, ISO 8601 text with an offset, and text in one of ``formats`` (local time
     in ``tz``).
 
@@ -127,5 +127,5 @@ def parse_time(value: object, tz: ZoneInfo = SHANGHAI, formats: tuple[str, ...] 
             except ValueError:
                 raise TimeParseError(f"无法识别的时间：{text[:40]!r}") from None
     if local.tzinfo is None:
-        local = local.replace(tzinfo=tz)
+        local = local.replace(tzinfo=tz or office_zone())
     return local.astimezone(UTC)

@@ -22,9 +22,9 @@ from service.errors import NotFound
 from service.reference import schemas
 from service.reference import service as ref
 from service.regions.models import Grid, Region
-from service.tickets.visibility import enterprise_visibility
+from service.tickets.visibility import enterprise_visibility, scope_of
 from service.users.models import User
-from service.users.schemas import UserCreate, UserRead, UserUpdate
+from service.users.schemas import UserCreate, UserRead, UserRoleChange, UserUpdate
 
 router = APIRouter()
 Limit = Annotated[int, Query(ge=1, le=1000)]
@@ -139,12 +139,12 @@ def update_enterprise(enterprise_id: int, body: schemas.EnterpriseUpdate, sessio
 
 
 # ---- users
-@router.get("/users", response_model=list[UserRead], tags=["users"], summary="用户（管理员、督办看全部）")
+@router.get("/users", response_model=list[UserRead], tags=["users"], summary="用户（管理员、督办看可见范围内的）")
 def list_users(session: SessionDep, actor: CurrentActor, limit: Limit = 100, offset: Offset = 0,
                role: Role | None = None):
-    stmt = select(User)
-    if actor.role not in ("admin", "supervisor"):
-        stmt = stmt.where(User.id == actor.user_id)
+    # admins and county supervisors: everyone; a region's supervisor: staff and the users of its
+    # enterprises; others: themselves (SPEC §1, service.tickets.visibility.Scope.users)
+    stmt = select(User).where(scope_of(session, actor).users())
     if role:
         stmt = stmt.where(User.role == role.value)
     return session.exec(stmt.order_by(User.id).offset(offset).limit(limit)).all()
@@ -159,3 +159,9 @@ def create_user(body: UserCreate, session: SessionDep, _admin: AdminActor):
 @router.patch("/users/{user_id}", response_model=UserRead, tags=["users"], summary="修改用户（管理员）")
 def update_user(user_id: int, body: UserUpdate, session: SessionDep, _admin: AdminActor):
     return ref.update_user(session, _get(session, User, user_id, "用户"), body)
+
+
+@router.put("/users/{user_id}/role", response_model=UserRead, tags=["users"], summary="变更用户角色（管理员）",
+            description="角色及其范围字段同新增用户；角色变更后该用户已签发的令牌立即失效，须重新登录。")
+def change_user_role(user_id: int, body: UserRoleChange, session: SessionDep, _admin: AdminActor):
+    return ref.change_role(session, _get(session, User, user_id, "用户"), body)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import Field, StringConstraints, field_validator
 
 from service.common.enums import RegionKind, ServiceType
-from service.common.schemas import InputModel, ShortText
+from service.common.schemas import InputModel, RowRead, ShortText
 from service.enterprises.models import ENTERPRISE_TAGS
 from service.enterprises.uscc import InvalidUSCC, normalize_uscc
 
@@ -35,11 +35,14 @@ class RegionUpdate(_In):
     name: Name | None = None
 
 
-class RegionRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: int
+class _CodedRead(RowRead):
+    """A reference row read back: ``id``, ``code``, ``name`` first."""
+
     code: str
     name: str
+
+
+class RegionRead(_CodedRead):
     kind: str
     parent_id: int | None
 
@@ -54,11 +57,7 @@ class GridUpdate(_In):
     name: Name | None = None
 
 
-class GridRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: int
-    code: str
-    name: str
+class GridRead(_CodedRead):
     region_id: int
 
 
@@ -72,11 +71,7 @@ class DepartmentUpdate(_In):
     is_active: bool | None = None
 
 
-class DepartmentRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: int
-    code: str
-    name: str
+class DepartmentRead(_CodedRead):
     is_active: bool
 
 
@@ -95,11 +90,7 @@ class CategoryUpdate(_In):
     default_department_id: int | None = Field(default=None, ge=1)
 
 
-class CategoryRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: int
-    code: str
-    name: str
+class CategoryRead(_CodedRead):
     service_type: str
     parent_id: int | None
     default_department_id: int | None
@@ -154,9 +145,7 @@ class EnterpriseUpdate(_In):
         return None if value is None else _check_tags(value)
 
 
-class EnterpriseRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    id: int
+class EnterpriseRead(RowRead):
     uscc: str | None
     name: str
     industry: str | None

@@ -18,7 +18,7 @@ from service.errors import Conflict, FieldError
 from service.reference import schemas
 from service.regions.models import Grid, Region
 from service.users.models import OfficerGrid, User
-from service.users.schemas import UserCreate, UserUpdate
+from service.users.schemas import UserCreate, UserRoleChange, UserUpdate
 
 
 def require_row(session: Session, model: type[SQLModel], row_id: int | None, field: str) -> Any:
@@ -139,13 +139,7 @@ def create_user(session: Session, data: UserCreate) -> User:
         Conflict (409): the username is taken.
     """
     require_unique(session, User.username, data.username, "username")
-    if data.role == Role.enterprise and data.enterprise_id is None:
-        raise FieldError("enterprise_id", "企业用户必须指定所属企业")
-    if data.role == Role.department and data.department_id is None:
-        raise FieldError("department_id", "承办单位用户必须指定所属单位")
-    require_row(session, Enterprise, data.enterprise_id, "enterprise_id")
-    require_row(session, Department, data.department_id, "department_id")
-    require_row(session, Region, data.region_id, "region_id")
+    _check_scope(session, data.role, data.enterprise_id, data.department_id, data.region_id)
     if data.grid_ids and data.role != Role.officer:
         raise FieldError("grid_ids", "只有服务专员可以分配网格")
     for i, grid_id in enumerate(data.grid_ids):
@@ -161,12 +155,52 @@ def create_user(session: Session, data: UserCreate) -> User:
     return user
 
 
+def _check_scope(session: Session, role: Role, enterprise_id: int | None, department_id: int | None,
+                 region_id: int | None) -> None:
+    """The scope fields a ``role`` needs exist (SPEC §1).
+
+    Raises:
+        FieldError (422): missing/unknown ``enterprise_id`` (enterprise), ``department_id``
+            (department), unknown ``region_id``.
+    """
+    if role == Role.enterprise and enterprise_id is None:
+        raise FieldError("enterprise_id", "企业用户必须指定所属企业")
+    if role == Role.department and department_id is None:
+        raise FieldError("department_id", "承办单位用户必须指定所属单位")
+    require_row(session, Enterprise, enterprise_id, "enterprise_id")
+    require_row(session, Department, department_id, "department_id")
+    require_row(session, Region, region_id, "region_id")
+
+
 def update_user(session: Session, user: User, data: UserUpdate) -> User:
+    """Change the fields of ``user`` given in ``data``; a new password bumps
+    ``user.token_version``, so the user's access tokens issued before stop working (issue 11)."""
     values = data.model_dump(exclude_unset=True)
     if values.pop("password", None) is not None:
         user.password_hash = hash_password(data.password)
+        user.token_version += 1
     for key, value in values.items():
         setattr(user, key, value)
+    session.flush()
+    return user
+
+
+def change_role(session: Session, user: User, data: UserRoleChange) -> User:
+    """Give ``user`` a new role and scope (SPEC §1). A different role bumps
+    ``user.token_version``: the user's access tokens issued before stop working (issue 11).
+
+    Raises:
+        FieldError (422): the role's scope field is missing or unknown (:func:`_check_scope`).
+    """
+    _check_scope(session, data.role, data.enterprise_id, data.department_id, data.region_id)
+    if data.role.value != user.role:
+        user.token_version += 1
+    user.role = data.role.value
+    user.enterprise_id = data.enterprise_id if data.role == Role.enterprise else None
+    user.department_id = data.department_id if data.role == Role.department else None
+    user.region_id = data.region_id
+    if data.role != Role.officer:  # grids are an officer's scope
+        session.execute(sa.delete(OfficerGrid).where(OfficerGrid.officer_id == user.id))
     session.flush()
     return user
 

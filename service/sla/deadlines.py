@@ -8,7 +8,7 @@ copied to ``due_at``/``due_step`` together with the sweep triggers:
 - ``remind_at``: when the reminder (催办) goes out: one working day before the deadline (urgent:
   two working hours); when that would be at or before the clock start, half-way through the limit.
   Armed for every step, the feedback deadline included (SPEC §4; the feedback reminder goes to
-  the enterprise's users, see :mod:`service.notifications.service`).
+  the enterprise's users, see :data:`service.notifications.fanout.STEP_RECIPIENTS`).
 - ``overdue_at``: the deadline itself (overdue and escalation level 1, 督办); the instant itself is
   overdue. Not armed for the ``feedback`` step: its expiry auto-closes the ticket (SPEC §3).
 - ``level2_at``: 17:30 of the 5th working day after the deadline's calendar day (escalation level
@@ -38,6 +38,7 @@ from sqlmodel import Session
 from service.calendar.core import WorkingCalendar
 from service.calendar.service import get_calendar
 from service.sla.policy import LEVEL2_AFTER_WORKING_DAYS, REMINDER_LEAD_SECONDS, limit_for
+from service.tickets.effects import EFFECTS, STEP_DEADLINE, effects_of
 from service.tickets.models import Ticket, TicketEvent
 
 
@@ -59,16 +60,24 @@ def running_deadline(ticket: Ticket) -> tuple[str | None, datetime | None]:
     return None, None  # on_hold (paused), closed, rejected
 
 
-#: The actions that start a new deadline of each step (a fresh clock). A hold and resume, or
-#: another step running in between, keep the deadline: its overdue and level 2, once fired, stay
-#: fired (SPEC §4).
-DEADLINE_ORIGINS: dict[str, frozenset[str]] = {
-    "accept": frozenset({"submit"}),
-    "claim": frozenset({"dispatch", "reopen"}),
-    "first_reply": frozenset({"submit", "reopen", "approve_extension"}),
-    "reply": frozenset({"claim", "approve_extension"}),
-    "feedback": frozenset({"reply", "answer"}),
-}
+def _deadline_origins() -> dict[str, frozenset[str]]:
+    origins: dict[str, set[str]] = {step: set() for step in STEP_DEADLINE}
+    for name, effects in EFFECTS.items():
+        origins_of = set(effects.sla.start)
+        if effects.sla.clock == "extend":  # an approved extension: a new reply deadline (apply_sla)
+            origins_of |= {step for step, column in STEP_DEADLINE.items() if column == "reply_by"}
+        for step in origins_of:
+            origins[step].add(name)
+    return {step: frozenset(names) for step, names in origins.items()}
+
+
+#: The actions that start a new deadline of each step (a fresh clock), read from the declaration
+#: (:data:`service.tickets.effects.EFFECTS`: the steps an action's ``sla.start`` names, and the
+#: reply deadline for an approved extension, ``clock="extend"``): ``accept`` ← submit; ``claim`` ←
+#: dispatch, reopen; ``first_reply`` ← submit, reopen, approve_extension; ``reply`` ← claim,
+#: approve_extension; ``feedback`` ← reply, answer. A hold and resume, or another step running in
+#: between, keep the deadline: its overdue and level 2, once fired, stay fired (SPEC §4).
+DEADLINE_ORIGINS: dict[str, frozenset[str]] = _deadline_origins()
 SWEEP_ACTIONS = ("remind", "overdue", "escalate")
 
 
@@ -144,7 +153,8 @@ def apply_sla(session: Session, ticket: Ticket, action: str, at: datetime, *, ex
               arm: bool = True) -> None:
     """Update the ticket's deadlines after ``action`` (already applied to its status) at ``at``.
 
-    Rules (SPEC §4): submit → accept-by (and, for consultations, the first-reply deadline from
+    The steps each action starts or drops and its effect on the clock are declared in
+    :data:`service.tickets.effects.EFFECTS` (``sla``). Rules (SPEC §4): submit → accept-by (and, for consultations, the first-reply deadline from
     submission); dispatch/reopen → claim-by; claim → reply-by from the claim (not for
     consultations, whose reply deadline runs from submission; a reopened consultation gets a new
     one from the reopen); reply/answer → feedback-by; hold pauses; resume pushes reply-by out by the
@@ -158,35 +168,21 @@ def apply_sla(session: Session, ticket: Ticket, action: str, at: datetime, *, ex
     def limit(step: str):
         return limit_for(session, ticket.category_id, ticket.priority, step)
 
-    consultation = ticket.service_type == "consultation"
-    if action == "submit":
-        ticket.accept_by = limit("accept").deadline(calendar, at)
-        if consultation:
-            ticket.reply_by = limit("first_reply").deadline(calendar, at)
-    elif action == "dispatch":
-        ticket.claim_by = limit("claim").deadline(calendar, at)
-    elif action == "reopen":
-        ticket.claim_by = limit("claim").deadline(calendar, at)
-        ticket.feedback_by = None
-        if consultation:
-            ticket.reply_by = limit("first_reply").deadline(calendar, at)
-    elif action == "claim":
-        if not consultation:
-            ticket.reply_by = limit("reply").deadline(calendar, at)
-    elif action == "return":
-        ticket.claim_by = None
-    elif action in ("reply", "answer"):
-        ticket.feedback_by = limit("feedback").deadline(calendar, at)
-    elif action == "hold":
+    sla = effects_of(action).sla  # the steps it starts/drops and its clock (service/tickets/effects.py)
+    for step in sla.steps_started(ticket.service_type):
+        setattr(ticket, STEP_DEADLINE[step], limit(step).deadline(calendar, at))
+    for step in sla.clear:
+        setattr(ticket, STEP_DEADLINE[step], None)
+    if sla.clock == "pause":
         ticket.held_at = at
-    elif action == "resume":
+    elif sla.clock == "resume":
         if ticket.held_at is not None:
             held = max(0.0, calendar.working_seconds_between(ticket.held_at, at))
             ticket.hold_seconds = int(ticket.hold_seconds + held)
             if ticket.reply_by is not None:
                 ticket.reply_by = calendar.add_working_seconds(ticket.reply_by, held)
             ticket.held_at = None
-    elif action == "approve_extension" and extension_days:
+    elif sla.clock == "extend" and extension_days:
         ticket.reply_by = calendar.add_working_days(ticket.reply_by, extension_days)
     _schedule(session, ticket, calendar, at, action, arm)
 

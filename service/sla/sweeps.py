@@ -8,10 +8,22 @@ INSERTs. Each statement reads only rows whose trigger is armed, through a partia
 that finds nothing to do costs one index probe.
 
 - :func:`send_reminders` — 催办 at ``remind_at`` (one working day, urgent two working hours, before
-  the running deadline);
-- :func:`mark_overdue` — at ``overdue_at`` (= the deadline): overdue, escalation level 1 (督办);
-  at ``level2_at`` (five working days later, if still not done): level 2;
+  the running deadline, the feedback deadline included: SPEC §4). The reminder's recipients come
+  from the one fan-out by the ticket's running step: the department (or the officer before a
+  dispatch); for the feedback step the enterprise's active users, else the officer, titled
+  请评价办理结果 (:data:`service.notifications.fanout.STEP_RECIPIENTS`);
+- :func:`mark_overdue` — at ``overdue_at`` (= the deadline, the instant itself included:
+  :func:`service.sla.deadlines.is_overdue`): overdue, escalation level 1 (督办); at ``level2_at``
+  (17:30 of the 5th working day after the deadline's day, if still not done:
+  :func:`service.sla.deadlines.level2_at`): level 2. One of each per deadline, however often it is
+  held and resumed (:data:`service.sla.deadlines.DEADLINE_ORIGINS`). Neither for the feedback
+  deadline, whose expiry closes the ticket;
 - :func:`auto_close` — replied tickets whose feedback deadline passed: closed, rating ``none``.
+
+What each sweep does is not written here: :data:`service.tickets.effects.SWEEPS` says which
+trigger fires which action, and the claiming UPDATE, the events and the notifications are built
+from that action's declared effects (:func:`claim_values`, :func:`run_sweep`), so an auto-close is
+the same ``auto_close`` as :func:`service.tickets.actions.apply_action`'s.
 """
 
 from __future__ import annotations
@@ -19,14 +31,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 from sqlmodel import Session
 
 from service import clock
 from service.common.enums import TicketStatus
-from service.notifications import service as notifications
+from service.notifications import fanout
+from service.sla.deadlines import running_deadline
 from service.tickets import workflow as wf
+from service.tickets.effects import STEP_DEADLINE, SWEEPS, Sweep, effects_of
 from service.tickets.models import Ticket, TicketEvent
 
 T = Ticket.__table__
@@ -72,65 +87,104 @@ def _events(session: Session, rows, action: str, at: datetime, *, reason: str | 
     ])
 
 
-def send_reminders(session: Session, now: datetime | None = None) -> int:
-    """Send the reminders that are due; returns how many tickets were reminded."""
-    now = now or clock.now()
+def _iso(value):
+    return value.isoformat() if value is not None else None
+
+
+def _no_deadline_after(status: str) -> bool:
+    """True when a ticket in ``status`` has no running deadline (closed, rejected, on hold)."""
+    probe = SimpleNamespace(status=status, service_type=None, accept_by=1, claim_by=1, reply_by=1, feedback_by=1)
+    return running_deadline(probe)[0] is None  # type: ignore[arg-type]
+
+
+def claim_values(sweep: Sweep, now: datetime) -> tuple[dict, str | None]:
+    """The ``SET`` of a sweep's claiming UPDATE, built from the declared effects of its action
+    (:data:`service.tickets.effects.EFFECTS`), and the status it moves the tickets to (or None).
+
+    The same columns as :func:`service.tickets.actions.apply_action` stamps, clears, sets and bumps
+    for that action; a status without a running deadline clears ``due_*`` and every trigger, as
+    :func:`service.sla.deadlines.apply_sla` does. Raises ValueError for an action whose SLA effect
+    needs a deadline planned per ticket (not set-based)."""
+    effects = effects_of(sweep.action)
+    if not effects.sla.set_based:
+        raise ValueError(f"{sweep.action}: its SLA effect is not set-based")
+    instant = sa.func.coalesce(T.c[effects.instant], now) if effects.instant else now
+    values: dict = {sweep.trigger: None}
+    values.update({c: instant for c in effects.stamp})
+    values.update({c: sa.func.coalesce(T.c[c], instant) for c in effects.stamp_first})
+    values.update({c: None for c in effects.clear})
+    values.update(effects.set)
+    values.update({c: T.c[c] + 1 for c in effects.bump})
+    values.update({STEP_DEADLINE[step]: None for step in effects.sla.clear})
+    if sweep.level is not None:
+        values["escalation_level"] = sa.case((T.c.escalation_level < sweep.level, sweep.level),
+                                             else_=T.c.escalation_level)
+    to_status = None
+    if sweep.status is not None:
+        transition = wf.TRANSITIONS.get((TicketStatus(sweep.status), wf.Action(sweep.action)))
+        if transition is not None and transition.next_status is not None:
+            to_status = transition.next_status.value
+            values["status"] = to_status
+            if _no_deadline_after(to_status):
+                values.update(due_at=None, due_step=None, remind_at=None, overdue_at=None, level2_at=None)
+    values.update(version=T.c.version + 1, updated_at=now)
+    return values, to_status
+
+
+def run_sweep(session: Session, name: str, now: datetime) -> int:
+    """Fire the sweep ``name`` of :data:`service.tickets.effects.SWEEPS` on every ticket whose
+    trigger is due at ``now``: one ``UPDATE ... RETURNING`` claims them and applies the declared
+    effects, one INSERT appends their events, one ``INSERT ... SELECT`` fans the notification
+    out (:mod:`service.notifications.fanout`). Returns how many tickets it claimed."""
+    sweep = SWEEPS[name]
+    effects = effects_of(sweep.action)
+    values, to_status = claim_values(sweep, now)
+    where = [T.c[sweep.trigger] <= now, *(T.c[c].is_(None) for c in sweep.requires_null)]
+    if sweep.status is not None:
+        where.append(T.c.status == sweep.status)
+    if sweep.step is not None:
+        where.append(T.c.due_step == sweep.step)
+    returned = ["id", "status", "due_step", "due_at", *effects.payload]
     rows = session.execute(
-        sa.update(T).where(T.c.remind_at <= now)
-        .values(remind_at=None, remind_count=T.c.remind_count + 1, version=T.c.version + 1, updated_at=now)
-        .returning(T.c.id, T.c.status, T.c.due_step, T.c.due_at)
+        sa.update(T).where(*where).values(values)
+        .returning(*(T.c[c] for c in dict.fromkeys(returned)))
     ).all()
-    _events(session, rows, "remind", now, reason="临近办理期限，系统自动催办",
-            payload_of=lambda r: {"automatic": True, "step": r.due_step, "due_at": r.due_at.isoformat()})
-    notifications.notify_many(session, [r.id for r in rows], "reminded", at=now)
+    reason = sweep.reason or effects.reason
+
+    def payload_of(r) -> dict:
+        out = dict(sweep.payload)
+        if sweep.deadline:
+            out.update(step=r.due_step, due_at=_iso(r.due_at))
+        out.update(effects.event_payload(r))
+        return out
+
+    _events(session, rows, sweep.action, now, reason=reason, payload_of=payload_of,
+            from_status=sweep.status, to_status=to_status, visibility=effects.visibility)
+    if effects.notify is not None:
+        fanout.notify_tickets(session, [r.id for r in rows], effects.notify, at=now, body=reason or "")
     return len(rows)
+
+
+def send_reminders(session: Session, now: datetime | None = None) -> int:
+    """Send the reminders that are due (催办, ``SWEEPS["remind"]``); returns how many tickets were reminded."""
+    return run_sweep(session, "remind", now or clock.now())
 
 
 def mark_overdue(session: Session, now: datetime | None = None) -> tuple[int, int]:
-    """Mark deadlines passed as overdue (level 1) and escalate to level 2 five working days later.
-    Returns ``(overdue, escalated_to_level_2)``."""
-    now = now or clock.now()
-    level1 = session.execute(
-        sa.update(T).where(T.c.overdue_at <= now)
-        .values(overdue_at=None, overdue_count=T.c.overdue_count + 1,
-                escalation_level=sa.case((T.c.escalation_level < 1, 1), else_=T.c.escalation_level),
-                version=T.c.version + 1, updated_at=now)
-        .returning(T.c.id, T.c.status, T.c.due_step, T.c.due_at)
-    ).all()
-    _events(session, level1, "overdue", now, reason="已超过办理期限，自动督办（一级）",
-            payload_of=lambda r: {"level": 1, "step": r.due_step, "due_at": r.due_at.isoformat()})
-    notifications.notify_many(session, [r.id for r in level1], "overdue", at=now)
+    """Mark deadlines passed as overdue (level 1, ``SWEEPS["overdue"]``) and escalate to level 2 five
+    working days later (``SWEEPS["escalate"]``). Returns ``(overdue, escalated_to_level_2)``.
 
-    # one level 2 per deadline missed by five working days, also on a ticket already at level 2
-    # for an earlier deadline (a level 2 by hand disarms the running deadline's: service._on_escalate)
-    level2 = session.execute(
-        sa.update(T).where(T.c.level2_at <= now, T.c.overdue_at.is_(None))
-        .values(level2_at=None, escalation_level=2, version=T.c.version + 1, updated_at=now)
-        .returning(T.c.id, T.c.status, T.c.due_step, T.c.due_at)
-    ).all()
-    _events(session, level2, "escalate", now, reason="超期五个工作日仍未办结，自动督办升级（二级）",
-            payload_of=lambda r: {"level": 2, "step": r.due_step, "due_at": r.due_at.isoformat() if r.due_at else None,
-                                  "automatic": True})
-    notifications.notify_many(session, [r.id for r in level2], "escalated", at=now)
-    return len(level1), len(level2)
+    One level 2 per deadline missed by five working days, also on a ticket already at level 2 for
+    an earlier deadline (a level 2 by hand disarms the running deadline's: actions._on_escalate)."""
+    now = now or clock.now()
+    return run_sweep(session, "overdue", now), run_sweep(session, "escalate", now)
 
 
 def auto_close(session: Session, now: datetime | None = None) -> int:
-    """Close replied tickets whose feedback deadline has passed (rating ``none``, closed at the
-    deadline). Returns how many were closed."""
-    now = now or clock.now()
-    rows = session.execute(
-        sa.update(T).where(T.c.status == TicketStatus.replied.value, T.c.due_step == "feedback",
-                           T.c.due_at <= now)
-        .values(status=AUTO_CLOSE_TO, rating="none", closed_at=T.c.due_at, due_at=None, due_step=None,
-                remind_at=None, overdue_at=None, level2_at=None, version=T.c.version + 1, updated_at=now)
-        .returning(T.c.id, T.c.status, T.c.closed_at)
-    ).all()
-    _events(session, rows, wf.Action.auto_close.value, now, reason="答复后逾期未评价，系统自动办结",
-            payload_of=lambda r: {"rating": "none", "closed_at": r.closed_at.isoformat()},
-            from_status=TicketStatus.replied.value, to_status=AUTO_CLOSE_TO, visibility="public")
-    notifications.notify_many(session, [r.id for r in rows], "closed", at=now)
-    return len(rows)
+    """Close replied tickets whose feedback deadline has passed (``SWEEPS["auto_close"]``): the same
+    ``auto_close`` as :func:`service.tickets.actions.apply_action` (rating ``none``, closed at the
+    feedback deadline, docs/decisions.md). Returns how many were closed."""
+    return run_sweep(session, "auto_close", now or clock.now())
 
 
 def scan(session: Session, now: datetime | None = None) -> SweepResult:

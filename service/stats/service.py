@@ -32,7 +32,8 @@ from sqlmodel import Session
 
 from service.auth.actor import Actor
 from service.categories.models import Category
-from service.clock import SHANGHAI
+from service.clock import office_zone
+from service.config import get_settings
 from service.departments.models import Department
 from service.errors import FieldError
 from service.regions.models import Grid
@@ -73,8 +74,8 @@ def period_bounds(date_from: date, date_to: date) -> tuple[datetime, datetime]:
     """
     if date_to < date_from:
         raise FieldError("date_to", "结束日期不能早于开始日期")
-    start = datetime.combine(date_from, time.min, tzinfo=SHANGHAI)
-    end = datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=SHANGHAI)
+    start = datetime.combine(date_from, time.min, tzinfo=office_zone())
+    end = datetime.combine(date_to + timedelta(days=1), time.min, tzinfo=office_zone())
     return start, end
 
 
@@ -89,7 +90,7 @@ def _group_expr(session: Session, group_by: str):
         return Ticket.grid_id
     if group_by == "month":
         if session.get_bind().dialect.name == "postgresql":
-            return sa.func.to_char(sa.func.timezone("Asia/Shanghai", Ticket.submitted_at), "YYYY-MM")
+            return sa.func.to_char(sa.func.timezone(get_settings().timezone, Ticket.submitted_at), "YYYY-MM")
         return sa.func.strftime("%Y-%m", Ticket.submitted_at, "+8 hours")
     raise FieldError("group_by", f"可选分组：{', '.join(GROUPINGS)}")
 

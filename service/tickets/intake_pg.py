@@ -9,8 +9,9 @@ data-modifying ``WITH`` statement does in one, in its own implicit transaction:
    submission the general path must decide uses up no number here;
 2. inserts the ticket with the values of :func:`service.tickets.intake.new_ticket_columns` (the
    same rules as every other writer), the grid and officer read from the enterprise row;
-3. inserts its ``submit`` event and the ``submitted`` notification of the responsible officer
-   (:func:`service.notifications.service.recipients`), with a delivery per configured channel and
+3. inserts its ``submit`` event and the notification of ``submit`` to its recipients (both as
+   declared in :data:`service.tickets.effects.EFFECTS`; the notification by the one fan-out,
+   :func:`service.notifications.fanout.insert_statement`, compiled into the statement), with a delivery per configured channel and
    their ``notifications.deliver`` outbox message;
 4. with an ``Idempotency-Key``, inserts the key first (``ON CONFLICT DO NOTHING``) and the ticket
    only when the key was new; a concurrent retry waits on the key until the first commits.
@@ -39,6 +40,7 @@ import anyio
 import psycopg
 import pydantic_core
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlmodel import Session
 
 from service import clock, jobs
@@ -49,10 +51,11 @@ from service.common.enums import STATUS_LABELS, Role
 from service.config import get_settings
 from service.db import async_connection, database_key
 from service.errors import FieldError, Unavailable
-from service.notifications.service import TITLES
+from service.notifications import fanout
 from service.sla.deadlines import deadline_view
 from service.sla.policy import cached_category, snapshot_is_fresh
 from service.tickets import intake, schemas
+from service.tickets.effects import EFFECTS
 from service.tickets.models import Ticket
 
 
@@ -85,7 +88,7 @@ def prepare(session: Session, actor: Actor, data: schemas.TicketCreate,
         NotAllowed (403), FieldError (422): as :func:`service.tickets.intake.resolve_submitter`;
             a key longer than 255 characters.
     """
-    from service.tickets.service import request_hash  # the service module imports this one
+    from service.tickets.submission import request_hash  # submission imports the notifications
 
     enterprise_id, channel = intake.resolve_submitter(actor, data)
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
@@ -102,14 +105,14 @@ def prepare(session: Session, actor: Actor, data: schemas.TicketCreate,
         channel=channel, priority=data.priority.value, submitted_by_id=actor.user_id, at=at,
     )
     settings = get_settings()
-    year = at.astimezone(clock.SHANGHAI).year
+    year = at.astimezone(clock.office_zone()).year
     params = dict(
         p_row=pydantic_core.to_json(columns).decode(),  # datetimes as ISO 8601 (UTC, "Z")
         p_enterprise_id=enterprise_id, p_category_id=category_id, p_service_type=service_type,
         p_number_prefix=f"{settings.ticket_number_prefix}{year}-", p_sequence=f"ticket_number_{int(year)}",
         p_category_code=data.category_code, p_actor_id=actor.user_id, p_actor_role=actor.role,
         p_at=at, p_event_payload=_json({"channel": channel}),
-        p_notification_prefix=f"{TITLES['submitted']}：", p_webhook_url=settings.webhook_url,
+        p_webhook_url=settings.webhook_url, **_fanout()[1],
     )
     if idempotency_key is not None:
         params.update(p_key=idempotency_key, p_request_hash=request_hash(data))
@@ -170,18 +173,14 @@ def _statement(with_key: bool, webhook: bool, email: bool) -> str:
         parts.append("s AS (SELECT nextval(to_regclass(%(p_sequence)s::text)) AS n FROM e, c)")
     parts.append(
         f"t AS (INSERT INTO ticket ({', '.join(names)}) SELECT {', '.join(values)} FROM {sources} "
-        "WHERE s.n IS NOT NULL RETURNING id, number, officer_id, grid_id, status, title)")
+        f"WHERE s.n IS NOT NULL RETURNING {', '.join(dict.fromkeys(('grid_id', *fanout.TICKET_COLUMNS)))})")
     parts.append(
         "ev AS (INSERT INTO ticket_event (ticket_id, actor_id, actor_role, action, from_status, to_status, "
         "reason, payload, visibility, created_at) SELECT t.id, %(p_actor_id)s::integer, %(p_actor_role)s::text, "
-        "'submit', NULL, t.status, NULL, %(p_event_payload)s::json, 'public', %(p_at)s::timestamptz FROM t)")
-    # recipients of "submitted": the responsible officer (notifications.service.recipients)
-    parts.append(
-        "nt AS (INSERT INTO notification (user_id, ticket_id, kind, title, body, payload, created_at) "
-        "SELECT t.officer_id, t.id, 'submitted', "
-        "substr(%(p_notification_prefix)s::text || t.number || ' ' || t.title, 1, 200), '', "
-        "json_build_object('number', t.number, 'status', t.status, 'step', NULL), %(p_at)s::timestamptz "
-        "FROM t WHERE t.officer_id IS NOT NULL RETURNING id, user_id)")
+        f"'submit', NULL, t.status, NULL, %(p_event_payload)s::json, '{EFFECTS['submit'].visibility}', "
+        "%(p_at)s::timestamptz FROM t)")
+    # the notification of submit, from the one fan-out (notifications.fanout), over the new ticket
+    parts.append(f"nt AS ({_fanout()[0]})")
     outbox = "NULL::integer"
     if webhook or email:
         deliveries = []
@@ -200,6 +199,20 @@ def _statement(with_key: bool, webhook: bool, email: bool) -> str:
             "%(p_at)s::timestamptz, 0 FROM d HAVING count(*) > 0 RETURNING id)")
         outbox = "(SELECT id FROM o)"
     return "WITH " + ",\n".join(parts) + f"\nSELECT t.id, t.number, t.officer_id, t.grid_id, {outbox} FROM t"
+
+
+@lru_cache(maxsize=1)
+def _fanout() -> tuple[str, dict[str, Any]]:
+    """The ``INSERT INTO notification ... RETURNING id, user_id`` of ``submit``'s notification kind
+    (:data:`service.tickets.effects.EFFECTS`), built by :func:`service.notifications.fanout.insert_statement`
+    over the CTE ``t`` and compiled for psycopg once: its SQL and its constant parameters."""
+    t = sa.table("t", *(sa.column(c, Ticket.__table__.c[c].type) for c in fanout.TICKET_COLUMNS))
+    kind = EFFECTS["submit"].notify
+    stmt = fanout.insert_statement(kind, t, None, at=sa.literal_column("CAST(__P_AT__ AS TIMESTAMP WITH TIME ZONE)"),
+                                   body="", dialect="postgresql")
+    compiled = stmt.compile(dialect=psycopg_dialect.dialect())
+    params = {k: v for k, v in compiled.params.items()}
+    return str(compiled).replace("__P_AT__", "%(p_at)s"), params
 
 
 def _sql(prepared: Prepared) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from service.common.enums import STATUS_LABELS, Role, TicketStatus
+from service.common.enums import OPEN_STATUSES, STATUS_LABELS, Role, TicketStatus
 from service.errors import IllegalTransition, NotAllowed
 
 S = TicketStatus
@@ -67,9 +67,6 @@ class Transition:
 def _t(next_status: TicketStatus | None, *roles: str) -> Transition:
     return Transition(next_status, frozenset(roles))
 
-
-OPEN_STATUSES = (S.submitted, S.accepted, S.dispatched, S.in_progress, S.on_hold, S.replied)
-HANDLING_STATUSES = (S.dispatched, S.in_progress, S.on_hold)
 
 TRANSITIONS: dict[tuple[TicketStatus, Action], Transition] = {
     (S.submitted, Action.accept): _t(S.accepted, R.officer),

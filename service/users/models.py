@@ -34,6 +34,9 @@ class User(SQLModel, table=True):
     phone: str | None = Field(default=None, max_length=32)
     email: str | None = Field(default=None, max_length=254)
     is_active: bool = True
+    #: Bumped when the password or the role changes: access tokens carry the value they were
+    #: issued with (claim ``ver``) and stop working once it differs (issue 11, SPEC §9).
+    token_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)
 
 

@@ -44,9 +44,22 @@ class UserCreate(InputModel):
 
 
 class UserUpdate(InputModel):
-    """Body of ``PATCH /users/{id}`` (admin): only the fields given change."""
+    """Body of ``PATCH /users/{id}`` (admin): only the fields given change. A new ``password``
+    ends the user's current sessions (their access tokens stop working)."""
 
     full_name: FullName | None = None
     password: str | None = Field(default=None, min_length=8, max_length=128)
     is_active: bool | None = None
     phone: str | None = Field(default=None, max_length=32)
+
+
+class UserRoleChange(InputModel):
+    """Body of ``PUT /users/{id}/role`` (admin): the user's new role and its scope (SPEC §1), as in
+    :class:`UserCreate`: ``enterprise_id`` for an enterprise user, ``department_id`` for a
+    department user, ``region_id`` optional (a supervisor's region); the other fields are cleared.
+    A change of role ends the user's current sessions (their access tokens stop working)."""
+
+    role: Role
+    enterprise_id: int | None = Field(default=None, ge=1)
+    department_id: int | None = Field(default=None, ge=1)
+    region_id: int | None = Field(default=None, ge=1)

@@ -39,7 +39,7 @@ def run(
     if kind not in KINDS:
         raise typer.BadParameter(f"kind must be one of {', '.join(KINDS)}", param_hint="KIND")
     day: date = on.date() if on else cadences.today()
-    from service.cli import require_migrated
+    from qifu.cli import require_migrated
 
     require_migrated()
     with session_scope() as session:
@@ -60,7 +60,7 @@ def catch_up(
     for k in kinds:
         if k not in KINDS:
             raise typer.BadParameter(f"kind must be one of {', '.join(KINDS)}", param_hint="--kind")
-    from service.cli import require_migrated
+    from qifu.cli import require_migrated
 
     require_migrated()
     results = run_due_each(kinds)

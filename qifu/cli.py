@@ -17,6 +17,15 @@ app = typer.Typer(help="Qifu 企服 — enterprise service platform backend", no
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@app.callback()
+def _start() -> None:
+    """Every command: outbox messages written by this process go to the broker (or the embedded
+    worker threads when no Redis is configured), as the API's do."""
+    from workers.dispatch import register
+
+    register()
+
+
 def _alembic_config():
     from alembic.config import Config
 
@@ -102,10 +111,16 @@ def serve(
 ) -> None:
     """Serve the API with uvicorn (no migrations; see `standalone`). Several workers each get
     their own listening socket on Linux (SO_REUSEPORT), so connections are spread evenly."""
-    from service.serve import ServingFailed
-    from service.serve import serve as run
+    from qifu.serve import ServingFailed
+    from qifu.serve import serve as run
+    from service.auth.secret_file import SettingsRefused, check_settings
 
     logging.basicConfig(level=logging.INFO)
+    try:
+        check_settings()  # refuse at start, not with a 500 on every request (issue 11)
+    except SettingsRefused as exc:
+        typer.echo(f"qifu: {exc}", err=True)
+        raise typer.Exit(2) from None
     try:
         run(host=host, port=port, workers=workers, log_level=log_level, access_log=access_log)
     except ServingFailed as exc:
@@ -120,7 +135,16 @@ def serve(
 def standalone(host: str = "127.0.0.1", port: int = 8000) -> None:
     """The embedded default: migrate the database (SQLite unless QIFU_DATABASE_URL says
     otherwise), load the seeds, and serve the API with OpenAPI docs at /docs."""
+    from service.auth.secret_file import SettingsRefused, ensure_standalone_secret
+
     logging.basicConfig(level=logging.INFO)
+    try:
+        secret_file = ensure_standalone_secret()
+    except SettingsRefused as exc:
+        typer.echo(f"qifu: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if secret_file is not None:
+        typer.echo(f"JWT 密钥：{secret_file}（首次启动时随机生成，请勿泄露）")
     run_migrations()
     counts = run_seeds()
     typer.echo("种子数据：" + ", ".join(f"{k}={v}" for k, v in counts.items()))
@@ -186,14 +210,14 @@ def import_(
     import time
 
     from service.db import get_engine
-    from service.imports.reader import ImportFileError
-    from service.imports.service import (
+    from service.imports import (
         ImportConfigError,
         ImportOptions,
         import_files,
         load_mapping_file,
         parse_column_map,
     )
+    from service.imports.reader import ImportFileError
 
     try:
         kwargs = load_mapping_file(mapping) if mapping else {}
@@ -318,9 +342,13 @@ def stats(
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
-from service.cadences.cli import cadence_app  # noqa: E402
+from qifu.cadence_cli import cadence_app  # noqa: E402
 
 app.add_typer(cadence_app, name="cadence")
+
+from qifu.user_cli import user_app  # noqa: E402
+
+app.add_typer(user_app, name="user")
 
 sla_app = typer.Typer(help="SLA: deadlines, reminders, escalation, auto-close")
 app.add_typer(sla_app, name="sla")
@@ -343,5 +371,5 @@ def main() -> None:  # pragma: no cover
     app()
 
 
-if __name__ == "__main__":  # pragma: no cover - python -m service.cli
+if __name__ == "__main__":  # pragma: no cover - python -m qifu.cli
     main()

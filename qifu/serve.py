@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 log = logging.getLogger("qifu.serve")
-APP = "service.app:app"
+APP = "qifu.app:app"
 STARTUP_FAILURE = 3  # uvicorn's exit code when the application fails to start (lifespan, import)
 QUICK_DEATH = 5.0  # seconds: a worker dying sooner than this after it began to serve died "quickly"
 MAX_QUICK_DEATHS = 5  # consecutive quick deaths after which the supervisor gives up

@@ -40,7 +40,7 @@ def migrate(url: str) -> None:
     """Build the schema at ``url`` (PostgreSQL or SQLite) with the Alembic migrations."""
     from alembic import command
 
-    from service.cli import _alembic_config
+    from qifu.cli import _alembic_config
 
     cfg = _alembic_config()
     cfg.attributes["url"] = url

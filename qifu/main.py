@@ -29,7 +29,8 @@ def _field_name(loc: tuple) -> str:
 
 
 async def app_error_handler(_request: Request, exc: AppError) -> JSONResponse:
-    return JSONResponse(exc.to_problem(), status_code=exc.status, media_type=PROBLEM)
+    return JSONResponse(exc.to_problem(), status_code=exc.status, media_type=PROBLEM,
+                        headers=getattr(exc, "headers", None))
 
 
 async def validation_error_handler(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -42,8 +43,10 @@ async def validation_error_handler(_request: Request, exc: RequestValidationErro
 
 
 async def http_error_handler(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    titles = {401: "未登录或登录已过期", 403: "无权操作", 404: "未找到", 405: "方法不允许"}
-    response = _problem(exc.status_code, titles.get(exc.status_code, "请求有误"), str(exc.detail))
+    titles = {401: "未登录或登录已过期", 403: "无权操作", 404: "未找到", 405: "方法不允许", 413: "请求体过大"}
+    types = {413: "/problems/body-too-large"}
+    response = _problem(exc.status_code, titles.get(exc.status_code, "请求有误"), str(exc.detail),
+                        types.get(exc.status_code, "about:blank"))
     for k, v in (exc.headers or {}).items():
         response.headers[k] = v
     return response
@@ -66,20 +69,27 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
 def create_app() -> FastAPI:
     """Build the API application (routers under ``/api/v1``, problem+json errors, health)."""
     from service.auth.router import router as auth_router
+    from service.auth.secret_file import check_settings
     from service.cadences.router import router as cadences_router
     from service.calendar.router import router as calendar_router
+    from service.common.body_limit import BodySizeLimit
     from service.notifications.router import router as notifications_router
     from service.reference.router import router as reference_router
     from service.sla.router import router as sla_router
     from service.stats.router import router as stats_router
     from service.tickets.router import router as tickets_router
+    from workers.dispatch import register
 
+    register()  # outbox messages written by requests go to the broker (or the embedded workers)
+
+    settings = check_settings()  # invalid settings (a weak JWT secret): no app, not a 500 per request
     app = FastAPI(
         lifespan=_lifespan,
         title="Qifu 企服 API",
         version="0.1.0",
         description="企业服务诉求平台：诉求受理、交办、答复、评价与统计。错误均为 RFC 9457 problem+json。",
     )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_exception_handler(AppError, app_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)

@@ -1,0 +1,28 @@
+"""The database layer: naming rules (:mod:`.naming`), column types (:mod:`.types`), the engine and
+units of work (:mod:`.engine`), the request's session (:mod:`.request`) and the async pools of the
+intake statement (:mod:`.async_pool`).
+
+Every public name is importable from ``service.db`` (``from service.db import session_scope``);
+the naming rules are applied to ``SQLModel.metadata`` first, before any table model is defined.
+"""
+
+from service.db.naming import NAMING_CONVENTION  # noqa: I001  (first: the metadata's naming rules)
+from service.db.async_pool import async_connection, close_async_pools, open_async_pools
+from service.db.engine import (
+    PING_AFTER_IDLE_SECONDS,
+    database_key,
+    get_engine,
+    idle_too_long,
+    insert_now,
+    insert_unless_duplicate,
+    make_engine,
+    session_scope,
+)
+from service.db.request import POOL_RESERVE, commit_in_thread, get_session
+from service.db.types import UTCDateTime, check_in
+
+__all__ = [
+    "NAMING_CONVENTION", "PING_AFTER_IDLE_SECONDS", "POOL_RESERVE", "UTCDateTime", "async_connection",
+    "check_in", "close_async_pools", "commit_in_thread", "database_key", "get_engine", "get_session",
+    "idle_too_long", "insert_now", "insert_unless_duplicate", "make_engine", "open_async_pools", "session_scope",
+]
