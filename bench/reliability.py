@@ -193,7 +193,6 @@ def _with_db_and_redis(args) -> dict:
 
     os.environ.setdefault("QIFU_ENVIRONMENT", "test")
     from tests.scratch_db import scratch_database
-
     from tests.test_celery_integration import PrivateRedis
     from tests.test_reliability import redis_down_run, worker_kill_run
 

@@ -38,8 +38,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
-from tests.scratch_db import build_database, create_database  # noqa: E402
 from sqlmodel import Session  # noqa: E402
+
+from tests.scratch_db import build_database, create_database  # noqa: E402
 
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 NOW = datetime(2026, 6, 10, 2, 0, tzinfo=UTC)  # a Wednesday, 10:00 in Asia/Shanghai

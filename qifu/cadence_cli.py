@@ -41,8 +41,10 @@ def run(
 
     if kind not in KINDS:
         raise typer.BadParameter(f"kind must be one of {', '.join(KINDS)}", param_hint="KIND")
+    from qifu.cli import require_migrated
     from service.errors import FieldError
 
+    require_migrated()
     try:
         day: date = cadences.check_run_date(on.date(), force=force) if on else cadences.today()
     except FieldError as exc:
@@ -65,6 +67,9 @@ def catch_up(
     for k in kinds:
         if k not in KINDS:
             raise typer.BadParameter(f"kind must be one of {', '.join(KINDS)}", param_hint="--kind")
+    from qifu.cli import require_migrated
+
+    require_migrated()
     results = run_due_each(kinds)
     for r in results:
         typer.echo(json.dumps(r, ensure_ascii=False))

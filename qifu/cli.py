@@ -42,6 +42,41 @@ def run_migrations() -> None:
     command.upgrade(_alembic_config(), "head")
 
 
+#: Exit status of a command run on a database whose schema is missing or not the latest (1: an
+#: error while running, 2: unusable options or files).
+EXIT_NOT_MIGRATED = 3
+
+
+def schema_problem(engine) -> str | None:
+    """``None`` when the database behind ``engine`` is at the migrations' head revision(s); else a
+    message (Chinese) saying to run ``qifu migrate``: never migrated (no ``alembic_version``
+    table, or an empty one), or at another revision (older code's schema, or newer)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    heads = set(ScriptDirectory.from_config(_alembic_config()).get_heads())
+    with engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    where = engine.url.render_as_string(hide_password=True)
+    if not current:
+        return f"数据库 {where} 尚未迁移（没有表结构）：请先运行 qifu migrate"
+    if current != heads:
+        return (f"数据库 {where} 的结构版本 {', '.join(sorted(current))} 不是本程序的版本 "
+                f"{', '.join(sorted(heads))}：请先运行 qifu migrate")
+    return None
+
+
+def require_migrated() -> None:
+    """Stop the command with a clear message and :data:`EXIT_NOT_MIGRATED` (not a traceback from
+    the first query) when the configured database is not migrated to the latest revision."""
+    from service.db import get_engine
+
+    problem = schema_problem(get_engine())
+    if problem is not None:
+        typer.echo(f"错误：{problem}", err=True)
+        raise typer.Exit(EXIT_NOT_MIGRATED)
+
+
 def run_seeds(enterprises: int = 300) -> dict[str, int]:
     """Load the seed county (idempotent); returns counts created per table."""
     from seeds.loader import load_seeds
@@ -61,6 +96,7 @@ def migrate() -> None:
 @app.command()
 def seed(enterprises: Annotated[int, typer.Option(help="number of demo enterprises")] = 300) -> None:
     """Load the seed county: regions, grids, departments, categories, users, enterprises."""
+    require_migrated()
     counts = run_seeds(enterprises)
     typer.echo("种子数据已加载：" + ", ".join(f"{k}={v}" for k, v in counts.items()))
 
@@ -207,6 +243,7 @@ def import_(
     kwargs.update({k: v for k, v in given.items() if v is not None})
     kwargs.update(limit=limit, dry_run=dry_run, batch_size=batch_size)
     options = ImportOptions(**kwargs)
+    require_migrated()
 
     engine = get_engine()
     if jobs is None:  # PostgreSQL: one process per file, up to the CPU count; SQLite: one writer
@@ -265,6 +302,7 @@ def stats(
 
     if group_by not in GROUPINGS:
         raise typer.BadParameter(f"可选：{', '.join(GROUPINGS)}", param_hint="--group-by")
+    require_migrated()
     start, end = _dates(date_from, date_to)
     filters = Filters(department_id, region_id, grid_id, category_id, service_type, channel, officer_id)
     rows, total = _stats_call(lambda session, actor: summary(session, actor, start, end, group_by, filters))
@@ -292,6 +330,7 @@ def ranking(
     from service.stats import export
     from service.stats.service import department_ranking, parse_period, ranking_weights
 
+    require_migrated()
     try:
         kind, first, last = parse_period(period)
     except AppError as exc:
@@ -403,6 +442,7 @@ def sla_scan() -> None:
     from service.db import session_scope
     from service.sla import sweeps
 
+    require_migrated()
     with session_scope() as session:
         result = sweeps.scan(session)
     typer.echo(f"催办 {result.reminded}，超期督办 {result.overdue}，升级督办 {result.escalated}，"

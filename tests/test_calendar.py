@@ -372,13 +372,19 @@ def test_fallback_year_is_monday_to_friday_with_a_warning(caplog) -> None:
     assert all("2027" in r.getMessage() for r in warnings), [r.getMessage() for r in warnings]
 
 
-def test_admin_entered_2027_schedule_takes_effect() -> None:
+def test_admin_entered_2027_schedule_takes_effect(caplog) -> None:
     """Illustrative dates (the real 2027 schedule is not published yet): New Year Fri 1/1 off,
-    Spring Festival Fri 2/5 - Sat 2/13 off with Sun 1/31 and Sun 2/14 worked."""
+    Spring Festival Fri 2/5 - Sat 2/13 off with Sun 1/31 and Sun 2/14 worked. Once entered, the
+    year is no longer "without data": no warning (issue 11)."""
     holidays = [date(2027, 1, 1)] + [date(2027, 2, 5) + timedelta(days=i) for i in range(9)]
     workdays = [date(2027, 1, 31), date(2027, 2, 14)]
     cal = WorkingCalendar({**dict.fromkeys(holidays, False), **dict.fromkeys(workdays, True)})
     assert cal.is_fallback_year(2027)  # still no official data; the overrides fill it in
+    assert cal.has_admin_schedule(2027) and not cal.has_admin_schedule(2028)
+    assert not WorkingCalendar({date(2027, 1, 31): True}).has_admin_schedule(2027)  # a worked day only
+    with caplog.at_level(logging.WARNING, logger="qifu.calendar"):
+        assert len(list(cal.working_days(date(2027, 1, 1), date(2027, 12, 31)))) == 261 - 7 + 2
+    assert not [r for r in caplog.records if "2027" in r.getMessage()]
     assert local(cal.add_working_days(at(2026, 12, 31, 10), 1)) == at(2027, 1, 4, 17, 30)
     assert local(cal.add_working_days(at(2027, 1, 29, 10), 1)) == at(2027, 1, 31, 17, 30)
     assert local(cal.add_working_days(at(2027, 2, 4, 10), 1)) == at(2027, 2, 14, 17, 30)

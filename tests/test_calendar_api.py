@@ -157,6 +157,8 @@ def test_put_a_whole_year(client: TestClient, admin, login, session: Session) ->
     assert body["year"] == 2027
     assert body["official_data"] is False  # still no package data; the overrides fill the year in
     assert body["working_days"] == 261 - 7 + 2  # seven weekday holidays off, two Sundays worked
+    assert body["warning"] is None  # entered: no "without official data" warning any more (issue 11)
+    assert client.get(API, params={"year": 2027}, headers=login("ent1")).json()["warning"] is None
     assert len(body["overrides"]) == 12
     assert {o["note"] for o in body["overrides"]} == {"2027年安排"}
 
@@ -178,10 +180,24 @@ def test_put_a_whole_year(client: TestClient, admin, login, session: Session) ->
     cal = get_calendar(session)
     assert not cal.is_working_day(date(2027, 1, 31)) and cal.is_working_day(date(2027, 2, 8))
 
-    # other years' overrides are untouched by a year's replacement
+    assert resp.json()["warning"] is None
+
+    # other years' overrides are untouched by a year's replacement; an emptied year warns again
     client.put(f"{API}/overrides/2026-10-05", json={"is_working_day": True}, headers=admin)
-    client.put(f"{API}/years/2027", json={}, headers=admin)
+    emptied = client.put(f"{API}/years/2027", json={}, headers=admin).json()
+    assert "2027" in emptied["warning"]
     assert get_calendar(session).overrides == {date(2026, 10, 5): True}
+
+
+def test_the_warning_goes_once_the_days_off_are_entered_day_by_day(client: TestClient, admin, login) -> None:
+    """A worked day alone (a make-up Sunday) does not make the year entered; a day off does."""
+    assert client.get(API, params={"year": 2027}, headers=admin).json()["warning"]
+    client.put(f"{API}/overrides/2027-01-31", json={"is_working_day": True}, headers=admin)
+    assert client.get(API, params={"year": 2027}, headers=admin).json()["warning"]
+    client.put(f"{API}/overrides/2027-01-01", json={"is_working_day": False, "note": "元旦"}, headers=admin)
+    body = client.get(API, params={"year": 2027}, headers=login("officer1")).json()
+    assert body["warning"] is None and body["official_data"] is False and body["working_days"] == 261
+    assert client.get(API, params={"year": 2028}, headers=admin).json()["warning"]  # other years still warn
 
 
 @pytest.mark.parametrize("username", ["officer1", "ent1", "supervisor1", "dept_fgj"])

@@ -27,8 +27,9 @@ from service.enterprises.models import Enterprise
 from service.notifications import fanout
 from service.notifications.models import Notification
 from service.sla import sweeps
+from service.sla.deadlines import DEADLINE_ORIGINS
 from service.tickets import workflow as wf
-from service.tickets.effects import EFFECTS, SWEEPS, effects_of
+from service.tickets.effects import EFFECTS, STEP_DEADLINE, SWEEPS, effects_of
 from service.tickets.models import Ticket, TicketCoDepartment, TicketEvent
 from service.users.models import User
 from tests import factories as f
@@ -53,7 +54,8 @@ def expected_recipients(session: Session, ticket: Ticket, kind: str | None) -> s
     officer = {ticket.officer_id} if ticket.officer_id else set()
     lead = [ticket.lead_department_id] if ticket.lead_department_id else []
     out: set[int] = set()
-    for group in fanout.groups_of(kind):
+    enterprise_users = active(User.role == "enterprise", User.enterprise_id == ticket.enterprise_id)
+    for group in fanout.groups_of(kind, ticket.due_step):
         if group == "officer":
             out |= officer
         elif group == "lead_department":
@@ -64,7 +66,9 @@ def expected_recipients(session: Session, ticket: Ticket, kind: str | None) -> s
             out |= handlers(session.exec(select(TicketCoDepartment.department_id)
                                          .where(TicketCoDepartment.ticket_id == ticket.id)).all())
         elif group == "enterprise":
-            out |= active(User.role == "enterprise", User.enterprise_id == ticket.enterprise_id)
+            out |= enterprise_users
+        elif group == "enterprise_else_officer":
+            out |= enterprise_users or officer
         elif group == "county_supervisors":
             out |= active(User.role == "supervisor", User.region_id.is_(None))
         else:  # pragma: no cover
@@ -98,7 +102,7 @@ def check_declared(session: Session, ticket: Ticket, action: str, before: dict, 
     assert set(ids) == expected_recipients(session, ticket, effects.notify), action
     for n in got:
         assert n.payload == {"number": ticket.number, "status": ticket.status, "step": ticket.due_step}
-        assert n.created_at == at and n.title.startswith(fanout.TITLES.get(n.kind, n.kind) + "：")
+        assert n.created_at == at and n.title.startswith(fanout.title_of(n.kind, ticket.due_step) + "：")
         if notify_body is not None:
             assert n.body == notify_body
     [event] = [e for e in events_after(session, ticket, e_after) if e.action == action]
@@ -144,6 +148,16 @@ def test_every_action_and_sweep_is_declared():
         for column in (*effects.stamp, *effects.stamp_first, *effects.clear, *effects.set, *effects.bump,
                        *effects.payload):
             assert column in Ticket.__table__.c, (name, column)
+    # a kind's groups by running step (the feedback reminder) name steps and kinds that exist
+    for kind, by_step in (*fanout.STEP_RECIPIENTS.items(), *fanout.STEP_TITLES.items()):
+        assert kind in fanout.RECIPIENTS and set(by_step) <= set(STEP_DEADLINE), kind
+    assert fanout.groups_of("reminded", "feedback") == ("enterprise_else_officer",)
+    assert fanout.title_of("reminded", "feedback") == "请评价办理结果"
+    assert fanout.groups_of("reminded", "reply") == fanout.RECIPIENTS["reminded"]
+    # the actions that start a deadline (one overdue per deadline, SPEC §4) are read from the declaration
+    assert {
+        "accept": {"submit"}, "claim": {"dispatch", "reopen"}, "first_reply": {"submit", "reopen", "approve_extension"},
+        "reply": {"claim", "approve_extension"}, "feedback": {"reply", "answer"}} == DEADLINE_ORIGINS
     # an enterprise's confirmation and the sweep's auto-close are the same close
     confirm, auto = EFFECTS["confirm"], EFFECTS["auto_close"]
     assert (confirm.stamp, confirm.notify, confirm.sla, confirm.visibility, confirm.payload) == \
@@ -193,7 +207,10 @@ def test_each_sweep_does_what_is_declared(session, quiet_sweeps):
         handled = f.make_ticket(session, "in_progress", lead_department="RSJ", co_departments=["ZJJ"])
         unhandled = f.make_ticket(session, "submitted", title="还没受理的诉求")
         replied = f.make_ticket(session, "replied", lead_department="RSJ")
-    runs = [("remind", unhandled, unhandled.remind_at), ("remind", handled, handled.remind_at),
+    # the feedback step's reminder goes to the enterprise (fanout.STEP_RECIPIENTS), before its auto-close
+    assert unhandled.remind_at < replied.remind_at < handled.remind_at  # each run claims its own ticket
+    runs = [("remind", unhandled, unhandled.remind_at), ("remind", replied, replied.remind_at),
+            ("remind", handled, handled.remind_at),
             ("overdue", handled, handled.overdue_at), ("escalate", handled, handled.level2_at),
             ("auto_close", replied, replied.feedback_by + timedelta(minutes=7))]
     for name, ticket, now in runs:

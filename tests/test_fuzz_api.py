@@ -27,9 +27,9 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from qifu.main import create_app
 from sqlmodel import select
 
+from qifu.main import create_app
 from service.categories.models import Category
 from service.departments.models import Department
 from service.regions.models import Region

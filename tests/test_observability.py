@@ -184,8 +184,8 @@ def test_database_unreachable_is_a_503_problem_never_a_500():
     """Every path (here the sync actor lookup and the ORM list), not only the intake statement:
     a refused connection is 503 with Retry-After (SPEC §9; PostgreSQL restarting)."""
     from fastapi.testclient import TestClient
-    from qifu.main import create_app
 
+    from qifu.main import create_app
     from service.auth.security import create_access_token
     from tests.test_notifications import free_port
 

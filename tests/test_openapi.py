@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+
 from qifu.main import create_app
 
 PROBLEM = "application/problem+json"

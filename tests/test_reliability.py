@@ -33,7 +33,6 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
-from tests.scratch_db import scratch_database
 from sqlmodel import Session, select
 
 from bench.harness import ApiServer
@@ -43,6 +42,7 @@ from service.db import make_engine
 from service.enterprises.models import Enterprise
 from service.users.models import User
 from tests.conftest import PG_SERVER
+from tests.scratch_db import scratch_database
 from tests.test_celery_integration import PrivateRedis, Workers
 from tests.test_notifications import SECRET, WebhookReceiver, wait_until
 

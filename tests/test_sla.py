@@ -20,8 +20,10 @@ import sqlalchemy as sa
 import time_machine
 from sqlmodel import Session, select
 
+from service.calendar.service import get_calendar
 from service.notifications.models import Notification
 from service.sla import sweeps
+from service.sla.deadlines import deadline_view
 from service.tickets.models import Ticket, TicketEvent
 from service.users.models import User
 from tests import factories as f
@@ -139,8 +141,11 @@ def test_claim_starts_the_fifteen_day_reply_clock_for_problems(session):
     # feedback: 5 working days after Friday 04-03 → 04-07, 08, 09, 10, 13
     assert t.feedback_by == cst(2026, 4, 13, 17, 30)
     assert (t.due_step, t.due_at) == ("feedback", t.feedback_by)
-    # the feedback limit only closes the ticket: no reminder or escalation is armed
-    assert t.remind_at is None and t.overdue_at is None and t.level2_at is None
+    # SPEC §4: "A reminder (催办) goes out one working day ... before each deadline, the feedback
+    # deadline included" → Friday 04-10 17:30; the feedback limit only closes the ticket: no
+    # overdue or escalation is armed (before issue 11: no reminder either)
+    assert t.remind_at == cst(2026, 4, 10, 17, 30)
+    assert t.overdue_at is None and t.level2_at is None
 
     u = in_progress(session, at=cst(2026, 3, 11, 10), priority="urgent")
     assert u.reply_by == cst(2026, 3, 16, 17, 30)  # urgent: 3 working days from the claim
@@ -532,6 +537,10 @@ def test_auto_close_after_the_feedback_limit(session):
     f.act(session, t, "reply", at=cst(2026, 3, 12, 10))
     assert t.feedback_by == cst(2026, 3, 19, 17, 30)
     session.commit()
+    # SPEC §4: the feedback deadline gets its reminder one working day before (updated in issue
+    # 11: there was none), to the enterprise, which must give the feedback
+    assert sweeps.scan(session, cst(2026, 3, 18, 17, 29, 59)) == sweeps.SweepResult()
+    assert sweeps.scan(session, cst(2026, 3, 18, 17, 30)) == sweeps.SweepResult(reminded=1)
     assert sweeps.scan(session, cst(2026, 3, 19, 17, 29, 59)) == sweeps.SweepResult()
     assert sweeps.scan(session, cst(2026, 3, 19, 18)) == sweeps.SweepResult(closed=1)
     assert sweeps.scan(session, cst(2026, 3, 19, 18)) == sweeps.SweepResult()
@@ -539,7 +548,8 @@ def test_auto_close_after_the_feedback_limit(session):
     f.reload(session, t)
     assert (t.status, t.rating, t.closed_at) == ("closed", "none", cst(2026, 3, 19, 17, 30))
     assert (t.due_step, t.due_at, t.remind_at, t.overdue_at, t.level2_at) == (None,) * 5
-    [ev] = system_events(session, t)
+    remind, ev = system_events(session, t)
+    assert (remind.action, remind.payload["step"]) == ("remind", "feedback")
     assert (ev.action, ev.from_status, ev.to_status, ev.visibility) == ("auto_close", "replied", "closed", "public")
     assert ev.payload["rating"] == "none"
     ent_users = session.exec(select(User.id).where(User.enterprise_id == t.enterprise_id)).all()
@@ -559,6 +569,216 @@ def test_sweeps_read_the_clock_when_no_instant_is_given(session):
     with time_machine.travel(cst(2026, 3, 12, 17, 30), tick=False):
         assert sweeps.scan(session) == sweeps.SweepResult(reminded=1, overdue=1)
     assert [e.created_at for e in system_events(session, t)] == [cst(2026, 3, 12, 17, 30)] * 2
+
+
+# =============================================================================== SPEC §4 rules (issue 11)
+
+def test_level_two_at_the_end_of_the_fifth_working_day_after_a_mid_day_deadline(session):
+    """SPEC §4: level 2 "at the end of the 5th working day after the deadline's day (17:30, by the
+    "N working days" rule)", not 5 × 7 working hours after a mid-day deadline."""
+    t = f.submit(session, at=cst(2026, 3, 11, 10), priority="urgent")  # Wednesday 10:00
+    assert t.accept_by == cst(2026, 3, 11, 12)  # two working hours: Wednesday 12:00
+    # the 5th working day after Wednesday 03-11: 12, 13, 16, 17, 18 → Wednesday 03-18 17:30
+    assert t.level2_at == cst(2026, 3, 18, 17, 30)
+    session.commit()
+    assert sweeps.mark_overdue(session, cst(2026, 3, 11, 12)) == (1, 0)
+    assert sweeps.mark_overdue(session, cst(2026, 3, 18, 12)) == (0, 0)  # 35 working hours: not yet
+    assert sweeps.mark_overdue(session, cst(2026, 3, 18, 17, 29, 59)) == (0, 0)
+    assert sweeps.mark_overdue(session, cst(2026, 3, 18, 17, 30)) == (0, 1)
+    [_, level2] = system_events(session, t)
+    assert (level2.action, level2.payload["level"], level2.created_at) == ("escalate", 2, cst(2026, 3, 18, 17, 30))
+
+    # across the National Day holiday and its make-up Saturday: an urgent ticket of 09-30 17:00
+    # is due 10-08 10:30; 5 working days after 10-08: 10-09, 10-10 (Sat, make-up), 12, 13, 14
+    u = f.submit(session, at=cst(2026, 9, 30, 17), priority="urgent")
+    assert u.accept_by == cst(2026, 10, 8, 10, 30)
+    assert u.level2_at == cst(2026, 10, 14, 17, 30)
+    # a deadline at 17:30 is unchanged by the rule: 5 working days after its own day
+    v = in_progress(session, at=cst(2026, 3, 11, 9, 45), priority="urgent")  # reply by Mon 03-16 17:30
+    assert v.level2_at == cst(2026, 3, 23, 17, 30)
+
+
+def test_a_reminder_before_the_feedback_deadline_goes_to_the_enterprise(session):
+    """SPEC §4: a reminder one working day (urgent: two working hours) before each deadline, the
+    feedback deadline included. The enterprise's users get it (they must give the feedback); the
+    department does not. The feedback deadline itself closes the ticket: no overdue, no level 2."""
+    t = in_progress(session, at=cst(2026, 3, 11, 9, 45))
+    f.act(session, t, "reply", at=cst(2026, 3, 12, 10))  # Thursday
+    assert t.feedback_by == cst(2026, 3, 19, 17, 30)  # 5 working days after Thursday
+    assert (t.remind_at, t.overdue_at, t.level2_at) == (cst(2026, 3, 18, 17, 30), None, None)
+    urgent = in_progress(session, at=cst(2026, 3, 11, 9, 45), priority="urgent")
+    f.act(session, urgent, "reply", at=cst(2026, 3, 12, 10))
+    assert urgent.feedback_by == cst(2026, 3, 19, 17, 30)
+    assert urgent.remind_at == cst(2026, 3, 19, 15, 30)  # two working hours before
+    # a consultation answered directly has the same feedback step
+    answered = f.submit(session, at=cst(2026, 3, 11, 10), category_code="consultation.tax")
+    f.act(session, answered, "answer", at=cst(2026, 3, 11, 14))
+    assert (answered.feedback_by, answered.remind_at) == (cst(2026, 3, 18, 17, 30), cst(2026, 3, 17, 17, 30))
+    # given in time, before the reminder: nothing is armed any more
+    early = in_progress(session, at=cst(2026, 3, 11, 9, 45))
+    f.act(session, early, "reply", at=cst(2026, 3, 12, 10))
+    f.act(session, early, "confirm", at=cst(2026, 3, 13, 10))
+    assert early.remind_at is None
+    session.commit()
+
+    assert sweeps.scan(session, cst(2026, 3, 17, 17, 30)) == sweeps.SweepResult(reminded=1)  # answered
+    # t reminded, answered closed
+    assert sweeps.scan(session, cst(2026, 3, 18, 17, 30)) == sweeps.SweepResult(reminded=1, closed=1)
+    assert sweeps.scan(session, cst(2026, 3, 19, 15, 30)) == sweeps.SweepResult(reminded=1)  # urgent
+    assert sweeps.scan(session, cst(2026, 3, 19, 17, 30)) == sweeps.SweepResult(closed=2)
+    assert sweeps.scan(session, cst(2026, 4, 30, 17, 30)) == sweeps.SweepResult()  # no overdue, no level 2
+    enterprise_users = sorted(session.exec(select(User.id).where(
+        User.enterprise_id == t.enterprise_id, User.role == "enterprise", User.is_active)).all())
+    assert enterprise_users
+    for ticket in (t, urgent, answered):
+        f.reload(session, ticket)
+        assert notified(session, ticket, "reminded") == enterprise_users
+        assert [(e.action, e.payload.get("step")) for e in system_events(session, ticket)] == [
+            ("remind", "feedback"), ("auto_close", None)]
+        assert (ticket.remind_count, ticket.overdue_count, ticket.escalation_level) == (1, 0, 0)
+    assert uid(session, "dept_rsj") not in notified(session, t, "reminded")
+    title = session.exec(select(Notification.title).where(Notification.ticket_id == t.id,
+                                                          Notification.kind == "reminded")).first()
+    assert title.startswith("请评价办理结果：" + t.number)
+    assert system_events(session, early) == []
+
+
+def test_feedback_reminder_of_an_enterprise_without_users_goes_to_its_officer(session):
+    """A ticket raised on behalf of an enterprise that has no active user: the officer, who can
+    confirm by a callback, is reminded of the feedback deadline instead."""
+    t = in_progress(session, at=cst(2026, 3, 11, 9, 45))
+    f.act(session, t, "reply", at=cst(2026, 3, 12, 10))
+    session.execute(sa.update(User).where(User.enterprise_id == t.enterprise_id).values(is_active=False))
+    session.commit()
+    assert sweeps.send_reminders(session, cst(2026, 3, 18, 17, 30)) == 1
+    assert t.officer_id is not None
+    assert notified(session, t, "reminded") == [t.officer_id]
+
+
+def test_a_reminder_by_hand_during_the_feedback_step_tells_whom_the_sweep_tells(session):
+    """The feedback reminder's recipients and title are declared once, in the fan-out
+    (``fanout.STEP_RECIPIENTS``, by the ticket's running step): an officer's 催办 of a replied
+    ticket goes to the enterprise's users as 请评价办理结果, like the sweep's; during another step
+    a reminder goes to the lead department as 催办提醒."""
+    from service.notifications import fanout
+
+    t = in_progress(session, at=cst(2026, 3, 11, 9, 45))
+    f.act(session, t, "remind", at=cst(2026, 3, 11, 11))
+    handlers = sorted(session.exec(select(User.id).where(
+        User.department_id == t.lead_department_id, User.role == "department", User.is_active)).all())
+    assert handlers and notified(session, t, "reminded") == handlers
+    f.act(session, t, "reply", at=cst(2026, 3, 12, 10))
+    before = set(notified(session, t, "reminded"))
+    f.act(session, t, "remind", at=cst(2026, 3, 13, 10))
+    enterprise_users = sorted(session.exec(select(User.id).where(
+        User.enterprise_id == t.enterprise_id, User.role == "enterprise", User.is_active)).all())
+    rows = session.exec(select(Notification).where(Notification.ticket_id == t.id, Notification.kind == "reminded",
+                                                   Notification.created_at == cst(2026, 3, 13, 10))).all()
+    assert enterprise_users and sorted(n.user_id for n in rows) == enterprise_users
+    assert all(n.title.startswith("请评价办理结果：" + t.number) for n in rows)
+    assert not set(handlers) & {n.user_id for n in rows} and before
+    assert fanout.recipients(session, t, "reminded") == enterprise_users
+
+
+def test_the_deadline_instant_itself_is_overdue_in_the_read_model_and_the_sweep(session, client, login):
+    """SPEC §4: "At the deadline (the instant itself included) the ticket is overdue": the read
+    model and the sweep agree at the instant, one second before it neither says so."""
+    t = f.submit(session, at=cst(2026, 3, 11, 10))
+    session.commit()
+    due = cst(2026, 3, 12, 17, 30)
+    assert t.accept_by == due
+    with time_machine.travel(due - timedelta(seconds=1), tick=False) as tm:
+        body = client.get(f"/api/v1/tickets/{t.number}", headers=login("supervisor1")).json()
+        assert body["overdue"] is False and body["working_hours_left"] == 0.0
+        assert sweeps.mark_overdue(session, due - timedelta(seconds=1)) == (0, 0)
+        tm.move_to(due)
+        body = client.get(f"/api/v1/tickets/{t.number}", headers=login("supervisor1")).json()
+        assert body["overdue"] is True and body["working_hours_left"] == 0.0
+        assert sweeps.mark_overdue(session, due) == (1, 0)
+    # the feedback deadline is never "overdue": its expiry closes the ticket
+    u = in_progress(session, at=cst(2026, 3, 11, 9, 45))
+    f.act(session, u, "reply", at=cst(2026, 3, 12, 10))
+    view = deadline_view(get_calendar(session), u, u.feedback_by)
+    assert (view["due_step"], view["overdue"]) == ("feedback", False)
+
+
+def test_one_overdue_per_deadline_however_often_held_and_resumed(session):
+    """SPEC §4: "one overdue event per deadline, however often it is held, resumed or swept". An
+    overdue reply deadline, held and resumed while its shifted instant is still past, is not
+    overdue again; nor when a long hold moved it into the future and it passes once more. Its
+    level 2 comes once, five working days after the deadline's (shifted) day."""
+    t = in_progress(session, at=cst(2026, 3, 11, 9, 45), priority="urgent")  # reply by Mon 03-16 17:30
+    session.commit()
+    assert sweeps.scan(session, cst(2026, 3, 16, 17, 30)) == sweeps.SweepResult(reminded=1, overdue=1)
+    t = f.reload(session, t)
+    # held Tuesday 10:00-11:00: one working hour → the deadline moves to Tuesday 09:00 + 1 h,
+    # still past when it resumes
+    f.act(session, t, "hold", at=cst(2026, 3, 17, 10))
+    f.act(session, t, "resume", at=cst(2026, 3, 17, 11))
+    assert t.reply_by == cst(2026, 3, 17, 10)
+    assert (t.due_at, t.remind_at, t.overdue_at) == (cst(2026, 3, 17, 10), None, None)
+    assert t.level2_at == cst(2026, 3, 24, 17, 30)  # 5 working days after Tuesday 03-17
+    session.commit()
+    assert sweeps.scan(session, cst(2026, 3, 17, 11)) == sweeps.SweepResult()
+    # again and again, swept in between
+    for day in (18, 19):
+        t = f.reload(session, t)
+        f.act(session, t, "hold", at=cst(2026, 3, day, 9, 30))
+        session.commit()
+        assert sweeps.scan(session, cst(2026, 3, day, 10)) == sweeps.SweepResult()
+        f.act(session, f.reload(session, t), "resume", at=cst(2026, 3, day, 10))
+        session.commit()
+        assert sweeps.scan(session, cst(2026, 3, day, 10)) == sweeps.SweepResult()
+    t = f.reload(session, t)
+    assert t.reply_by == cst(2026, 3, 17, 11) and t.overdue_at is None
+    assert t.level2_at == cst(2026, 3, 24, 17, 30)
+    assert sweeps.scan(session, cst(2026, 3, 24, 17, 30)) == sweeps.SweepResult(escalated=1)
+    assert [(e.action, e.payload["step"]) for e in system_events(session, t)] == [
+        ("remind", "reply"), ("overdue", "reply"), ("escalate", "reply")]
+    assert f.reload(session, t).overdue_count == 1
+
+    # (a hold pauses the clock, so an overdue deadline stays past after any resume.) Held before
+    # the deadline, after its reminder: the deadline moves to a new instant, which gets its own
+    # reminder (half-way through the time left, less than two working hours) and its overdue;
+    # held again once overdue: nothing more but the level 2
+    u = in_progress(session, at=cst(2026, 3, 11, 9, 45), priority="urgent")  # reply by 03-16 17:30
+    session.commit()
+    assert sweeps.scan(session, cst(2026, 3, 16, 15, 30)) == sweeps.SweepResult(reminded=1)
+    u = f.reload(session, u)
+    f.act(session, u, "hold", at=cst(2026, 3, 16, 16, 30))
+    f.act(session, u, "resume", at=cst(2026, 3, 17, 10, 30))  # 1 h + 1.5 h on hold
+    assert u.reply_by == cst(2026, 3, 17, 11, 30)
+    assert (u.remind_at, u.overdue_at, u.level2_at) == (
+        cst(2026, 3, 17, 11), cst(2026, 3, 17, 11, 30), cst(2026, 3, 24, 17, 30))
+    session.commit()
+    assert sweeps.scan(session, cst(2026, 3, 17, 11, 30)) == sweeps.SweepResult(reminded=1, overdue=1)
+    u = f.reload(session, u)
+    f.act(session, u, "hold", at=cst(2026, 3, 17, 14))
+    f.act(session, u, "resume", at=cst(2026, 3, 17, 15))
+    assert u.reply_by == cst(2026, 3, 17, 14)  # 11:30 + 1 working hour (lunch skipped), still past
+    assert (u.remind_at, u.overdue_at, u.level2_at) == (None, None, cst(2026, 3, 24, 17, 30))
+    session.commit()
+    assert sweeps.scan(session, cst(2026, 3, 17, 15)) == sweeps.SweepResult()
+    assert sweeps.scan(session, cst(2026, 3, 24, 17, 30)) == sweeps.SweepResult(escalated=1)
+    assert [(e.action, e.payload["step"]) for e in system_events(session, u)] == [
+        ("remind", "reply"), ("remind", "reply"), ("overdue", "reply"), ("escalate", "reply")]
+    assert f.reload(session, u).overdue_count == 1
+
+
+def test_an_extension_approved_after_the_deadline_is_a_new_deadline(session):
+    """An approved extension is a new date agreed by a supervisor (docs/decisions.md): missing it
+    is a new overdue, unlike a hold, which only moves the same deadline."""
+    t = in_progress(session, at=cst(2026, 3, 16, 9, 45))  # reply by 04-07 17:30
+    f.act(session, t, "request_extension", {"reason": "会商", "days": 2}, at=cst(2026, 4, 7, 10))
+    session.commit()
+    assert sweeps.scan(session, cst(2026, 4, 7, 17, 30)) == sweeps.SweepResult(reminded=1, overdue=1)
+    t = f.reload(session, t)
+    f.act(session, t, "approve_extension", {}, at=cst(2026, 4, 8, 9))
+    assert t.reply_by == cst(2026, 4, 9, 17, 30)
+    assert (t.overdue_at, t.level2_at) == (cst(2026, 4, 9, 17, 30), cst(2026, 4, 16, 17, 30))
+    session.commit()
+    assert sweeps.scan(session, cst(2026, 4, 9, 17, 30)) == sweeps.SweepResult(reminded=1, overdue=1)
+    assert f.reload(session, t).overdue_count == 2
 
 
 # =============================================================================== concurrency

@@ -10,6 +10,7 @@ from service.auth.actor import Actor
 from service.calendar.core import WorkingCalendar
 from service.categories.models import Category
 from service.clock import office_zone
+from service.config import get_settings
 from service.enterprises.models import Enterprise
 from service.errors import FieldError
 from service.notifications import fanout
@@ -29,6 +30,17 @@ def local_start(d: date) -> datetime:
 
 def local_at(d: date, t: time) -> datetime:
     return datetime.combine(d, t, tzinfo=office_zone())
+
+
+def run_instant(kind: str, run_date: date, now: datetime) -> datetime:
+    """The instant a run of the ``kind`` cadence for ``run_date`` stands for, stored as the
+    ``asked_at`` of what it asks: ``now`` when it runs on its run date (or ahead of it, by hand);
+    for a back-dated run (catch-up after a downtime, or by hand for a past date) the scheduled time
+    of day on the run date (``cadence_run_times``: 08:00 monthly and annual), so that ``asked_at`` lies in
+    the period and before its ``expires_at`` (counted from the run date). Aware."""
+    if local_date(now) <= run_date:
+        return now
+    return local_at(run_date, get_settings().cadence_run_times[kind])
 
 
 def end_of_working_day(cal: WorkingCalendar, d: date) -> datetime:

@@ -25,6 +25,7 @@ from service.cadences.common import (
     end_of_working_day,
     local_start,
     notify_from_select,
+    run_instant,
 )
 from service.cadences.models import FollowUp, ReturnVisit
 from service.cadences.periods import previous_month
@@ -44,6 +45,7 @@ def create_monthly(session: Session, period_key: str, run_date: date, now: datet
     ``{"closed": n, "repeat": n, "notified": n}``. Running it again adds nothing (unique per
     ticket and period)."""
     now = now or clock.now()
+    asked_at = run_instant("monthly", run_date, now)  # a back-dated run: its own instant, not now
     cal = get_calendar(session)
     expires = end_of_working_day(cal, add_working_days(cal, run_date, get_settings().cadence_follow_up_expiry_working_days))
     start, end = previous_month(period_key)
@@ -53,7 +55,8 @@ def create_monthly(session: Session, period_key: str, run_date: date, now: datet
 
     def insert(select_, source):
         sel = select_.add_columns(sa.literal(period_key), sa.literal(source), sa.literal("pending"),
-                                  sa.literal(now, type_=f.c.asked_at.type), sa.literal(expires, type_=f.c.expires_at.type),
+                                  sa.literal(asked_at, type_=f.c.asked_at.type),
+                                  sa.literal(expires, type_=f.c.expires_at.type),
                                   sa.false())
         return len(session.connection().execute(sa.insert(f).from_select(
             ["ticket_id", "enterprise_id", "period_key", "source", "status", "asked_at", "expires_at", "reopened"],

@@ -23,6 +23,7 @@ from service.cadences.common import (
     local_start,
     notify_from_select,
     raise_problems,
+    run_instant,
 )
 from service.cadences.models import Inquiry, ReturnVisit
 from service.calendar.service import get_calendar
@@ -47,7 +48,8 @@ def create_annual(session: Session, year: int, run_date: date, now: datetime | N
         sa.exists().where(Inquiry.enterprise_id == e.c.id, Inquiry.contact_date >= date(year, 1, 1),
                           Inquiry.contact_date < date(year + 1, 1, 1)))
     before = session.execute(sa.select(sa.func.coalesce(sa.func.max(r.c.id), 0))).scalar_one()
-    sel = sa.select(e.c.id, sa.literal(year), sa.literal("pending"), sa.literal(now, type_=r.c.asked_at.type),
+    asked_at = run_instant("annual", run_date, now)  # a back-dated run: its own instant, not now
+    sel = sa.select(e.c.id, sa.literal(year), sa.literal("pending"), sa.literal(asked_at, type_=r.c.asked_at.type),
                     sa.literal(expires, type_=r.c.expires_at.type)).where(
         served, ~sa.exists().where(r.c.enterprise_id == e.c.id, r.c.year == year))
     created = len(session.connection().execute(sa.insert(r).from_select(

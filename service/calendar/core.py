@@ -159,6 +159,8 @@ class WorkingCalendar:
         except NotImplementedError:
             if d.year not in self._fallback:
                 self._fallback.add(d.year)
+                if self.has_admin_schedule(d.year):  # the admin's days off and make-up days rule
+                    return d.weekday() < 5
                 log.warning("no official holiday data for %s: Monday-Friday assumed; enter the year's "
                             "holidays as calendar overrides", d.year)
             return d.weekday() < 5
@@ -170,6 +172,13 @@ class WorkingCalendar:
         except NotImplementedError:
             return True
         return False
+
+    def has_admin_schedule(self, year: int) -> bool:
+        """True when an admin has entered days off for ``year`` (an override marking a day not
+        worked): the State Council's schedule of a year the official data does not cover yet is
+        entered this way (``PUT /api/v1/calendar/years/{year}``, or day by day), and its other
+        days are then Monday-Friday by that schedule, so no "no official data" warning is due."""
+        return any(not working and d.year == year for d, working in self.overrides.items())
 
     def is_working_day(self, d: date) -> bool:
         """Whether the local calendar date ``d`` is a working day (override > official > Mon-Fri)."""

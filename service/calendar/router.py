@@ -64,7 +64,8 @@ class CalendarRead(BaseModel):
 @router.get("", response_model=CalendarRead, summary="某年的工作日历（官方数据、覆盖、告警）")
 def read_year(session: SessionDep, _actor: CurrentActor,
               year: Annotated[int | None, Query(ge=1990, le=2100)] = None) -> CalendarRead:
-    """``year`` defaults to the current year in the office time zone."""
+    """``year`` defaults to the current year in the office time zone. ``warning`` is set for a
+    year without official data until an admin has entered its days off (``has_admin_schedule``)."""
     year = year or clock.now().astimezone(clock.office_zone()).year
     cal = calendar_service.get_calendar(session)
     fallback = cal.is_fallback_year(year)
@@ -72,7 +73,7 @@ def read_year(session: SessionDep, _actor: CurrentActor,
     return CalendarRead(
         year=year, official_data=not fallback,
         warning=(f"{year}年没有官方节假日数据，按周一至周五计算工作日；请管理员录入该年的放假与调休安排"
-                 if fallback else None),
+                 if fallback and not cal.has_admin_schedule(year) else None),
         working_hours=",".join(f"{s:%H:%M}-{e:%H:%M}" for s, e in cal.hours.periods),
         working_days=count, overrides=calendar_service.list_overrides(session, year),
     )

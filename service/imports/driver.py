@@ -74,6 +74,7 @@ def import_file(target: SessionTarget, path: Path | str, options: ImportOptions 
                     except Skip as skip:
                         result.skip(skip.reason, number, skip.message)
                 importer.ensure_requesters(rows)
+                importer.reserve_numbers(rows)
                 for row in rows:
                     try:
                         importer.write(row)

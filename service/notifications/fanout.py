@@ -17,7 +17,16 @@ Groups (users inactive are never told, except the responsible officer, as before
 - ``lead_department_else_officer``: the lead department's handlers, or the officer while the
   ticket has no lead department (not dispatched yet, or returned);
 - ``enterprise``: the enterprise's users;
+- ``enterprise_else_officer``: the enterprise's users, or the officer when the enterprise has no
+  active user (a ticket raised on its behalf: the officer confirms by a callback);
 - ``county_supervisors``: the supervisors without a region (county level).
+
+A kind may tell other groups, under another title, while the ticket's running step
+(``due_step``) is a given one (:data:`STEP_RECIPIENTS`, :data:`STEP_TITLES`): a reminder of the
+feedback deadline (SPEC §4: one working day, urgent two working hours, before it) goes to the
+enterprise, which must give the feedback, titled 请评价办理结果, not to the department. The step
+is read from the ticket row in the same statement, so the sweep, a reminder by hand and
+:func:`recipients` agree.
 """
 
 from __future__ import annotations
@@ -59,6 +68,15 @@ RECIPIENTS: dict[str, tuple[str, ...]] = {
     "extension_decided": ("officer", "lead_department"),
 }
 DEFAULT_RECIPIENTS = ("officer",)
+#: The groups told of a kind while the ticket's running step is a given one, instead of
+#: ``RECIPIENTS[kind]`` (see the module docstring).
+STEP_RECIPIENTS: dict[str, dict[str, tuple[str, ...]]] = {
+    "reminded": {"feedback": ("enterprise_else_officer",)},
+}
+#: The title of a kind while the ticket's running step is a given one, instead of ``TITLES[kind]``.
+STEP_TITLES: dict[str, dict[str, str]] = {
+    "reminded": {"feedback": "请评价办理结果"},
+}
 
 T = Ticket.__table__
 U = User.__table__
@@ -70,9 +88,17 @@ TICKET_COLUMNS = ("id", "number", "title", "status", "due_step", "officer_id", "
                   "enterprise_id")
 
 
-def groups_of(kind: str) -> tuple[str, ...]:
-    """The recipient groups of ``kind``."""
+def groups_of(kind: str, step: str | None = None) -> tuple[str, ...]:
+    """The recipient groups of ``kind`` about a ticket whose running step is ``step`` (``due_step``)."""
+    by_step = STEP_RECIPIENTS.get(kind, {})
+    if step in by_step:
+        return by_step[step]
     return RECIPIENTS.get(kind, DEFAULT_RECIPIENTS)
+
+
+def title_of(kind: str, step: str | None = None) -> str:
+    """The title (before ``：<number> <title>``) of ``kind`` about a ticket whose running step is ``step``."""
+    return STEP_TITLES.get(kind, {}).get(step or "", TITLES.get(kind, kind))
 
 
 def _group(name: str, t: sa.FromClause, where) -> list[sa.Select]:
@@ -83,6 +109,8 @@ def _group(name: str, t: sa.FromClause, where) -> list[sa.Select]:
 
     def department_handlers() -> sa.Select:
         return users_of(sa.and_(U.c.department_id == t.c.lead_department_id, U.c.role == "department"))
+
+    enterprise_user = sa.and_(U.c.enterprise_id == t.c.enterprise_id, U.c.role == "enterprise")
 
     def officer() -> sa.Select:
         return sa.select(t.c.officer_id.label("user_id"), t.c.id.label("ticket_id")).where(
@@ -100,7 +128,10 @@ def _group(name: str, t: sa.FromClause, where) -> list[sa.Select]:
             t.join(CO, CO.c.ticket_id == t.c.id)
             .join(U, sa.and_(U.c.department_id == CO.c.department_id, U.c.role == "department", U.c.is_active)))
     elif name == "enterprise":
-        sel = users_of(sa.and_(U.c.enterprise_id == t.c.enterprise_id, U.c.role == "enterprise"))
+        sel = users_of(enterprise_user)
+    elif name == "enterprise_else_officer":
+        return [_filter(users_of(enterprise_user), where),
+                _filter(officer().where(~sa.exists().where(enterprise_user, U.c.is_active)), where)]
     elif name == "county_supervisors":
         sel = users_of(sa.and_(U.c.role == "supervisor", U.c.region_id.is_(None)))
     else:  # pragma: no cover - RECIPIENTS names only the groups above
@@ -112,22 +143,43 @@ def _filter(sel: sa.Select, where) -> sa.Select:
     return sel if where is None else sel.where(where)
 
 
+def _and(where, condition):
+    return condition if where is None else sa.and_(where, condition)
+
+
 def recipients_select(kind: str, t: sa.FromClause = T, where=None):
     """``(user_id, ticket_id)`` pairs told of ``kind``, each pair once (``UNION``), over the
-    tickets ``t`` (the ticket table or a relation with :data:`TICKET_COLUMNS`) filtered by ``where``."""
-    parts = [sel for g in groups_of(kind) for sel in _group(g, t, where)]
+    tickets ``t`` (the ticket table or a relation with :data:`TICKET_COLUMNS`) filtered by ``where``;
+    the groups of :data:`STEP_RECIPIENTS` for the tickets whose ``due_step`` names them."""
+    by_step = STEP_RECIPIENTS.get(kind, {})
+    if by_step:
+        other_steps = sa.func.coalesce(t.c.due_step, "").not_in(sorted(by_step))
+        parts = [sel for g in groups_of(kind) for sel in _group(g, t, _and(where, other_steps))]
+        for step, groups in by_step.items():
+            parts += [sel for g in groups for sel in _group(g, t, _and(where, t.c.due_step == step))]
+    else:
+        parts = [sel for g in groups_of(kind) for sel in _group(g, t, where)]
     return parts[0] if len(parts) == 1 else sa.union(*parts)
+
+
+def _title_prefix(kind: str, t: sa.FromClause):
+    """``<title>：`` of ``kind`` as SQL: a ``CASE`` on ``due_step`` when :data:`STEP_TITLES` has the kind."""
+    default = sa.literal(TITLES.get(kind, kind) + "：")
+    by_step = STEP_TITLES.get(kind, {})
+    if not by_step:
+        return default
+    return sa.case(*((t.c.due_step == step, sa.literal(title + "：")) for step, title in by_step.items()),
+                   else_=default)
 
 
 def insert_statement(kind: str, t: sa.FromClause = T, where=None, *, at, body, dialect: str):
     """``INSERT INTO notification ... SELECT ... RETURNING id, user_id``: one row per recipient of
     ``kind`` per ticket of ``t`` (filtered by ``where``). ``at`` and ``body`` are SQL expressions
     or values (the instant, aware UTC; the text, the event's reason or ''). The title is
-    ``<TITLES[kind]>：<number> <title>`` cut at 200 characters; the payload names the ticket's number,
+    ``<title_of(kind, due_step)>：<number> <title>`` cut at 200 characters; the payload names the ticket's number,
     status and running step after the change. ``dialect``: ``postgresql`` or ``sqlite`` (JSON)."""
     r = recipients_select(kind, t, where).subquery("r")
-    title = sa.func.substr(sa.literal(TITLES.get(kind, kind) + "：") + t.c.number + sa.literal(" ") + t.c.title,
-                           1, 200)
+    title = sa.func.substr(_title_prefix(kind, t) + t.c.number + sa.literal(" ") + t.c.title, 1, 200)
     json_object = sa.func.json_build_object if dialect == "postgresql" else sa.func.json_object
     payload = json_object(sa.literal_column("'number'"), t.c.number, sa.literal_column("'status'"), t.c.status,
                           sa.literal_column("'step'"), t.c.due_step)
@@ -163,7 +215,8 @@ def notify_tickets(session: Session, ticket_ids: Sequence[int], kind: str, *, at
 
 def recipients(session: Session, ticket: Ticket, kind: str, *, step: str | None = None) -> list[int]:
     """User ids told of ``kind`` on ``ticket`` (read only; the same query as :func:`notify_tickets`).
-    ``step`` is accepted for old callers: the groups no longer depend on it."""
+    ``step`` is accepted for old callers: the step that matters (:data:`STEP_RECIPIENTS`) is the
+    ticket row's ``due_step``, read by the query."""
     sel = recipients_select(kind, T, T.c.id == ticket.id).subquery()
     return sorted(session.execute(sa.select(sel.c.user_id)).scalars())
 

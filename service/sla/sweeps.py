@@ -8,9 +8,16 @@ INSERTs. Each statement reads only rows whose trigger is armed, through a partia
 that finds nothing to do costs one index probe.
 
 - :func:`send_reminders` — 催办 at ``remind_at`` (one working day, urgent two working hours, before
-  the running deadline);
-- :func:`mark_overdue` — at ``overdue_at`` (= the deadline): overdue, escalation level 1 (督办);
-  at ``level2_at`` (five working days later, if still not done): level 2;
+  the running deadline, the feedback deadline included: SPEC §4). The reminder's recipients come
+  from the one fan-out by the ticket's running step: the department (or the officer before a
+  dispatch); for the feedback step the enterprise's active users, else the officer, titled
+  请评价办理结果 (:data:`service.notifications.fanout.STEP_RECIPIENTS`);
+- :func:`mark_overdue` — at ``overdue_at`` (= the deadline, the instant itself included:
+  :func:`service.sla.deadlines.is_overdue`): overdue, escalation level 1 (督办); at ``level2_at``
+  (17:30 of the 5th working day after the deadline's day, if still not done:
+  :func:`service.sla.deadlines.level2_at`): level 2. One of each per deadline, however often it is
+  held and resumed (:data:`service.sla.deadlines.DEADLINE_ORIGINS`). Neither for the feedback
+  deadline, whose expiry closes the ticket;
 - :func:`auto_close` — replied tickets whose feedback deadline passed: closed, rating ``none``.
 
 What each sweep does is not written here: :data:`service.tickets.effects.SWEEPS` says which

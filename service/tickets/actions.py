@@ -9,7 +9,8 @@ effects declared for it in :mod:`service.tickets.effects`, append the event, bum
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -65,7 +66,7 @@ ACTION_BODIES: dict[Action, type[BaseModel]] = {
 
 
 @dataclass
-class _EventDraft:
+class EventDraft:
     """The event an action appends, filled in by its handler, inserted with one Core INSERT
     (a table-model instance per event costs more than the rest of a replayed action)."""
 
@@ -81,7 +82,36 @@ class _EventDraft:
     visibility: str = "public"
 
     def insert(self, session: Session) -> None:
+        """INSERT the event now, or at the end of the enclosing :func:`deferred_events` block."""
+        deferred = session.info.get(_DEFERRED_EVENTS)
+        if deferred is not None:  # inside deferred_events(): written together at its end
+            deferred.append(dict(self.__dict__))
+            return
         session.execute(sa.insert(TicketEvent.__table__), [self.__dict__])
+
+
+_DEFERRED_EVENTS = "qifu.deferred_events"
+
+
+@contextmanager
+def deferred_events(session: Session) -> Iterator[None]:
+    """Collect the events that :func:`service.tickets.submission.create_ticket` and
+    :func:`apply_action` append inside the block and insert them, in order, with one statement
+    when it ends without an error (dropped on an error: the caller rolls back). For replays of
+    history (the importer: six events per replied row cost six statements). Nothing inside may
+    read the ticket's events back.
+    """
+    if session.info.get(_DEFERRED_EVENTS) is not None:
+        yield  # nested: the outer block writes them
+        return
+    events: list[dict[str, Any]] = []
+    session.info[_DEFERRED_EVENTS] = events
+    try:
+        yield
+    finally:
+        session.info.pop(_DEFERRED_EVENTS, None)
+    if events:
+        session.execute(sa.insert(TicketEvent.__table__), events)
 
 
 @dataclass
@@ -91,7 +121,7 @@ class _Ctx:
     ticket: Ticket
     body: Any
     at: datetime
-    event: _EventDraft
+    event: EventDraft
     extension_days: int | None = None  # set by approve_extension: moves the reply deadline
 
 
@@ -127,7 +157,8 @@ def _on_dispatch(ctx: _Ctx) -> None:
     co_ids = sorted(set(body.co_department_ids) - {lead_id})
     for i, dept_id in enumerate(co_ids):
         _active_department(session, dept_id, f"co_department_ids[{i}]")
-    session.execute(sa.delete(TicketCoDepartment).where(TicketCoDepartment.ticket_id == t.id))
+    if t.lead_department_id is not None:  # co-handlers exist only beside a lead (return clears both)
+        session.execute(sa.delete(TicketCoDepartment).where(TicketCoDepartment.ticket_id == t.id))
     session.add_all(TicketCoDepartment(ticket_id=t.id, department_id=d) for d in co_ids)
     t.lead_department_id = lead_id
     ctx.event.payload = {"lead_department_id": lead_id, "co_department_ids": co_ids}
@@ -332,7 +363,7 @@ def apply_action(
     from_status = ticket.status
     effects = EFFECTS[action.value]
     reason = getattr(body, "reason", None) or effects.reason
-    event = _EventDraft(ticket_id=ticket.id, actor_id=actor.user_id, actor_role=actor.role,
+    event = EventDraft(ticket_id=ticket.id, actor_id=actor.user_id, actor_role=actor.role,
                         action=action.value, from_status=from_status, reason=reason, created_at=at,
                         visibility=effects.visibility)
     ctx = _Ctx(session=session, actor=actor, ticket=ticket, body=body, at=at, event=event)

@@ -11,9 +11,9 @@ callers' ``from service.tickets import service`` goes on working.
 
 from __future__ import annotations
 
-from service.tickets.actions import ACTION_BODIES, HANDLERS, Action, apply_action
+from service.tickets.actions import ACTION_BODIES, HANDLERS, Action, apply_action, deferred_events
 from service.tickets.intake import ON_BEHALF_ROLES, SELF_SERVICE_CHANNELS
-from service.tickets.numbering import next_ticket_number
+from service.tickets.numbering import next_ticket_number, reserve_ticket_numbers
 from service.tickets.queries import (
     SORT_KEYS,
     TicketFilter,
@@ -27,6 +27,7 @@ from service.tickets.submission import IdempotencyMismatch, create_ticket, reque
 
 __all__ = [
     "ACTION_BODIES", "HANDLERS", "ON_BEHALF_ROLES", "SELF_SERVICE_CHANNELS", "SORT_KEYS", "Action",
-    "IdempotencyMismatch", "TicketFilter", "apply_action", "create_ticket", "find_ticket", "get_visible_ticket",
-    "list_events", "list_tickets", "next_ticket_number", "request_hash", "submit_ticket", "ticket_read",
+    "IdempotencyMismatch", "TicketFilter", "apply_action", "create_ticket", "deferred_events", "find_ticket",
+    "get_visible_ticket", "list_events", "list_tickets", "next_ticket_number", "request_hash",
+    "reserve_ticket_numbers", "submit_ticket", "ticket_read",
 ]

@@ -24,8 +24,9 @@ from service.enterprises.models import Enterprise
 from service.errors import AppError, FieldError, VersionConflict
 from service.notifications import fanout
 from service.tickets import intake, schemas
+from service.tickets.actions import EventDraft
 from service.tickets.effects import EFFECTS
-from service.tickets.models import IdempotencyKey, Ticket, TicketEvent
+from service.tickets.models import IdempotencyKey, Ticket
 from service.tickets.numbering import next_ticket_number
 from service.tickets.visibility import enterprise_visibility
 
@@ -67,6 +68,7 @@ def create_ticket(
     at: datetime | None = None,
     external_ref: str | None = None,
     history: bool = False,
+    number: str | None = None,
 ) -> Ticket:
     """Insert a new ``submitted`` ticket and its ``submit`` event (no authorisation checks:
     callers such as :func:`submit_ticket` and the importer do those).
@@ -74,6 +76,8 @@ def create_ticket(
     ``at`` (aware) is the submission instant, default now; ``grid_id`` and ``officer_id`` are
     copied from the enterprise at this moment. ``history=True`` replays a known past submission
     (imports): deadlines are recorded but no reminder/escalation is armed and nobody is notified.
+    ``number``: a number reserved with :func:`service.tickets.numbering.reserve_ticket_numbers` for
+    the submission's year (default: the next one, :func:`next_ticket_number`).
     """
     at = at or clock.now()
     columns = intake.new_ticket_columns(
@@ -82,14 +86,14 @@ def create_ticket(
         service_type=category.service_type, title=title, description=description, channel=channel,
         priority=priority, submitted_by_id=actor.user_id, at=at, external_ref=external_ref, arm=not history,
     )
-    ticket = Ticket(number=next_ticket_number(session, at.astimezone(clock.office_zone()).year), **columns)
+    ticket = Ticket(number=number or next_ticket_number(session, at.astimezone(clock.office_zone()).year), **columns)
     _insert_new(session, ticket)
     effects = EFFECTS["submit"]
     if not history:
         fanout.notify_tickets(session, [ticket.id], effects.notify, at=at)
-    _insert_new(session, TicketEvent(ticket_id=ticket.id, actor_id=actor.user_id, actor_role=actor.role,
-                                     action="submit", to_status=ticket.status, created_at=at,
-                                     payload={"channel": channel}, visibility=effects.visibility))
+    EventDraft(ticket_id=ticket.id, actor_id=actor.user_id, actor_role=actor.role, action="submit",
+               from_status=None, to_status=ticket.status, created_at=at, payload={"channel": channel},
+               visibility=effects.visibility).insert(session)  # Core (or deferred_events): no model instance
     return ticket
 
 
