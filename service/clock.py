@@ -31,11 +31,3 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=office_zone())
     return value.astimezone(UTC)
-
-
-def __getattr__(name: str) -> ZoneInfo:
-    # ``clock.SHANGHAI``: the former constant, now the setting. Kept only for callers in
-    # service/tickets/service.py (being split on another branch); use office_zone().
-    if name == "SHANGHAI":
-        return office_zone()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

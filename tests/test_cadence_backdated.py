@@ -13,8 +13,8 @@ from sqlmodel import select
 
 from service.cadences import service as cadences
 from service.cadences.models import FollowUp, ReturnVisit
-from service.clock import SHANGHAI
 from tests import factories as f
+from tests.factories import SHANGHAI
 
 
 def sh(y: int, m: int, d: int, hh: int = 0, mm: int = 0) -> datetime:

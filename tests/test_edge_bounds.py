@@ -17,10 +17,10 @@ import time_machine
 from pydantic import BaseModel
 
 from qifu.openapi import api_routes
-from service.clock import SHANGHAI
 from service.common.schemas import InputModel
 from service.config import get_settings
 from tests import factories as f
+from tests.factories import SHANGHAI
 
 PROBLEM = "application/problem+json"
 BIG = 2**31

@@ -39,12 +39,12 @@ from service.cadences.models import (
     Inquiry,
     ReturnVisit,
 )
-from service.clock import SHANGHAI
 from service.notifications import service as notifications
 from service.notifications.models import Notification
 from service.regions.models import Grid
 from service.tickets.models import Ticket, TicketEvent
 from tests import factories as f
+from tests.factories import SHANGHAI
 
 #: the same roles, out of the scope of enterprise #1's tickets / in it; ``dept_other`` stands for
 #: a department handler that has no ticket of enterprise #1 (:meth:`Ctx.dept_other`: tests that

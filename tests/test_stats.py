@@ -20,12 +20,12 @@ from sqlmodel import Session
 
 from service.auth.actor import Actor
 from service.calendar.service import get_calendar
-from service.clock import SHANGHAI
 from service.regions.models import Grid
 from service.stats import metrics
 from service.stats.service import GROUPINGS, Filters, department_ranking, drill, summary
 from service.tickets.models import Ticket
 from tests import factories as f
+from tests.factories import SHANGHAI
 
 YEAR = 2025
 D_FROM, D_TO = date(YEAR, 3, 1), date(YEAR, 3, 31)

@@ -232,7 +232,7 @@ class Importer:
         (a gap; numbers are unique and increasing, not gap-free)."""
         by_year: dict[int, list[Row]] = {}
         for row in rows:
-            by_year.setdefault(row.submitted_at.astimezone(clock.SHANGHAI).year, []).append(row)
+            by_year.setdefault(row.submitted_at.astimezone(clock.office_zone()).year, []).append(row)
         for year, year_rows in by_year.items():
             for row, number in zip(year_rows, reserve_ticket_numbers(self.session, year, len(year_rows)),
                                    strict=True):
