@@ -1,4 +1,4 @@
-"""Private servers for the reliability runs (tests/test_reliability.py and bench/reliability.py):
+"""Private servers for the reliability runs (tests/reliability/test_reliability.py and bench/reliability.py):
 a PostgreSQL cluster of our own that may be restarted, a ``qifu serve`` subprocess, free ports.
 
 The shared PostgreSQL on 5432 and Redis on 6379 are never stopped or restarted: a run that breaks

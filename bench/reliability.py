@@ -2,7 +2,7 @@
 
     uv run python bench/reliability.py pg-restart                  # 64 clients, 60 s, PostgreSQL restarted twice
     uv run python bench/reliability.py pg-restart --clients 16 --duration 12
-    uv run python bench/reliability.py worker-kill --kills 100     # the run of tests/test_reliability.py, bigger
+    uv run python bench/reliability.py worker-kill --kills 100     # the run of tests/reliability/test_reliability.py, bigger
     uv run python bench/reliability.py redis-down --submissions 10000
 
 ``pg-restart``: a private PostgreSQL cluster (``bench.harness.PrivatePostgres``: initdb on a free
@@ -14,7 +14,7 @@ connection cut) ``--restarts`` times, evenly spread over ``--duration`` seconds.
 from the database: the run's tickets = the distinct keys acknowledged, no key with two tickets,
 every acknowledged number is the ticket of its key, and no 500 was answered.
 
-The other two runs live in tests/test_reliability.py (their CI sizes) and are called from here
+The other two runs live in tests/reliability/test_reliability.py (their CI sizes) and are called from here
 with the bench sizes.
 """
 
@@ -187,14 +187,14 @@ def pg_restart(clients: int = 64, duration: float = 60.0, restarts: int = 2, wor
 
 
 def _with_db_and_redis(args) -> dict:
-    """The worker-kill and Redis-down runs of tests/test_reliability.py at bench sizes, on a scratch
+    """The worker-kill and Redis-down runs of tests/reliability/test_reliability.py at bench sizes, on a scratch
     database of the shared PostgreSQL (``--pg-url``) and a private ``redis-server``."""
     import os
 
     os.environ.setdefault("QIFU_ENVIRONMENT", "test")
+    from tests.reliability.test_reliability import redis_down_run, worker_kill_run
     from tests.scratch_db import scratch_database
-    from tests.test_celery_integration import PrivateRedis
-    from tests.test_reliability import redis_down_run, worker_kill_run
+    from tests.workers.test_celery_integration import PrivateRedis
 
     with scratch_database(args.pg_url, f"qifu_bench_rel_{uuid.uuid4().hex[:6]}", enterprises=20) as url:
         redis = PrivateRedis()

@@ -1,4 +1,4 @@
-"""Small ASGI applications for the supervisor tests of ``qifu serve`` (tests/test_serving.py).
+"""Small ASGI applications for the supervisor tests of ``qifu serve`` (tests/entry/test_serving.py).
 
 Imported by name in the spawned API processes, so they live in a module of their own.
 """

@@ -19,7 +19,7 @@ from service.common.enums import (
 )
 from service.outbox_models import OutboxMessage
 from service.tickets import workflow
-from tests.test_notifications import settings_env
+from tests.notifications.test_notifications import settings_env
 
 
 def test_without_a_registered_dispatcher_a_message_stays_pending(engine):

@@ -658,7 +658,7 @@ def app_routes(app) -> set[str]:
 def test_every_route_is_classified(app):
     routes = app_routes(app)
     assert len(routes) > 60
-    assert routes - MATRIX.keys() == set(), "classify the new route in tests/test_scope_matrix.py MATRIX"
+    assert routes - MATRIX.keys() == set(), "classify the new route in tests/api/test_scope_matrix.py MATRIX"
     assert MATRIX.keys() - routes == set(), "a classified route no longer exists"
 
 

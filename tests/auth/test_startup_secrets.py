@@ -14,7 +14,7 @@ import pytest
 from service.auth.secret_file import SettingsRefused, check_settings, ensure_standalone_secret, secret_path
 from service.config import DEV_SECRET, Settings, get_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOOD = "a-long-enough-secret-for-hs256-0123456789"
 
 

@@ -41,9 +41,9 @@ from qifu.serve import (
     reuse_port_supported,
 )
 from service.db import make_engine
-from tests.test_concurrency import _headers, _real_app
+from tests.tickets.test_concurrency import _headers, _real_app
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HOST = "127.0.0.1"
 LISTEN, ESTABLISHED = "0A", "01"  # socket states in /proc/net/tcp
 

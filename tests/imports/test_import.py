@@ -40,7 +40,7 @@ from service.tickets.models import Ticket, TicketEvent
 from tests.conftest import PG_SERVER, migrate
 from tests.scratch_db import scratch_database
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 TEDDY = DATA / "tipdm2020c" / "from_15625103741_Text-Mining"
 NYC = DATA / "nyc311" / "from_jun-yan_nyc311clean" / "test_sample3.csv"
 
@@ -454,7 +454,7 @@ def _check_stats_2019(session: Session) -> None:
             ref = recount[r.key]
             assert (r.received, r.accepted, r.closed) == (ref.received, ref.accepted, ref.closed), (group_by, r.key)
             # a group has a reply-time figure exactly when it has replies (the value is checked in
-            # working hours below, and per group in tests/test_stats.py)
+            # working hours below, and per group in tests/stats/test_stats.py)
             assert (r.hours_to_reply_p50 is None) == (ref.median_h is None), (group_by, r.key)
         if group_by == "month":
             assert {r.key for r in rows} == {f"2019-{m:02d}" for m in range(1, 13)}

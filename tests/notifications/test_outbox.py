@@ -23,7 +23,7 @@ from sqlmodel import Session, select
 
 from service import clock, jobs
 from service.outbox_models import OutboxMessage
-from tests.test_notifications import RecordingDispatcher, settings_env, wait_until
+from tests.notifications.test_notifications import RecordingDispatcher, settings_env, wait_until
 
 BROKER_DB = "redis://127.0.0.1:6379/14"
 UNREACHABLE = "redis://127.0.0.1:6390/0"  # nothing listens there

@@ -1,7 +1,7 @@
 """``/metrics`` (Prometheus) and the structured logs with a request id (issue #11 "Operations").
 
 The end-to-end check that a request's id reaches the log lines of its Celery task, through a real
-``qifu serve`` and a real worker, is in tests/test_reliability.py::test_redis_down_for_the_middle_third_every_notification_delivered_once.
+``qifu serve`` and a real worker, is in tests/reliability/test_reliability.py::test_redis_down_for_the_middle_third_every_notification_delivered_once.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from service.observability import logs
 from service.observability.metrics import DatabaseCollector, timed_sweep
 from service.outbox_models import OutboxMessage
 from tests import factories as f
-from tests.test_notifications import settings_env
+from tests.notifications.test_notifications import settings_env
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -187,7 +187,7 @@ def test_database_unreachable_is_a_503_problem_never_a_500():
 
     from qifu.main import create_app
     from service.auth.security import create_access_token
-    from tests.test_notifications import free_port
+    from tests.notifications.test_notifications import free_port
 
     with settings_env() as set_env:
         set_env(QIFU_DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nowhere")

@@ -24,7 +24,7 @@ from service.regions.models import Grid, Region
 from service.sla.models import SlaPolicy
 from service.users.models import OfficerGrid, User
 
-DATA = Path(__file__).resolve().parent.parent / "seeds" / "data"
+DATA = Path(__file__).resolve().parents[2] / "seeds" / "data"
 DEMO_PASSWORD = "qifu-demo-2026"
 TABLES = {"regions": Region, "grids": Grid, "departments": Department, "categories": Category,
           "users": User, "officer_grids": OfficerGrid, "enterprises": Enterprise,

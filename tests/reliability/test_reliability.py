@@ -42,9 +42,9 @@ from service.db import make_engine
 from service.enterprises.models import Enterprise
 from service.users.models import User
 from tests.conftest import PG_SERVER
+from tests.notifications.test_notifications import SECRET, WebhookReceiver, wait_until
 from tests.scratch_db import scratch_database
-from tests.test_celery_integration import PrivateRedis, Workers
-from tests.test_notifications import SECRET, WebhookReceiver, wait_until
+from tests.workers.test_celery_integration import PrivateRedis, Workers
 
 pytestmark = pytest.mark.slow
 

@@ -469,7 +469,7 @@ def test_user_deactivated_by_another_process(real_engine: Engine, monkeypatch: p
     """API processes reuse a token user's actor for ``ACTOR_TTL_SECONDS`` (docs/performance.md).
     A deactivation committed elsewhere (another process: here a separate connection, no ORM
     events in this one) takes effect here within that time; a flush in this process at once
-    (tests/test_ticket_api.py)."""
+    (tests/tickets/test_ticket_api.py)."""
     from service.auth import dependencies as auth_deps
 
     monkeypatch.setattr(auth_deps, "ACTOR_TTL_SECONDS", 1.0)

@@ -52,8 +52,8 @@ from service.tickets.models import IdempotencyKey, Ticket, TicketEvent
 from service.users.models import User
 from tests import factories as f
 from tests.factories import SHANGHAI
-from tests.test_concurrency import _headers, _real_app
-from tests.test_notifications import settings_env
+from tests.notifications.test_notifications import settings_env
+from tests.tickets.test_concurrency import _headers, _real_app
 
 #: a Monday, a working day (2026-03-02 10:00 in Shanghai): every instant of both paths is this one
 MONDAY = datetime(2026, 3, 2, 10, 0, tzinfo=SHANGHAI)

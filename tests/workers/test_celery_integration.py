@@ -38,9 +38,15 @@ from service.outbox_models import OutboxMessage
 from service.tickets.models import Ticket
 from service.users.models import User
 from tests import factories as f
-from tests.test_notifications import SECRET, WebhookReceiver, free_port, settings_env, wait_until
+from tests.notifications.test_notifications import (
+    SECRET,
+    WebhookReceiver,
+    free_port,
+    settings_env,
+    wait_until,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUEUES = ("celery", "sla", "notifications", "cadence")
 
 

@@ -26,7 +26,7 @@ from service.outbox_models import OutboxMessage
 from service.tickets.models import Ticket
 from tests import factories as f
 from tests.conftest import migrate
-from tests.test_notifications import SECRET, WebhookReceiver, settings_env, wait_until
+from tests.notifications.test_notifications import SECRET, WebhookReceiver, settings_env, wait_until
 from workers import embedded
 
 

@@ -14,7 +14,7 @@ import redis
 from service.config import get_settings
 
 REDIS_URL = os.environ.get("QIFU_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
