@@ -44,11 +44,11 @@ def run(
     from qifu.cli import require_migrated
     from service.errors import FieldError
 
-    require_migrated()
     try:
         day: date = cadences.check_run_date(on.date(), force=force) if on else cadences.today()
     except FieldError as exc:
         raise typer.BadParameter(exc.detail, param_hint="--date") from exc
+    require_migrated()
     with session_scope() as session:
         result = cadences.run_for_date(session, kind, day)
     _print(result)

@@ -117,14 +117,14 @@ def serve(
     from service.observability.logs import configure_logging, logging_config
     from service.observability.multiproc import ensure_multiprocess_dir
 
-    if workers > 1:
-        ensure_multiprocess_dir()  # /metrics sums the request metrics of every API process
-    configure_logging()  # JSON lines (QIFU_LOG_FORMAT); each API process applies it too (log_config)
     try:
         check_settings()  # refuse at start, not with a 500 on every request (issue 11)
     except SettingsRefused as exc:
         typer.echo(f"qifu: {exc}", err=True)
         raise typer.Exit(2) from None
+    if workers > 1:
+        ensure_multiprocess_dir()  # /metrics sums the request metrics of every API process
+    configure_logging()  # JSON lines (QIFU_LOG_FORMAT); each API process applies it too (log_config)
     try:
         run(host=host, port=port, workers=workers, log_level=log_level, access_log=access_log,
             log_config=logging_config())

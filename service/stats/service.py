@@ -31,6 +31,7 @@ from service.calendar.service import get_calendar
 from service.categories.models import Category
 from service.clock import office_zone
 from service.common.enums import Channel, ServiceType
+from service.common.trees import subtree_ids
 from service.config import get_settings
 from service.departments.models import Department
 from service.errors import FieldError
@@ -153,18 +154,10 @@ def period_bounds(date_from: date, date_to: date) -> tuple[datetime, datetime]:
 
 
 def _subtree(session: Session, model, root_id: int, field_name: str, what: str) -> list[int]:
-    parents = dict(session.execute(sa.select(model.id, model.parent_id)).all())
-    if root_id not in parents:
+    ids = subtree_ids(session, model, root_id)
+    if not ids:
         raise FieldError(field_name, f"{what} {root_id} 不存在")
-    children: dict[int, list[int]] = {}
-    for child, parent in parents.items():
-        children.setdefault(parent, []).append(child)
-    out, todo = [], [root_id]
-    while todo:
-        node = todo.pop()
-        out.append(node)
-        todo.extend(children.get(node, []))
-    return out
+    return ids
 
 
 def filter_condition(session: Session, filters: Filters) -> sa.ColumnElement[bool]:

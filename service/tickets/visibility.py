@@ -39,6 +39,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from service.auth.actor import Actor
+from service.common.trees import subtree_ids
 from service.enterprises.models import Enterprise
 from service.errors import FieldError, NotFound
 from service.regions.models import Grid, Region
@@ -47,17 +48,8 @@ from service.users.models import OfficerGrid, User
 
 
 def region_subtree_ids(session: Session, region_id: int) -> list[int]:
-    """Ids of ``region_id`` and all its descendants (the region table is small: read it once)."""
-    rows = session.exec(select(Region.id, Region.parent_id)).all()
-    children: dict[int | None, list[int]] = {}
-    for rid, parent in rows:
-        children.setdefault(parent, []).append(rid)
-    result, stack = [], [region_id]
-    while stack:
-        rid = stack.pop()
-        result.append(rid)
-        stack.extend(children.get(rid, []))
-    return result
+    """Ids of ``region_id`` and all its descendants (:func:`service.common.trees.subtree_ids`)."""
+    return subtree_ids(session, Region, region_id) or [region_id]
 
 
 @dataclass(frozen=True)
