@@ -107,7 +107,7 @@ def create_app() -> FastAPI:
     from service.reference.router import router as reference_router
     from service.sla.router import router as sla_router
     from service.stats.router import router as stats_router
-    from service.tickets.router import router as tickets_router
+    from service.ticketing.router import router as tickets_router
     from workers.dispatch import register
 
     register()  # outbox messages written by requests go to the broker (or the embedded workers)

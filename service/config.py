@@ -46,7 +46,7 @@ class Settings(BaseSettings):
         db_pool_size: pooled connections per API process (the sync pool, and the async pool of the
             intake statement).
         intake_statement: an enterprise's own submission on PostgreSQL runs as one SQL statement
-            on the event loop (``service/tickets/intake_pg.py``, docs/performance.md); ``false``
+            on the event loop (``service/ticketing/intake_pg.py``, docs/performance.md); ``false``
             sends every submission through the ORM path (same answers, lower throughput).
 
     The five cadences (SPEC §5; environment ``QIFU_CADENCE_...``):
@@ -99,7 +99,7 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 20
     # an enterprise's own submission on PostgreSQL as one statement on the event loop
-    # (service/tickets/intake_pg.py); false = every submission takes the ORM path
+    # (service/ticketing/intake_pg.py); false = every submission takes the ORM path
     intake_statement: bool = True
     seeds_dir: Path = Path(__file__).resolve().parent.parent / "seeds" / "data"
     import_default_category: str = "problem.other"

@@ -1,8 +1,8 @@
 """Typed factory helpers: seeded actors and tickets driven to any status through the services.
 
 Every ticket made here has a valid history: it is submitted with
-:func:`service.tickets.service.submit_ticket` (or ``create_ticket`` when a submission instant is
-given) and moved with :func:`service.tickets.service.apply_action` by the seeded user who would
+:func:`service.ticketing.service.submit_ticket` (or ``create_ticket`` when a submission instant is
+given) and moved with :func:`service.ticketing.service.apply_action` by the seeded user who would
 really do it (the enterprise's contact, its service officer, the lead department's handler).
 
 The helpers commit the test session at the end: in the test fixture that only releases a savepoint
@@ -25,8 +25,8 @@ from service.categories.models import Category
 from service.common.enums import Role, TicketStatus
 from service.departments.models import Department
 from service.enterprises.models import Enterprise
+from service.ticketing import service as ticket_service
 from service.tickets import schemas
-from service.tickets import service as ticket_service
 from service.tickets.models import Ticket, TicketEvent
 from service.users.models import User
 

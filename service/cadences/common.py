@@ -14,7 +14,7 @@ from service.config import get_settings
 from service.enterprises.models import Enterprise
 from service.errors import FieldError
 from service.notifications import fanout
-from service.tickets import service as ticket_service
+from service.ticketing import service as ticket_service
 from service.tickets.models import Ticket
 
 

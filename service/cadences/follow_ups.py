@@ -33,7 +33,7 @@ from service.calendar.service import get_calendar
 from service.common.enums import OPEN_STATUSES
 from service.config import get_settings
 from service.errors import Conflict, NotAllowed, NotFound
-from service.tickets import service as ticket_service
+from service.ticketing import service as ticket_service
 from service.tickets.models import Ticket
 from service.tickets.visibility import ticket_visibility
 from service.users.models import User

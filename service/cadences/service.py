@@ -1,7 +1,7 @@
 """Running the five cadences (SPEC §5): claim a period, do its work, catch up what was missed.
 
 Every run first *claims* its period by inserting ``cadence_run(kind, period_key)`` inside a
-savepoint (as ``service.tickets.submission._reserve_idempotency_key`` does): a second run of the same
+savepoint (as ``service.ticketing.submission._reserve_idempotency_key`` does): a second run of the same
 period — twice by beat, by hand, or concurrently on two workers (the loser waits on the primary key,
 then finds it taken) — does nothing. The claim and the work commit together, so a failed run
 leaves no claim and is retried.

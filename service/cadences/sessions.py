@@ -42,7 +42,7 @@ from service.db import insert_unless_duplicate
 from service.errors import Conflict, FieldError, NotAllowed, NotFound
 from service.notifications import service as notifications
 from service.regions.models import Grid, Region
-from service.tickets import service as ticket_service
+from service.ticketing import service as ticket_service
 from service.tickets.models import Ticket, TicketCoDepartment, TicketEvent
 from service.tickets.visibility import region_subtree_ids, scope_of, ticket_visibility
 from service.users.models import User

@@ -1,10 +1,10 @@
 """The replay of one row: checks and cleans it, then writes it through the ticket service (SPEC §7).
 
-Each row becomes a ticket created by :func:`service.tickets.service.create_ticket` (channel
+Each row becomes a ticket created by :func:`service.ticketing.service.create_ticket` (channel
 ``import``) at its original submission time; a row with a reply is then accepted, dispatched and
 claimed (stamped at the submission time), replied at the reply time and auto-closed (rating
 ``none``) when the feedback window after the reply has passed — all through
-:func:`service.tickets.service.apply_action`, so every imported ticket has a valid history.
+:func:`service.ticketing.service.apply_action`, so every imported ticket has a valid history.
 
 Rules (``docs/import.md``): one requester (an enterprise-like row with ``uscc = NULL``) per user id
 and source; the lead department is a department named in the reply text, else the category's
@@ -54,10 +54,10 @@ from service.imports.departments import DepartmentMatcher
 from service.imports.options import ImportConfigError, ImportOptions
 from service.imports.report import ImportResult
 from service.sla.policy import Limit, limit_for
-from service.tickets.actions import apply_action, deferred_events
+from service.ticketing.actions import apply_action, deferred_events
+from service.ticketing.submission import create_ticket
 from service.tickets.models import Ticket
 from service.tickets.numbering import reserve_ticket_numbers
-from service.tickets.submission import create_ticket
 
 log = logging.getLogger(__name__)
 

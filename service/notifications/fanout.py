@@ -3,7 +3,7 @@
 ``RECIPIENTS[kind]`` names the groups told of each notification kind about a ticket;
 :func:`insert_statement` turns a kind into one ``INSERT INTO notification ... SELECT ...
 RETURNING`` over a set of tickets. Every writer uses it: single actions
-(:func:`service.tickets.actions.apply_action`), the ORM submission, the SLA sweeps (many tickets
+(:func:`service.ticketing.actions.apply_action`), the ORM submission, the SLA sweeps (many tickets
 at once), and the one-statement intake on PostgreSQL (compiled into its ``WITH``). Notifications
 that are not about one ticket's kind (the cadences') go through :func:`notify_select` or
 :func:`service.notifications.service.notify`. New rows are found by ``RETURNING``, never by

@@ -23,7 +23,7 @@ that finds nothing to do costs one index probe.
 What each sweep does is not written here: :data:`service.tickets.effects.SWEEPS` says which
 trigger fires which action, and the claiming UPDATE, the events and the notifications are built
 from that action's declared effects (:func:`claim_values`, :func:`run_sweep`), so an auto-close is
-the same ``auto_close`` as :func:`service.tickets.actions.apply_action`'s.
+the same ``auto_close`` as :func:`service.ticketing.actions.apply_action`'s.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def claim_values(sweep: Sweep, now: datetime) -> tuple[dict, str | None]:
     """The ``SET`` of a sweep's claiming UPDATE, built from the declared effects of its action
     (:data:`service.tickets.effects.EFFECTS`), and the status it moves the tickets to (or None).
 
-    The same columns as :func:`service.tickets.actions.apply_action` stamps, clears, sets and bumps
+    The same columns as :func:`service.ticketing.actions.apply_action` stamps, clears, sets and bumps
     for that action; a status without a running deadline clears ``due_*`` and every trigger, as
     :func:`service.sla.deadlines.apply_sla` does. Raises ValueError for an action whose SLA effect
     needs a deadline planned per ticket (not set-based)."""
@@ -182,7 +182,7 @@ def mark_overdue(session: Session, now: datetime | None = None) -> tuple[int, in
 
 def auto_close(session: Session, now: datetime | None = None) -> int:
     """Close replied tickets whose feedback deadline has passed (``SWEEPS["auto_close"]``): the same
-    ``auto_close`` as :func:`service.tickets.actions.apply_action` (rating ``none``, closed at the
+    ``auto_close`` as :func:`service.ticketing.actions.apply_action` (rating ``none``, closed at the
     feedback deadline, docs/decisions.md). Returns how many were closed."""
     return run_sweep(session, "auto_close", now or clock.now())
 

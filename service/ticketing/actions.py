@@ -95,7 +95,7 @@ _DEFERRED_EVENTS = "qifu.deferred_events"
 
 @contextmanager
 def deferred_events(session: Session) -> Iterator[None]:
-    """Collect the events that :func:`service.tickets.submission.create_ticket` and
+    """Collect the events that :func:`service.ticketing.submission.create_ticket` and
     :func:`apply_action` append inside the block and insert them, in order, with one statement
     when it ends without an error (dropped on an error: the caller rolls back). For replays of
     history (the importer: six events per replied row cost six statements). Nothing inside may

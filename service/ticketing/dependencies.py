@@ -10,7 +10,7 @@ from fastapi import Depends, Header
 from service.auth.dependencies import CurrentActor, SessionDep
 from service.common.schemas import INT32_MAX
 from service.errors import FieldError
-from service.tickets import service as ticket_service
+from service.ticketing import service as ticket_service
 from service.tickets.models import Ticket
 
 

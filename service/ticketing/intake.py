@@ -6,8 +6,8 @@ Every way a ticket comes into being goes through these functions, so the rules l
 - :func:`new_ticket_columns` gives the column values of the new ``submitted`` ticket, with its
   SLA deadlines and sweep triggers (:func:`service.sla.deadlines.apply_sla`).
 
-Two writers use them: :func:`service.tickets.service.create_ticket` (the ORM path: SQLite, imports,
-submissions on behalf of an enterprise) and :mod:`service.tickets.intake_pg` (PostgreSQL: a
+Two writers use them: :func:`service.ticketing.service.create_ticket` (the ORM path: SQLite, imports,
+submissions on behalf of an enterprise) and :mod:`service.ticketing.intake_pg` (PostgreSQL: a
 self-service submission as one statement, docs/performance.md).
 """
 

@@ -1,13 +1,13 @@
 """A self-service submission on PostgreSQL in one statement (SPEC §3 ``submit``, §7; the intake
 target of docs/performance.md).
 
-What :func:`service.tickets.service.create_ticket` does in seven round trips through the ORM, one
+What :func:`service.ticketing.service.create_ticket` does in seven round trips through the ORM, one
 data-modifying ``WITH`` statement does in one, in its own implicit transaction:
 
 1. checks the enterprise and the category (id, service type and, when given, code) and, when
    both hold (and the key, if any, is new), takes the next number of the year's sequence: a
    submission the general path must decide uses up no number here;
-2. inserts the ticket with the values of :func:`service.tickets.intake.new_ticket_columns` (the
+2. inserts the ticket with the values of :func:`service.ticketing.intake.new_ticket_columns` (the
    same rules as every other writer), the grid and officer read from the enterprise row;
 3. inserts its ``submit`` event and the notification of ``submit`` to its recipients (both as
    declared in :data:`service.tickets.effects.EFFECTS`; the notification by the one fan-out,
@@ -19,7 +19,7 @@ data-modifying ``WITH`` statement does in one, in its own implicit transaction:
 The statement writes nothing, and :func:`submit` returns ``None``, whenever the general path must
 decide: an unknown or changed enterprise or category (to name the field at fault), a key already
 used (to replay or refuse it), the first ticket of a year (to create the year's sequence). The
-caller then runs :func:`service.tickets.service.submit_ticket`, so answers never differ between
+caller then runs :func:`service.ticketing.service.submit_ticket`, so answers never differ between
 the two paths; only the cost does.
 
 Who takes this path: enterprise users submitting for themselves (the bulk of the traffic) on
@@ -54,7 +54,8 @@ from service.errors import FieldError, Unavailable, database_unavailable
 from service.notifications import fanout
 from service.sla.deadlines import deadline_view
 from service.sla.policy import cached_category, snapshot_is_fresh
-from service.tickets import intake, schemas
+from service.ticketing import intake
+from service.tickets import schemas
 from service.tickets.effects import EFFECTS
 from service.tickets.models import Ticket
 
@@ -85,10 +86,10 @@ def prepare(session: Session, actor: Actor, data: schemas.TicketCreate,
     Returns None when the category is unknown to this process (the general path names the field).
 
     Raises:
-        NotAllowed (403), FieldError (422): as :func:`service.tickets.intake.resolve_submitter`;
+        NotAllowed (403), FieldError (422): as :func:`service.ticketing.intake.resolve_submitter`;
             a key longer than 255 characters.
     """
-    from service.tickets.submission import request_hash  # submission imports the notifications
+    from service.ticketing.submission import request_hash  # submission imports the notifications
 
     enterprise_id, channel = intake.resolve_submitter(actor, data)
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
@@ -222,7 +223,7 @@ def _sql(prepared: Prepared) -> str:
 
 
 def _response(prepared: Prepared, row: tuple) -> schemas.TicketRead:
-    """The response model, as :func:`service.tickets.service.ticket_read` gives it for the row.
+    """The response model, as :func:`service.ticketing.service.ticket_read` gives it for the row.
     No I/O: it runs on the event loop after the statement (the calendar is the prepared one)."""
     _id, number, officer_id, grid_id, _outbox = row
     ticket = SimpleNamespace(**prepared.columns)

@@ -14,9 +14,10 @@ from service.common.schemas import ApiDateTime
 from service.common.schemas import Id as _Id
 from service.db import commit_in_thread
 from service.errors import FieldError
-from service.tickets import intake_pg, schemas
-from service.tickets import service as ticket_service
-from service.tickets.dependencies import CurrentTicket, if_match_version
+from service.ticketing import intake_pg
+from service.ticketing import service as ticket_service
+from service.ticketing.dependencies import CurrentTicket, if_match_version
+from service.tickets import schemas
 from service.tickets.models import Ticket
 from service.tickets.workflow import Action
 

@@ -2,19 +2,18 @@
 callers' ``from service.tickets import service`` goes on working.
 
 - :mod:`service.tickets.numbering` — ticket numbers;
-- :mod:`service.tickets.queries` — the read model, visibility-checked loads, history, lists;
-- :mod:`service.tickets.submission` — submission through the ORM (the general path);
-  :mod:`service.tickets.intake` (rules) and :mod:`service.tickets.intake_pg` (one statement);
-- :mod:`service.tickets.actions` — :func:`apply_action` and its handlers;
+- :mod:`service.ticketing.queries` — the read model, visibility-checked loads, history, lists;
+- :mod:`service.ticketing.submission` — submission through the ORM (the general path);
+  :mod:`service.ticketing.intake` (rules) and :mod:`service.ticketing.intake_pg` (one statement);
+- :mod:`service.ticketing.actions` — :func:`apply_action` and its handlers;
   :mod:`service.tickets.effects` — what each action does, declared once.
 """
 
 from __future__ import annotations
 
-from service.tickets.actions import ACTION_BODIES, HANDLERS, Action, apply_action, deferred_events
-from service.tickets.intake import ON_BEHALF_ROLES, SELF_SERVICE_CHANNELS
-from service.tickets.numbering import next_ticket_number, reserve_ticket_numbers
-from service.tickets.queries import (
+from service.ticketing.actions import ACTION_BODIES, HANDLERS, Action, apply_action, deferred_events
+from service.ticketing.intake import ON_BEHALF_ROLES, SELF_SERVICE_CHANNELS
+from service.ticketing.queries import (
     SORT_KEYS,
     TicketFilter,
     find_ticket,
@@ -23,7 +22,8 @@ from service.tickets.queries import (
     list_tickets,
     ticket_read,
 )
-from service.tickets.submission import IdempotencyMismatch, create_ticket, request_hash, submit_ticket
+from service.ticketing.submission import IdempotencyMismatch, create_ticket, request_hash, submit_ticket
+from service.tickets.numbering import next_ticket_number, reserve_ticket_numbers
 
 __all__ = [
     "ACTION_BODIES", "HANDLERS", "ON_BEHALF_ROLES", "SELF_SERVICE_CHANNELS", "SORT_KEYS", "Action",

@@ -1,5 +1,5 @@
 """Submission through the ORM (SPEC §3 ``submit``, §7): the general path (SQLite, imports, cadences,
-on-behalf submissions, and whatever :mod:`service.tickets.intake_pg` hands back).
+on-behalf submissions, and whatever :mod:`service.ticketing.intake_pg` hands back).
 
 Plain functions taking a session; they flush but never commit (ARCHITECTURE rule 2).
 """
@@ -23,8 +23,9 @@ from service.db import insert_now
 from service.enterprises.models import Enterprise
 from service.errors import AppError, FieldError, VersionConflict
 from service.notifications import fanout
-from service.tickets import intake, schemas
-from service.tickets.actions import EventDraft
+from service.ticketing import intake
+from service.ticketing.actions import EventDraft
+from service.tickets import schemas
 from service.tickets.effects import EFFECTS
 from service.tickets.models import IdempotencyKey, Ticket
 from service.tickets.numbering import next_ticket_number

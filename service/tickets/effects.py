@@ -16,10 +16,10 @@
 - ``visibility``, ``reason``, ``payload``: the event it appends (``payload`` lists the ticket
   columns copied into the event's payload after the action; the handler may add more).
 
-Three writers are built from it: :func:`service.tickets.actions.apply_action` (one ticket, ORM;
+Three writers are built from it: :func:`service.ticketing.actions.apply_action` (one ticket, ORM;
 its handlers keep only what is truly action-specific), the set-based sweeps of
 :mod:`service.sla.sweeps` (``SWEEPS`` says which trigger fires which action), and the
-one-statement intake (:mod:`service.tickets.intake_pg`, ``submit``).
+one-statement intake (:mod:`service.ticketing.intake_pg`, ``submit``).
 """
 
 from __future__ import annotations

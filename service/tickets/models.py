@@ -17,7 +17,7 @@ _version_column = sa.Column("version", sa.Integer, nullable=False)
 
 
 class Ticket(SQLModel, table=True):
-    """A ticket. Status changes only through :func:`service.tickets.service.apply_action`.
+    """A ticket. Status changes only through :func:`service.ticketing.service.apply_action`.
 
     Milestone columns (``*_at``, aware UTC) are stamped by the workflow; ``version`` is the
     optimistic-concurrency counter exposed as the ETag; counters ``reopen_count`` and

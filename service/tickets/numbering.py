@@ -46,7 +46,7 @@ def next_ticket_number(session: Session, year: int) -> str:
 
 
 def reserve_ticket_numbers(session: Session, year: int, count: int) -> list[str]:
-    """``count`` ticket numbers of ``year`` for :func:`service.tickets.submission.create_ticket`
+    """``count`` ticket numbers of ``year`` for :func:`service.ticketing.submission.create_ticket`
     (``number=``), in order.
 
     SQLite: one UPDATE of the year's counter for all of them (the importer reserves a batch's

@@ -21,8 +21,8 @@ from service.categories.models import Category
 from service.departments.models import Department
 from service.enterprises.models import Enterprise
 from service.regions.models import Grid, Region
+from service.ticketing.service import ACTION_BODIES
 from service.tickets.models import IdempotencyKey, Ticket, TicketEvent
-from service.tickets.service import ACTION_BODIES
 from service.tickets.workflow import Action as wf_action
 from service.users.models import OfficerGrid, User
 from tests import factories as f
@@ -244,7 +244,7 @@ ACTION_CASES: dict[str, tuple[str, str, list[tuple[Any, str]]]] = {
 
 
 def test_every_action_has_bad_input_cases():
-    from service.tickets.router import ACTION_SUMMARIES
+    from service.ticketing.router import ACTION_SUMMARIES
 
     assert {a.value for a in ACTION_SUMMARIES} == set(ACTION_CASES)
 

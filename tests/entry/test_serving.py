@@ -1,6 +1,6 @@
 """Serving under load: ``qifu serve --workers N`` (qifu/serve.py) and the single-flight reads
 of per-process caches (an expired actor, service/auth/dependencies.py; stale calendar and policy
-caches, service/tickets/intake_pg.py).
+caches, service/ticketing/intake_pg.py).
 
 The serving tests are Linux-only on purpose: ``SO_REUSEPORT`` missing there is a failure, not a
 skip. The single-flight tests fire their requests from one event loop through the ASGI transport
@@ -507,7 +507,7 @@ def test_stale_reference_caches_are_refreshed_once_for_concurrent_submissions(
     one-statement path (intake_pg) wait for one refresh; all are created."""
     from service.calendar.service import clear_cache as clear_calendar
     from service.sla.policy import clear_cache as clear_policies
-    from service.tickets import intake_pg
+    from service.ticketing import intake_pg
 
     app = _InFlight(_real_app(serving_engine))
     reads = _SlowCounted(intake_pg._read_caches, 0.2, app)

@@ -61,7 +61,7 @@ from service.calendar.core import WorkingCalendar
 from service.calendar.service import get_calendar
 from service.enterprises.models import Enterprise
 from service.sla import sweeps
-from service.tickets import service as ticket_service
+from service.ticketing import service as ticket_service
 from service.tickets.models import Ticket, TicketEvent
 from tests import factories as f
 

@@ -32,8 +32,9 @@ from service.auth.security import create_access_token
 from service.config import get_settings
 from service.db import get_session, make_engine
 from service.errors import IllegalTransition, VersionConflict
-from service.tickets import intake_pg, schemas
-from service.tickets import service as ticket_service
+from service.ticketing import intake_pg
+from service.ticketing import service as ticket_service
+from service.tickets import schemas
 from service.tickets.models import IdempotencyKey, Ticket, TicketEvent
 from service.users.models import User
 

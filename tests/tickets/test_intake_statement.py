@@ -1,5 +1,5 @@
-"""The one-statement intake (``service/tickets/intake_pg.py``) gives exactly the answers and the rows
-of the ORM path (:func:`service.tickets.service.submit_ticket`), on real PostgreSQL.
+"""The one-statement intake (``service/ticketing/intake_pg.py``) gives exactly the answers and the rows
+of the ORM path (:func:`service.ticketing.service.submit_ticket`), on real PostgreSQL.
 
 An enterprise user's own submission runs as one data-modifying statement; when the statement
 writes nothing the router falls back to the ORM path. Every case here is submitted once with
@@ -46,8 +46,9 @@ from service.enterprises.models import Enterprise
 from service.notifications.models import Notification, NotificationDelivery
 from service.outbox_models import OutboxMessage
 from service.sla import policy
-from service.tickets import intake_pg, schemas
-from service.tickets import service as ticket_service
+from service.ticketing import intake_pg
+from service.ticketing import service as ticket_service
+from service.tickets import schemas
 from service.tickets.models import IdempotencyKey, Ticket, TicketEvent
 from service.users.models import User
 from tests import factories as f
