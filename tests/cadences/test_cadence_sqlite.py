@@ -17,21 +17,16 @@ from service.cadences import service as cadences
 from service.cadences.models import FollowUp, InquiryListItem
 from service.db import make_engine
 from tests import factories as f
-from tests.conftest import migrate
 from tests.factories import SHANGHAI
+from tests.scratch_db import build_database
 
 
 @pytest.fixture(scope="module")
 def sqlite_engine(tmp_path_factory: pytest.TempPathFactory):
     path: Path = tmp_path_factory.mktemp("cadence") / "qifu.db"
     url = f"sqlite:///{path}"
-    migrate(url)
-    from seeds.loader import load_seeds
-
+    build_database(url)
     engine = make_engine(url)
-    with Session(engine) as s:
-        load_seeds(s)
-        s.commit()
     yield engine
     engine.dispose()
 

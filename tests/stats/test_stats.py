@@ -442,16 +442,12 @@ def test_bad_drill_and_ranking_input(client, login, path, params, field):
 
 @pytest.fixture(scope="module")
 def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sa.Engine]:
-    from seeds.loader import load_seeds
     from service.db import make_engine
-    from tests.conftest import migrate
+    from tests.scratch_db import build_database
 
     url = f"sqlite:///{tmp_path_factory.mktemp('stats') / 'qifu.db'}"
-    migrate(url)
+    build_database(url)
     engine = make_engine(url)
-    with Session(engine) as s:
-        load_seeds(s)
-        s.commit()
     yield engine
     engine.dispose()
 

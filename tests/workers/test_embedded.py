@@ -20,13 +20,13 @@ from sqlmodel import Session, select
 
 from service import clock, jobs
 from service.config import DEV_SECRET, get_settings
-from service.db import get_engine, make_engine, session_scope
+from service.db import get_engine, session_scope
 from service.notifications.models import Notification, NotificationDelivery
 from service.outbox_models import OutboxMessage
 from service.tickets.models import Ticket
 from tests import factories as f
-from tests.conftest import migrate
 from tests.notifications.test_notifications import SECRET, WebhookReceiver, settings_env, wait_until
+from tests.scratch_db import build_database
 from workers import embedded
 
 
@@ -40,14 +40,7 @@ def env_setter() -> Iterator[Callable[..., None]]:
 def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     path: Path = tmp_path_factory.mktemp("embedded-worker") / "qifu.db"
     url = f"sqlite:///{path}"
-    migrate(url)
-    from seeds.loader import load_seeds
-
-    engine = make_engine(url)
-    with Session(engine) as s:
-        load_seeds(s)
-        s.commit()
-    engine.dispose()
+    build_database(url)
     return url
 
 
