@@ -98,33 +98,46 @@ class Counter:
 
 class UserRequestLimit:
     """At most ``per_minute`` API requests per user and per API process, in fixed one-minute
-    windows (SPEC §9 "rate limits per user"). Counted in this process's memory: no Redis round
-    trip per request; with N API processes a user may make up to N times as many (the limit is
-    meant for a runaway script, not for pacing people; docs/decisions.md "Login throttling")."""
+    windows of the clock (SPEC §9 "rate limits per user"). Counted in this process's memory: no
+    Redis round trip per request; with N API processes a user may make up to N times as many (the
+    limit is meant for a runaway script, not for pacing people; docs/decisions.md "Login
+    throttling").
+
+    A counter per user, reset when the minute turns, rather than ``limits``' in-memory storage:
+    that storage starts a timer thread every 10 ms while it is used, which cost every request of
+    the API about 0.25 ms of CPU (bench/intake.py, docs/performance.md round 4). Login throttling,
+    rare and shared between processes, keeps ``limits`` (:class:`Counter`).
+    """
 
     def __init__(self, per_minute: int) -> None:
-        from limits import RateLimitItemPerMinute
-        from limits.storage import MemoryStorage
-        from limits.strategies import FixedWindowRateLimiter
-
         self.per_minute = per_minute
-        self._item = RateLimitItemPerMinute(max(per_minute, 1), namespace="qifu-api-user")
-        self._limiter = FixedWindowRateLimiter(MemoryStorage())
+        self._window = -1  # the current minute, as whole minutes since the epoch
+        self._counts: dict[int, int] = {}
+        self._lock = threading.Lock()
 
     def hit(self, user_id: int) -> None:
-        """Count one request of ``user_id``.
+        """Count one request of ``user_id`` in the current minute.
 
         Raises:
-            TooManyRequests (429): the user's requests of this minute are used up.
+            TooManyRequests (429, ``Retry-After`` in seconds to the next minute): the user's
+                requests of this minute are used up.
         """
         if self.per_minute <= 0:
             return
-        key = str(user_id)
-        if not self._limiter.hit(self._item, key):
+        from service import clock
+
+        now = clock.now().timestamp()
+        window = int(now // 60)
+        with self._lock:
+            if window != self._window:
+                self._window = window
+                self._counts.clear()
+            count = self._counts.get(user_id, 0) + 1
+            self._counts[user_id] = count
+        if count > self.per_minute:
             from service.errors import TooManyRequests
 
-            reset = self._limiter.get_window_stats(self._item, key).reset_time
-            seconds = max(1, math.ceil(reset - time.time()))
+            seconds = max(1, math.ceil((window + 1) * 60 - now))
             raise TooManyRequests(f"请求过于频繁（每分钟最多 {self.per_minute} 次），请 {seconds} 秒后再试",
                                   retry_after=seconds)
 
