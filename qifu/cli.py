@@ -114,7 +114,7 @@ def serve(
     from qifu.serve import ServingFailed
     from qifu.serve import serve as run
     from service.auth.secret_file import SettingsRefused, check_settings
-    from service.observability.logs import configure_logging, logging_config
+    from service.logs import configure_logging, logging_config
     from service.observability.multiproc import ensure_multiprocess_dir
 
     try:

@@ -87,7 +87,7 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
 def _add_operations(app: FastAPI) -> None:
     """``GET /metrics`` and per-route request metrics (service.observability.metrics); the request
-    id of every request (``X-Request-ID`` in and out, bound for the logs: service.observability.logs)."""
+    id of every request (``X-Request-ID`` in and out, bound for the logs: service.logs)."""
     from asgi_correlation_id import CorrelationIdMiddleware
 
     from service.observability.metrics import instrument

@@ -23,7 +23,7 @@ from sqlalchemy import event
 from sqlmodel import Session, select
 
 from service import clock
-from service.observability.logs import current_request_id, request_id_bound
+from service.logs import current_request_id, request_id_bound
 from service.outbox_models import OutboxMessage
 
 log = logging.getLogger("qifu.jobs")

@@ -18,7 +18,7 @@ from celery.schedules import crontab
 
 from service import jobs
 from service.config import Settings, get_settings
-from service.observability.logs import connect_celery_signals
+from service.logs import connect_celery_signals
 
 log = logging.getLogger("qifu.jobs")
 

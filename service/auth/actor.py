@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -24,3 +25,10 @@ class Actor:
     def system(cls) -> Actor:
         """The actor used by workers and imports (role ``system``, no user)."""
         return cls(user_id=None, role="system", username="system")
+
+
+def actor_of(user: Any) -> Actor:
+    """Build the :class:`Actor` of a user (a ``User`` entity or a row with the same column names:
+    ``id``, ``role``, ``enterprise_id``, ``department_id``, ``region_id``, ``username``)."""
+    return Actor(user_id=user.id, role=user.role, enterprise_id=user.enterprise_id,
+                 department_id=user.department_id, region_id=user.region_id, username=user.username)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
 from service import clock
-from service.auth.actor import Actor
+from service.auth.actor import Actor, actor_of
 from service.auth.security import decode_access_token
 from service.auth.throttle import user_request_limit
 from service.config import get_settings
@@ -190,12 +190,6 @@ def _rolled_back(conn) -> None:
 def _rolled_back_savepoint(conn, _name, _context) -> None:
     if conn.info.get(_USERS_CHANGED):
         clear_actor_cache()
-
-
-def actor_of(user: User | sa.Row) -> Actor:
-    """Build the :class:`Actor` of a user (an entity or a row with the same column names)."""
-    return Actor(user_id=user.id, role=user.role, enterprise_id=user.enterprise_id,
-                 department_id=user.department_id, region_id=user.region_id, username=user.username)
 
 
 CurrentActor = Annotated[Actor, Depends(get_current_actor)]

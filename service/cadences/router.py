@@ -15,11 +15,10 @@ from service.cadences import follow_ups, inquiries, reports, return_visits, sche
 from service.cadences import service as cadence_service
 from service.cadences.models import FOLLOW_UP_STATUSES, RETURN_VISIT_STATUSES, CadenceRun
 from service.common.openapi import problem_responses
-from service.common.schemas import INT32_MAX, ApiDate
+from service.common.schemas import INT32_MAX, ApiDate, QueryId
 from service.errors import NotAllowed
 
 Id = Annotated[int, Path(ge=1, le=INT32_MAX)]
-OptId = Annotated[int | None, Query(ge=1, le=INT32_MAX)]
 PeriodKey = Annotated[str | None, Query(max_length=16, pattern=r"^[0-9A-Za-z-]+$")]
 #: every cadence endpoint is for some roles only, checked in the domain (403)
 ROLE = problem_responses(403)
@@ -67,7 +66,7 @@ def inquiry_coverage(session: SessionDep, actor: CurrentActor, on: Annotated[Api
 
 def _session_routes(r: APIRouter, kind: str, label: str) -> None:
     @r.get("", response_model=list[schemas.SessionRead], summary=f"{label}列表")
-    def list_(session: SessionDep, actor: CurrentActor, region_id: OptId = None,
+    def list_(session: SessionDep, actor: CurrentActor, region_id: QueryId = None,
               date_from: ApiDate | None = None, date_to: ApiDate | None = None,
               limit: Annotated[int, Query(ge=1, le=500)] = 100):
         rows = sessions.list_sessions(session, actor, kind, region_id=region_id, date_from=date_from,

@@ -21,7 +21,7 @@ from datetime import date, datetime, timedelta
 from sqlmodel import Session, select
 
 from service import clock
-from service.auth.dependencies import actor_of
+from service.auth.actor import actor_of
 from service.cadences import follow_ups, inquiries, reports, return_visits, sessions
 from service.cadences.common import local_date
 from service.cadences.models import CadenceRun

@@ -13,6 +13,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated, Any
 
 from annotated_types import Interval
+from fastapi import Query
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -33,6 +34,8 @@ MAX_DATE = date(2100, 12, 31)
 
 #: A row id (path, query or body): ``1 .. INT32_MAX`` (an ``INTEGER`` column).
 Id = Annotated[int, Interval(ge=1, le=INT32_MAX)]
+#: an optional id in a query string (a filter): an :data:`Id`, or absent
+QueryId = Annotated[Id | None, Query()]
 
 
 def check_date(value: date) -> date:

@@ -1,1 +1,2 @@
-"""Operations: Prometheus metrics (metrics), structured logs with a request id (logs)."""
+"""Operations: Prometheus metrics (``metrics``, ``multiproc``). Structured logs with a request id
+are :mod:`service.logs` (below the domain: the outbox carries the id into tasks)."""

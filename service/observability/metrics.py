@@ -93,18 +93,26 @@ def timed_sweep(name: str) -> Iterator[dict]:
 
 # ----------------------------------------------------------------- gauges read from the database
 
-_QUERIES = {
-    "status": "SELECT status, count(*) FROM ticket GROUP BY status",
-    # the read model's rule (service.sla.deadlines.deadline_view): a running deadline that has
-    # passed, except the feedback step (the enterprise's, never overdue)
-    "overdue": "SELECT due_step, count(*) FROM ticket WHERE due_at < :now AND due_step <> 'feedback' "
-               "GROUP BY due_step",
-    "escalated": "SELECT escalation_level, count(*) FROM ticket WHERE escalation_level > 0 "
-                 "AND status NOT IN ('closed', 'rejected') GROUP BY escalation_level",
-    "outbox": "SELECT count(*), min(created_at) FROM outbox_message WHERE sent_at IS NULL",
-    "deliveries": "SELECT state, channel, count(*) FROM notification_delivery WHERE state <> 'sent' "
-                  "GROUP BY state, channel",
-}
+def _queries(now) -> dict:
+    """The gauges' statements; overdue and open are the domain's own rules
+    (:func:`service.sla.deadlines.overdue_clause`, :data:`service.common.enums.OPEN_STATUSES`)."""
+    import sqlalchemy as sa
+
+    from service.common.enums import OPEN_STATUSES
+    from service.sla.deadlines import overdue_clause
+    from service.tickets.models import Ticket
+
+    t = Ticket.__table__.c
+    count = sa.func.count()
+    return {
+        "status": sa.select(t.status, count).group_by(t.status),
+        "overdue": sa.select(t.due_step, count).where(overdue_clause(now)).group_by(t.due_step),
+        "escalated": sa.select(t.escalation_level, count).where(
+            t.escalation_level > 0, t.status.in_(OPEN_STATUSES)).group_by(t.escalation_level),
+        "outbox": sa.text("SELECT count(*), min(created_at) FROM outbox_message WHERE sent_at IS NULL"),
+        "deliveries": sa.text("SELECT state, channel, count(*) FROM notification_delivery WHERE state <> 'sent' "
+                              "GROUP BY state, channel"),
+    }
 
 
 class DatabaseCollector(Collector):
@@ -134,20 +142,15 @@ class DatabaseCollector(Collector):
 
         from service import clock
         from service.common.enums import TicketStatus
-        from service.db import UTCDateTime
 
         now = clock.now()
-
-        def _statement(sql: str):
-            stmt = sa.text(sql)
-            return stmt.bindparams(sa.bindparam("now", now, type_=UTCDateTime)) if ":now" in sql else stmt
 
         up = GaugeMetricFamily("qifu_metrics_db_up", "1 when the scrape could read the database")
         try:
             with self._connection() as conn:
                 if conn.dialect.name == "postgresql":
                     conn.execute(sa.text(f"SET LOCAL statement_timeout = {int(SCRAPE_TIMEOUT_MS)}"))
-                rows = {name: conn.execute(_statement(sql)).all() for name, sql in _QUERIES.items()}
+                rows = {name: conn.execute(stmt).all() for name, stmt in _queries(now).items()}
         except Exception as exc:  # noqa: BLE001 - a scrape never fails because the database did
             log.warning("metrics: database gauges unavailable: %s", type(exc).__name__)
             up.add_metric([], 0)

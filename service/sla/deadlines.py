@@ -120,8 +120,16 @@ def level2_at(calendar: WorkingCalendar, due: datetime) -> datetime:
 def is_overdue(step: str | None, due: datetime | None, now: datetime) -> bool:
     """Whether the running deadline ``(step, due)`` is overdue at ``now``: from the deadline
     instant itself on (SPEC §4, as the sweep's ``overdue_at <= now``); never for ``feedback``,
-    whose expiry closes the ticket instead."""
+    whose expiry closes the ticket instead. :func:`overdue_clause` is the same rule in SQL."""
     return due is not None and step != "feedback" and now >= due
+
+
+def overdue_clause(now: datetime) -> sa.ColumnElement[bool]:
+    """:func:`is_overdue` over the ``ticket`` table's running deadline (``due_step``, ``due_at``,
+    kept equal to :func:`running_deadline` by :func:`apply_sla`; none while on hold, closed or
+    rejected), for the statistics and the metrics gauges."""
+    t = Ticket.__table__.c
+    return sa.and_(t.due_step != "feedback", t.due_at <= now)
 
 
 def _schedule(session: Session, ticket: Ticket, calendar: WorkingCalendar, start: datetime,

@@ -32,15 +32,13 @@ from datetime import UTC, date, datetime, time, timedelta
 import sqlalchemy as sa
 
 from service.calendar.core import EPOCH, WorkingCalendar
+from service.sla.deadlines import overdue_clause
 from service.tickets.models import Ticket
 
 T = Ticket.__table__.c
 
 SATISFIED = ("satisfied", "basically_satisfied")
 RATED = ("satisfied", "basically_satisfied", "dissatisfied")
-# statuses in which a running deadline can be missed (on_hold pauses the clock; replied waits for
-# the enterprise: its feedback deadline closes the ticket, it is never "overdue")
-RUNNING_STATUSES = ("submitted", "accepted", "dispatched", "in_progress")
 
 
 def _reply_in_time():
@@ -95,8 +93,7 @@ COUNTS: dict[str, Count] = {c.name: c for c in (
     Count("replied", "已答复", lambda now: T.first_replied_at.is_not(None)),
     Count("closed", "办结", lambda now: T.status == "closed"),
     Count("closed_on_time", "按期办结", lambda now: sa.and_(T.status == "closed", _reply_in_time())),
-    Count("overdue", "当前超期", lambda now: sa.and_(
-        T.status.in_(RUNNING_STATUSES), T.due_step != "feedback", T.due_at.is_not(None), T.due_at <= now)),
+    Count("overdue", "当前超期", overdue_clause),
     Count("response_due", "应响应", lambda now: sa.or_(T.dispatched_at.is_not(None), T.answered_at.is_not(None))),
     Count("responded", "按时响应", lambda now: _responded()),
     Count("rated", "已评价", lambda now: T.rating.in_(RATED)),

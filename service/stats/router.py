@@ -13,13 +13,12 @@ from pydantic import BaseModel
 
 from service.auth.actor import Actor
 from service.auth.dependencies import SessionDep, require_roles
-from service.common.schemas import ApiDate
+from service.common.schemas import ApiDate, QueryId
 from service.stats import export
 from service.stats import service as stats_service
 
 router = APIRouter(prefix="/stats", tags=["stats"])
 StatsActor = Annotated[Actor, Depends(require_roles("supervisor", "admin", "officer", "department"))]
-Id = Annotated[int | None, Query(ge=1, le=2_147_483_647)]
 Short = Annotated[str | None, Query(max_length=32)]
 Format = Annotated[str | None, Query(alias="format", max_length=8, description="json | csv | xlsx")]
 FILE_TYPES = {"csv": f"{export.CSV}; charset=utf-8", "xlsx": export.XLSX}
@@ -59,8 +58,9 @@ class RankingRead(BaseModel):
     rows: list[dict[str, Any]]
 
 
-def filters_dep(department_id: Id = None, region_id: Id = None, grid_id: Id = None, category_id: Id = None,
-                service_type: Short = None, channel: Short = None, officer_id: Id = None) -> stats_service.Filters:
+def filters_dep(department_id: QueryId = None, region_id: QueryId = None, grid_id: QueryId = None,
+                category_id: QueryId = None, service_type: Short = None, channel: Short = None,
+                officer_id: QueryId = None) -> stats_service.Filters:
     """The population filters of every statistics endpoint (see :class:`stats_service.Filters`)."""
     return stats_service.Filters(department_id, region_id, grid_id, category_id, service_type, channel, officer_id)
 

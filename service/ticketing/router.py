@@ -10,8 +10,7 @@ from service import clock
 from service.auth.dependencies import CurrentActor, SessionDep
 from service.common.enums import Channel, Priority, ServiceType, TicketStatus
 from service.common.openapi import problem_responses
-from service.common.schemas import ApiDateTime
-from service.common.schemas import Id as _Id
+from service.common.schemas import ApiDateTime, QueryId
 from service.db import commit_in_thread
 from service.errors import FieldError
 from service.ticketing import intake_pg
@@ -22,7 +21,6 @@ from service.tickets.models import Ticket
 from service.tickets.workflow import Action
 
 router = APIRouter(prefix="/tickets", tags=["tickets"])
-Id = Annotated[_Id | None, Query()]
 
 
 def _utc(value: datetime | None, name: str) -> datetime | None:
@@ -68,12 +66,12 @@ async def submit(
 def list_tickets(
     session: SessionDep, actor: CurrentActor,
     status_: Annotated[list[TicketStatus] | None, Query(alias="status")] = None,
-    department_id: Id = None,
-    grid_id: Id = None,
-    category_id: Id = None,
+    department_id: QueryId = None,
+    grid_id: QueryId = None,
+    category_id: QueryId = None,
     service_type: ServiceType | None = None,
     channel: Channel | None = None,
-    enterprise_id: Id = None,
+    enterprise_id: QueryId = None,
     priority: Priority | None = None,
     created_from: ApiDateTime | None = None,
     created_to: ApiDateTime | None = None,

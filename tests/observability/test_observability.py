@@ -17,9 +17,8 @@ import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service import clock
+from service import clock, logs
 from service.notifications.models import Notification, NotificationDelivery
-from service.observability import logs
 from service.observability.metrics import DatabaseCollector, timed_sweep
 from service.outbox_models import OutboxMessage
 from tests import factories as f
