@@ -19,17 +19,21 @@ from service.errors import FieldError, NotFound, TicketNotFound
 from service.sla.deadlines import deadline_view
 from service.tickets import schemas
 from service.tickets.models import Ticket, TicketCoDepartment, TicketEvent
-from service.tickets.visibility import ticket_visibility
+from service.tickets.visibility import scope_of, ticket_visibility
 
 
-def ticket_read(session: Session, ticket: Ticket) -> schemas.TicketRead:
-    """The response model of ``ticket`` (with co-handling departments and duplicate-of number)."""
+def ticket_read(session: Session, ticket: Ticket, actor: Actor) -> schemas.TicketRead:
+    """The response model of ``ticket`` as ``actor`` reads it: with its co-handling departments, and
+    the number of the ticket it was merged into only when ``actor`` may open that ticket (SPEC §1: a
+    number of a ticket out of scope is not shown, whatever path would reveal it)."""
     co: list[int] = []
     if ticket.lead_department_id is not None:  # co-handlers exist only beside a lead (dispatch sets
         co = session.exec(                     # both, return clears both): no query otherwise
             select(TicketCoDepartment.department_id).where(TicketCoDepartment.ticket_id == ticket.id)
         ).all()
-    dup = session.get(Ticket, ticket.duplicate_of_id).number if ticket.duplicate_of_id else None
+    dup = None
+    if ticket.duplicate_of_id is not None and scope_of(session, actor).can_see_ticket(ticket.duplicate_of_id):
+        dup = session.get(Ticket, ticket.duplicate_of_id).number
     data = ticket.model_dump()
     data.update(status_label=STATUS_LABELS[ticket.status], co_department_ids=sorted(co), duplicate_of=dup)
     data.update(deadline_view(get_calendar(session), ticket, clock.now()))
@@ -53,12 +57,27 @@ def get_visible_ticket(session: Session, actor: Actor, number: str, *, for_updat
     return ticket
 
 
-def list_events(session: Session, actor: Actor, ticket: Ticket) -> list[TicketEvent]:
-    """The ticket's history, oldest first; enterprise users do not see internal events."""
+#: Event payload entries that name another ticket (merge's ``into``, link's ``other``).
+OTHER_TICKET_KEYS = ("into", "other")
+
+
+def list_events(session: Session, actor: Actor, ticket: Ticket) -> list[schemas.TicketEventRead]:
+    """The ticket's history, oldest first; enterprise users do not see internal events. A payload
+    entry naming another ticket the actor may not open (:data:`OTHER_TICKET_KEYS`) reads ``None``
+    (SPEC §1)."""
     stmt = select(TicketEvent).where(TicketEvent.ticket_id == ticket.id)
     if actor.role == Role.enterprise:
         stmt = stmt.where(TicketEvent.visibility == "public")
-    return list(session.exec(stmt.order_by(TicketEvent.id)).all())
+    events = [schemas.TicketEventRead.model_validate(e) for e in session.exec(stmt.order_by(TicketEvent.id)).all()]
+    named = {e.payload[k] for e in events for k in OTHER_TICKET_KEYS if isinstance(e.payload.get(k), str)}
+    if named:
+        visible = scope_of(session, actor).visible_numbers(named)
+        for e in events:
+            hidden = {k: None for k in OTHER_TICKET_KEYS if isinstance(e.payload.get(k), str)
+                      and e.payload[k] not in visible}
+            if hidden:
+                e.payload = {**e.payload, **hidden}
+    return events
 
 
 @dataclass

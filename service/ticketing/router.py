@@ -7,6 +7,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Response, status
 from sqlmodel import Session
 
 from service import clock
+from service.auth.actor import Actor
 from service.auth.dependencies import CurrentActor, SessionDep
 from service.common.enums import Channel, Priority, ServiceType, TicketStatus
 from service.common.openapi import problem_responses
@@ -33,9 +34,9 @@ def _utc(value: datetime | None, name: str) -> datetime | None:
         raise FieldError(name, "日期超出范围") from exc
 
 
-def _respond(session: Session, ticket: Ticket, response: Response) -> schemas.TicketRead:
+def _respond(session: Session, actor: Actor, ticket: Ticket, response: Response) -> schemas.TicketRead:
     response.headers["ETag"] = f'"{ticket.version}"'
-    return ticket_service.ticket_read(session, ticket)
+    return ticket_service.ticket_read(session, ticket, actor)
 
 
 @router.post("", response_model=schemas.TicketRead, status_code=status.HTTP_201_CREATED,
@@ -57,7 +58,7 @@ async def submit(
     def work() -> schemas.TicketRead:
         ticket, _created = ticket_service.submit_ticket(session, actor, body, idempotency_key=idempotency_key)
         response.headers["Location"] = f"/api/v1/tickets/{ticket.number}"
-        return _respond(session, ticket, response)
+        return _respond(session, actor, ticket, response)
 
     return await commit_in_thread(session, work)
 
@@ -88,13 +89,13 @@ def list_tickets(
         created_from=_utc(created_from, "created_from"), created_to=_utc(created_to, "created_to"), q=q,
     )
     rows, next_cursor = ticket_service.list_tickets(session, actor, flt, sort=sort, limit=limit, cursor=cursor)
-    return schemas.TicketPage(items=[ticket_service.ticket_read(session, t) for t in rows],
+    return schemas.TicketPage(items=[ticket_service.ticket_read(session, t, actor) for t in rows],
                               next_cursor=next_cursor)
 
 
 @router.get("/{number}", response_model=schemas.TicketRead, summary="工单详情")
-def read_ticket(ticket: CurrentTicket, session: SessionDep, response: Response) -> schemas.TicketRead:
-    return _respond(session, ticket, response)
+def read_ticket(ticket: CurrentTicket, session: SessionDep, actor: CurrentActor, response: Response) -> schemas.TicketRead:
+    return _respond(session, actor, ticket, response)
 
 
 @router.get("/{number}/events", response_model=list[schemas.TicketEventRead], summary="流转记录")
@@ -115,7 +116,7 @@ def _make_action_endpoint(action: Action):
     ) -> schemas.TicketRead:
         ticket_service.apply_action(session, actor, ticket, action, body,
                                     expected_version=expected_version)
-        return _respond(session, ticket, response)
+        return _respond(session, actor, ticket, response)
 
     if not required:  # the body may be omitted: {} is implied
         endpoint.__defaults__ = (None,)

@@ -269,3 +269,31 @@ def test_officer_enterprise_list_is_their_scope(session, client, login):
     expected = session.exec(select(Enterprise.id).where(
         (Enterprise.officer_id == officer1) | Enterprise.grid_id.in_(grids))).all()
     assert ids == set(expected)
+
+
+def test_number_of_a_ticket_out_of_scope_is_not_shown_through_a_merge_or_link(session, client, login, world):
+    """A merge or link made by someone who sees both tickets must not reveal the other ticket's
+    number to a reader who may open only one of them (the read model and the history)."""
+    # officer12 (桐溪镇, ent2's grid) also covers ent1's grid for this test: sees both sides
+    session.add(OfficerGrid(officer_id=f.user(session, "officer12").id, grid_id=world["a_sub"].grid_id))
+    session.commit()
+    both, admin = login("officer12"), login("admin")
+    a_sub, b_sub, a_disp, b_disp = (world[k].number for k in ("a_sub", "b_sub", "a_disp", "b_disp"))
+    assert client.post(f"/api/v1/tickets/{a_sub}/merge", json={"into": b_sub}, headers=both).status_code == 200
+    assert client.post(f"/api/v1/tickets/{a_disp}/link", json={"other": b_disp}, headers=both).status_code == 200
+
+    assert client.get(f"/api/v1/tickets/{a_sub}", headers=admin).json()["duplicate_of"] == b_sub
+    for user in ("ent1", "officer1"):
+        headers = login(user)
+        read = client.get(f"/api/v1/tickets/{a_sub}", headers=headers).json()
+        assert read["duplicate_of"] is None
+        listed_row = next(t for t in client.get("/api/v1/tickets", params={"limit": 200}, headers=headers)
+                          .json()["items"] if t["number"] == a_sub)
+        assert listed_row["duplicate_of"] is None
+        for number in (a_sub, a_disp):
+            history = client.get(f"/api/v1/tickets/{number}/events", headers=headers).json()
+            text = str(history)
+            assert b_sub not in text and b_disp not in text
+    merge_event = next(e for e in client.get(f"/api/v1/tickets/{a_sub}/events", headers=admin).json()
+                       if e["action"] == "merge")
+    assert merge_event["payload"]["into"] == b_sub
