@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, time
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -33,7 +33,8 @@ FOLLOW_UP_STATUSES = ("pending", "solved", "not_solved", "expired")
 FOLLOW_UP_SOURCES = ("closed", "repeat")
 ANSWER_CHANNELS = ("enterprise", "officer_call")
 RETURN_VISIT_STATUSES = ("pending", "answered", "expired")
-REPORT_KINDS = ("quarterly_ranking", "annual", "long_open")
+REPORT_KINDS = ("monthly_ranking", "quarterly_ranking", "annual", "long_open")
+ReportKind = Literal["monthly_ranking", "quarterly_ranking", "annual", "long_open"]
 
 
 class CadenceRun(SQLModel, table=True):
@@ -252,7 +253,7 @@ class ReturnVisit(SQLModel, table=True):
 
 
 class CadenceReport(SQLModel, table=True):
-    """A stored report: ``quarterly_ranking`` (晾晒, key ``2026-Q1``), ``annual`` (key ``2026``) or
+    """A stored report: ``monthly_ranking`` (月度排名, key ``2026-05``), ``quarterly_ranking`` (晾晒, key ``2026-Q1``), ``annual`` (key ``2026``) or
     ``long_open`` (tickets open over 30 days, key ``2026-04``). ``data`` is the JSON document."""
 
     __tablename__ = "cadence_report"

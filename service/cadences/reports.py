@@ -1,8 +1,11 @@
-"""Stored cadence reports (SPEC §5, §6): the quarterly department ranking (晾晒), the annual report,
-and the monthly list of tickets open over 30 days; downloadable as JSON or Excel (xlsx, openpyxl).
+"""Stored cadence reports (SPEC §5, §6): the monthly and quarterly department rankings (晾晒), the
+annual report, and the monthly list of tickets open over 30 days; downloadable as JSON or Excel
+(xlsx, openpyxl).
 
-**Quarterly ranking** — the department league table of :func:`service.stats.service.department_ranking`
-over the tickets submitted in the quarter (SPEC §6: periods are by submission date): the same
+**Monthly and quarterly rankings** — the department league table of
+:func:`service.stats.service.department_ranking` over the tickets submitted in the month (stored by
+the monthly cadence for the month before, key ``2026-05``) or the quarter (stored by the quarterly
+cadence, key ``2026-Q1``) (SPEC §6: periods are by submission date): the same
 measures, rates and weighted score (``ranking_weights``) as ``GET /api/v1/stats/ranking`` and the
 summary, defined once in service/stats/metrics.py and docs/statistics.md. Departments without tickets
 are listed last with no score. The annual report's volumes and rates are the summary's total.
@@ -41,9 +44,11 @@ def department_ranking(session: Session, start: date, end: date) -> list[dict[st
     return [r.as_dict() for r in rows]
 
 
-def quarterly_ranking(session: Session, quarter_key: str, start: date, end: date) -> dict[str, Any]:
-    """The quarterly ranking document (晾晒) for ``quarter_key`` (``2026-Q1``)."""
-    return {"period": quarter_key, "from": start.isoformat(), "to": end.isoformat(),
+def ranking_document(session: Session, period_key: str, start: date, end: date) -> dict[str, Any]:
+    """The department ranking document of the month ``2026-05`` or the quarter ``2026-Q1`` over
+    tickets submitted in ``[start, end)`` (local dates): the same figures and weighted score as
+    ``GET /api/v1/stats/ranking`` (SPEC §5 晾晒, §6)."""
+    return {"period": period_key, "from": start.isoformat(), "to": end.isoformat(),
             "generated_at": clock.now().isoformat(), "weights": stats_service.ranking_weights(),
             "departments": department_ranking(session, start, end)}
 

@@ -13,7 +13,7 @@ from sqlmodel import select
 from service.auth.dependencies import AdminActor, CurrentActor, SessionDep
 from service.cadences import follow_ups, inquiries, reports, return_visits, schemas, sessions
 from service.cadences import service as cadence_service
-from service.cadences.models import FOLLOW_UP_STATUSES, RETURN_VISIT_STATUSES, CadenceRun
+from service.cadences.models import FOLLOW_UP_STATUSES, RETURN_VISIT_STATUSES, CadenceRun, ReportKind
 from service.common.openapi import problem_responses
 from service.common.schemas import INT32_MAX, ApiDate, QueryId
 from service.errors import NotAllowed
@@ -166,15 +166,15 @@ def run_cadence(kind: Kind, session: SessionDep, _admin: AdminActor,
     return cadence_service.run_for_date(session, kind, day)
 
 
-@reports_router.get("", response_model=list[schemas.ReportMeta], summary="报告列表（晾晒、年报、超期清单）")
+@reports_router.get("", response_model=list[schemas.ReportMeta], summary="报告列表（月度排名、季度晾晒、年报、超期清单）")
 def list_reports(session: SessionDep, actor: CurrentActor,
-                 kind: Literal["quarterly_ranking", "annual", "long_open"] | None = None):
+                 kind: ReportKind | None = None):
     return reports.list_reports(session, actor, kind)
 
 
 @reports_router.get("/{kind}/{period_key}", summary="下载报告（JSON 或 Excel）",
                     responses={200: {"content": {"application/json": {}, reports.XLSX: {}}}})
-def download_report(kind: Literal["quarterly_ranking", "annual", "long_open"],
+def download_report(kind: ReportKind,
                     period_key: Annotated[str, Path(max_length=16, pattern=r"^[0-9A-Za-z-]+$")],
                     session: SessionDep, actor: CurrentActor,
                     format_: Annotated[Literal["json", "xlsx"], Query(alias="format")] = "json"):

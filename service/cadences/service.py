@@ -25,7 +25,14 @@ from service.auth.actor import actor_of
 from service.cadences import follow_ups, inquiries, reports, return_visits, sessions
 from service.cadences.common import local_date
 from service.cadences.models import CadenceRun
-from service.cadences.periods import KINDS, Period, period_at, periods_between, previous_quarter
+from service.cadences.periods import (
+    KINDS,
+    Period,
+    period_at,
+    periods_between,
+    previous_month,
+    previous_quarter,
+)
 from service.cadences.schemas import RunResult
 from service.calendar.service import get_calendar
 from service.clock import office_zone
@@ -68,18 +75,22 @@ def _monthly(session: Session, period: Period, now: datetime) -> dict:
     result = follow_ups.create_monthly(session, period.key, period.run_date, now)
     rows = follow_ups.long_open(session, period.run_date)
     days = get_settings().cadence_long_open_days
+    start, end = previous_month(period.key)
+    month_key = start.strftime("%Y-%m")
+    ranking = reports.store(session, "monthly_ranking", month_key, f"{month_key} 承办单位月度排名",
+                            reports.ranking_document(session, month_key, start, end), now)
     report = reports.store(session, "long_open", period.key, f"{period.key} 超{days}天未办结工单清单",
                            {"period": period.key, "as_of": period.run_date.isoformat(), "days": days,
                             "count": len(rows), "tickets": rows}, now)
     if report is not None:
         _notify_long_open(session, period.key, rows, days, now)
-    return {**result, "long_open": len(rows)}
+    return {**result, "long_open": len(rows), "ranking": month_key if ranking is not None else None}
 
 
 def _quarterly(session: Session, period: Period, now: datetime) -> dict:
     result = sessions.create_joint_consultation(session, period.key, period.run_date, now)
     q_key, start, end = previous_quarter(period.key)
-    data = reports.quarterly_ranking(session, q_key, start, end)
+    data = reports.ranking_document(session, q_key, start, end)
     stored = reports.store(session, "quarterly_ranking", q_key, f"{q_key} 承办单位晾晒排名", data, now)
     return {**result, "report": q_key if stored else None}
 

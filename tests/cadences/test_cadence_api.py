@@ -187,6 +187,31 @@ def test_follow_up_recorded_by_officer_and_expiry(session, client, login):
                             headers=login("officer1")), 409)
 
 
+def test_monthly_cadence_stores_the_month_ranking(session, client, login):
+    """The monthly run (每月一复诊) stores the month before's department ranking: the same rows,
+    scores and figures as GET /stats/ranking for that month (one definition, SPEC §6)."""
+    with at(2026, 3, 10):
+        f.make_ticket(session, "closed", lead_department="RSJ")
+        f.make_ticket(session, "dispatched", lead_department="JYJ")
+    with at(2026, 4, 1):
+        result = run(client, login, "monthly", date(2026, 4, 1))
+        assert result["summary"]["ranking"] == "2026-03"
+        sup = login("supervisor1")
+        listed = client.get("/api/v1/cadence-reports?kind=monthly_ranking", headers=sup).json()
+        assert "2026-03" in [r["period_key"] for r in listed]
+        report = client.get("/api/v1/cadence-reports/monthly_ranking/2026-03", headers=sup).json()
+        api = client.get("/api/v1/stats/ranking?period=2026-03", headers=sup).json()["rows"]
+        assert [(r["code"], r["rank"], r["score"], r["received"], r["closed"]) for r in report["data"]["departments"]] \
+            == [(r["code"], r["rank"], r["score"], r["received"], r["closed"]) for r in api]
+        assert {"RSJ", "JYJ"} <= {r["code"] for r in report["data"]["departments"] if r["received"]}
+        xlsx = client.get("/api/v1/cadence-reports/monthly_ranking/2026-03?format=xlsx", headers=sup)
+        assert xlsx.status_code == 200 and "departments" in load_workbook(io.BytesIO(xlsx.content)).sheetnames
+        assert client.get("/api/v1/cadence-reports/monthly_ranking/2026-03",
+                          headers=login("officer1")).status_code == 403
+        # the run is claimed: a second monthly run for the same period stores nothing twice
+        assert run(client, login, "monthly", date(2026, 4, 1))["ran"] is False
+
+
 def test_officer_records_not_solved_and_repeat_next_month(session, client, login):
     with at(2026, 3, 10):
         ticket = f.make_ticket(session, "closed")
