@@ -2,7 +2,10 @@
 # The Qifu image (SPEC §8): one image for migrate, api, worker and beat (docker-compose.yml).
 # Built in two stages; the dependency layer is cached: `uv sync` of the locked dependencies runs
 # before the source is copied, so a change to the code rebuilds only the last layers.
-FROM python:3.11-slim AS build
+# PYTHON_IMAGE: any Debian-based CPython 3.11+ image; an office on an intranet passes its own
+# mirror's (docs/operations.md "Building the image").
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE} AS build
 RUN pip install --no-cache-dir "uv>=0.9,<1"
 ENV UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never UV_PROJECT_ENVIRONMENT=/app/.venv
 WORKDIR /app
@@ -20,7 +23,7 @@ COPY migrations ./migrations
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev
 
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
 # a non-root user owns nothing but its home and the metrics directory
 RUN groupadd --system --gid 10001 qifu \
     && useradd --system --uid 10001 --gid qifu --home-dir /home/qifu --create-home qifu \
