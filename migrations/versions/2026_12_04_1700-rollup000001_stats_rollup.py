@@ -1,4 +1,4 @@
-"""stats rollup: stats_day, stats_day_hist, stats_delta, working_day, stats_meta (issue 10)
+"""stats rollup: stats_day, stats_day_hist, stats_delta, working_day, stats_meta; ticket index for overdue now (issue 10)
 
 The triggers on ``ticket`` that keep the rollup, the calendar rows and the rollup's contents are
 generated from the metric definitions by ``service.stats.rollup.install`` (run by ``qifu migrate``
@@ -60,6 +60,9 @@ def upgrade() -> None:
                     sa.Column('name', sa.String(length=32), nullable=False),
                     sa.Column('value', sa.String(length=128), nullable=False),
                     sa.PrimaryKeyConstraint('name'))
+    op.create_index('ix_ticket_running_due', 'ticket', ['submitted_at', 'due_at'], unique=False,
+                    postgresql_where=sa.text("due_at IS NOT NULL AND due_step <> 'feedback'"),
+                    sqlite_where=sa.text("due_at IS NOT NULL AND due_step <> 'feedback'"))
 
 
 def downgrade() -> None:
@@ -72,5 +75,8 @@ def downgrade() -> None:
     else:
         for name in ('stats_ticket_ins', 'stats_ticket_upd', 'stats_ticket_del'):
             op.execute(f'DROP TRIGGER IF EXISTS {name}')
+    op.drop_index('ix_ticket_running_due', table_name='ticket',
+                  postgresql_where=sa.text("due_at IS NOT NULL AND due_step <> 'feedback'"),
+                  sqlite_where=sa.text("due_at IS NOT NULL AND due_step <> 'feedback'"))
     for table in ('stats_meta', 'working_day', 'stats_delta', 'stats_day_hist', 'stats_day'):
         op.drop_table(table)

@@ -349,9 +349,22 @@ def _conn(session_or_conn) -> sa.Connection:
     return session_or_conn.connection() if isinstance(session_or_conn, Session) else session_or_conn
 
 
+def triggers_present(conn: sa.Connection) -> bool:
+    """Whether every rollup trigger exists on ``ticket`` (a migration that rebuilds the table, as
+    SQLite's batch mode does, drops them: then the rollup is not current until reinstalled)."""
+    names = ", ".join(f"'{name}'" for name in TRIGGERS)
+    if conn.dialect.name == "postgresql":
+        found = conn.exec_driver_sql("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ticket'::regclass "
+                                     f"AND tgname IN ({names})").scalar_one()
+        return found == len(TRIGGERS)
+    found = conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'ticket' "
+                                 f"AND name IN ({names})").scalar_one()
+    return found == len(TRIGGERS) - 1  # no TRUNCATE trigger in SQLite
+
+
 def is_current(session: Session) -> bool:
-    """True when the stored rollup matches the code's definitions and the calendar in force (the
-    summary reads the rollup only then; otherwise it recounts the tickets)."""
+    """True when the stored rollup matches the code's definitions and the calendar in force, and
+    its triggers are in place (the summary reads the rollup only then; otherwise it recounts)."""
     conn = _conn(session)
     calendar = get_calendar(session)
     try:
@@ -359,7 +372,7 @@ def is_current(session: Session) -> bool:
     except sa.exc.DBAPIError:  # pragma: no cover - a database older than the rollup migration
         return False
     return (meta.get("definitions") == definitions_hash(conn.dialect.name, calendar)
-            and meta.get("calendar") == calendar_hash(calendar))
+            and meta.get("calendar") == calendar_hash(calendar) and triggers_present(conn))
 
 
 def install(session_or_conn, calendar: WorkingCalendar | None = None, force: bool = False) -> bool:
@@ -377,7 +390,7 @@ def install(session_or_conn, calendar: WorkingCalendar | None = None, force: boo
     dialect_name = conn.dialect.name
     wanted = definitions_hash(dialect_name, calendar)
     meta = _meta(conn)
-    if meta.get("definitions") == wanted and not force:
+    if meta.get("definitions") == wanted and not force and triggers_present(conn):
         if meta.get("calendar") != calendar_hash(calendar):
             apply_calendar(conn, calendar)
             return True
@@ -452,7 +465,7 @@ def fold(session_or_conn) -> int:
     conn = _conn(session_or_conn)
     calendar = get_calendar(session_or_conn) if isinstance(session_or_conn, Session) else _calendar_of(conn)
     meta = _meta(conn)
-    if meta.get("definitions") != definitions_hash(conn.dialect.name, calendar):
+    if meta.get("definitions") != definitions_hash(conn.dialect.name, calendar) or not triggers_present(conn):
         install(conn, calendar)
         return 0
     if meta.get("calendar") != calendar_hash(calendar):
@@ -594,7 +607,7 @@ def rebuild(session_or_conn, check_only: bool = False) -> RebuildReport:
     calendar = get_calendar(session_or_conn) if isinstance(session_or_conn, Session) else _calendar_of(conn)
     meta = _meta(conn)
     if meta.get("definitions") != definitions_hash(conn.dialect.name, calendar) or \
-            meta.get("calendar") != calendar_hash(calendar):
+            meta.get("calendar") != calendar_hash(calendar) or not triggers_present(conn):
         if check_only:
             return RebuildReport(outdated=True)
         install(conn, calendar)
