@@ -564,11 +564,13 @@ class RebuildReport:
 def _diff(conn: sa.Connection, live: str, fresh: str, names: list[str], kind: str) -> list[Difference]:
     key_cols = list(KEY) + (["duration", "bucket"] if kind == "hist" else [])
     rows: dict[tuple, dict[str, dict[str, int]]] = {}
-    for side, a, b in (("live", live, fresh), ("recount", fresh, live)):
-        stmt = f"SELECT * FROM ({a}) AS a EXCEPT SELECT * FROM ({b}) AS b"
-        for r in conn.exec_driver_sql(stmt).mappings():
-            key = tuple(r[k] for k in key_cols)
-            rows.setdefault(key, {})[side] = {n: int(r[n]) for n in names}
+    # one statement (one snapshot on PostgreSQL): each side computed once, compared both ways
+    stmt = (f"WITH l AS ({live}), f AS ({fresh}) "
+            "SELECT 'live' AS side, x.* FROM (SELECT * FROM l EXCEPT SELECT * FROM f) AS x UNION ALL "
+            "SELECT 'recount' AS side, y.* FROM (SELECT * FROM f EXCEPT SELECT * FROM l) AS y")
+    for r in conn.exec_driver_sql(stmt).mappings():
+        key = tuple(r[k] for k in key_cols)
+        rows.setdefault(key, {})[r["side"]] = {n: int(r[n]) for n in names}
     out = []
     for key, sides in sorted(rows.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
         live_v = sides.get("live", {n: 0 for n in names})
@@ -583,8 +585,8 @@ def _diff(conn: sa.Connection, live: str, fresh: str, names: list[str], kind: st
 
 def differences(session_or_conn, calendar: WorkingCalendar | None = None) -> list[Difference]:
     """Every cell where the live rollup (``stats_day`` + ``stats_delta``, histograms alike)
-    differs from a recount of the tickets (``EXCEPT`` both ways; each comparison one statement,
-    one snapshot)."""
+    differs from a recount of the tickets (``EXCEPT`` both ways; the counts in one statement, the
+    histograms in another)."""
     conn = _conn(session_or_conn)
     calendar = calendar or (get_calendar(session_or_conn) if isinstance(session_or_conn, Session)
                             else _calendar_of(conn))
