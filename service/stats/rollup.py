@@ -350,12 +350,13 @@ def _conn(session_or_conn) -> sa.Connection:
 
 
 def triggers_present(conn: sa.Connection) -> bool:
-    """Whether every rollup trigger exists on ``ticket`` (a migration that rebuilds the table, as
-    SQLite's batch mode does, drops them: then the rollup is not current until reinstalled)."""
+    """Whether every rollup trigger exists and is enabled on ``ticket`` (a migration that rebuilds
+    the table, as SQLite's batch mode does, drops them; a bulk load may disable them: then the
+    rollup is not current until reinstalled, e.g. by ``qifu stats rebuild``)."""
     names = ", ".join(f"'{name}'" for name in TRIGGERS)
     if conn.dialect.name == "postgresql":
         found = conn.exec_driver_sql("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ticket'::regclass "
-                                     f"AND tgname IN ({names})").scalar_one()
+                                     f"AND tgname IN ({names}) AND tgenabled <> 'D'").scalar_one()
         return found == len(TRIGGERS)
     found = conn.exec_driver_sql("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'ticket' "
                                  f"AND name IN ({names})").scalar_one()
