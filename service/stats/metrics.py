@@ -247,11 +247,12 @@ class WorkingClockSQL:
     """
 
     def __init__(self, calendar: WorkingCalendar, local: LocalTime, first: date, last: date,
-                 days: sa.FromClause | None = None) -> None:
+                 days: sa.FromClause | None = None, correlated: bool = False) -> None:
         self.calendar, self.local = calendar, local
         self._aliases: dict[str, sa.FromClause] = {}
         self.first_dn = (first - EPOCH).days
-        self.joined = days is not None or not local.pg
+        self.correlated = correlated
+        self.joined = (days is not None or not local.pg) and not correlated
         if days is not None:
             # a stored per-day table (``working_day``: dn, cum, wd), joined like SQLite's CTE
             self.days = days
@@ -277,10 +278,13 @@ class WorkingClockSQL:
                                 ).columns(*cols).cte("wday")
 
     @classmethod
-    def on_table(cls, calendar: WorkingCalendar, local: LocalTime, days: sa.FromClause) -> WorkingClockSQL:
+    def on_table(cls, calendar: WorkingCalendar, local: LocalTime, days: sa.FromClause,
+                 correlated: bool = False) -> WorkingClockSQL:
         """The clock over a stored per-day table ``days`` (columns ``dn``, ``cum``, ``wd``: the
-        rollup's ``working_day``) instead of the literal days of a query, for every dialect."""
-        return cls(calendar, local, EPOCH, EPOCH, days=days)
+        rollup's ``working_day``) instead of the literal days of a query, for every dialect:
+        joined once per timestamp column (scans), or with ``correlated`` a scalar sub-select per
+        use, evaluated only where a duration applies (a trigger's few rows)."""
+        return cls(calendar, local, EPOCH, EPOCH, days=days, correlated=correlated)
 
     def alias(self, column: str) -> sa.FromClause:
         if column not in self._aliases:
@@ -306,6 +310,10 @@ class WorkingClockSQL:
     def clock(self, column: str) -> sa.ColumnElement[float]:
         """``W(ticket.<column>)`` in working seconds (needs :meth:`join` for ``column``)."""
         sod = self.local.second_of_day(T[column])
+        if self.correlated:
+            d = self.days
+            return (sa.select(d.c.cum + d.c.wd * self.elapsed(sod))
+                    .where(d.c.dn == self.local.day_number(T[column])).scalar_subquery())
         if not self.joined:
             i = self.local.day_number(T[column]) - (self.first_dn - 1)
             return self.cum[i] + self.wd[i] * self.elapsed(sod)
