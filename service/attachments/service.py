@@ -67,6 +67,35 @@ def clean_filename(raw: str | None, detected: Detected, *, field: str = "filenam
     return name
 
 
+def check_may_attach(ticket: Ticket, actor: Actor) -> None:
+    """Whether ``actor``'s role may attach files to ``ticket`` (the ``attach`` move of
+    :data:`service.tickets.workflow.TRANSITIONS`; the row scope is the caller's load).
+
+    Raises:
+        NotAllowed (403): e.g. a supervisor or an admin (they read attachments, never add them).
+    """
+    wf.check(ticket.status, wf.Action.attach, actor.role)
+
+
+def check_file(data: bytes, filename: str | None, *, field: str = "file") -> tuple[Detected, str]:
+    """Check one file before anything is stored: its size, its type on the bytes, its name.
+    Returns the detected type and the cleaned name (:func:`clean_filename`). :func:`store` calls
+    it; a caller with several files calls it on each first, so that a refused file stores none.
+
+    Raises:
+        FieldError (422): empty; a bad name (``<field>.filename``).
+        FileTooLarge (413): more than ``attachment_max_bytes`` bytes.
+        UnsupportedFileType (415): not an accepted type.
+    """
+    settings = get_settings()
+    if not data:
+        raise FieldError(field, "文件为空")
+    if len(data) > settings.attachment_max_bytes:
+        raise FileTooLarge(field, f"文件大小 {len(data)} 字节，超过 {_size(settings.attachment_max_bytes)} 的上限")
+    detected = detect(data, field=field, allowed=set(settings.attachment_types))
+    return detected, clean_filename(filename, detected, field=f"{field}.filename")
+
+
 def _check_event(session: Session, actor: Actor, ticket: Ticket, event_id: int, field: str) -> None:
     event = session.get(TicketEvent, event_id)
     visible = event is not None and event.ticket_id == ticket.id and not (
@@ -113,13 +142,8 @@ def store(
         OSError: the store cannot be written (nothing is written to the database).
     """
     settings = get_settings()
-    wf.check(ticket.status, wf.Action.attach, actor.role)
-    if not data:
-        raise FieldError(field, "文件为空")
-    if len(data) > settings.attachment_max_bytes:
-        raise FileTooLarge(field, f"文件大小 {len(data)} 字节，超过 {_size(settings.attachment_max_bytes)} 的上限")
-    detected = detect(data, field=field, allowed=set(settings.attachment_types))
-    name = clean_filename(filename, detected, field=f"{field}.filename")
+    check_may_attach(ticket, actor)
+    detected, name = check_file(data, filename, field=field)
     if event_id is not None:
         _check_event(session, actor, ticket, event_id, "event_id")
     sha256 = hashlib.sha256(data).hexdigest()
