@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 
 from service.attachments import schemas
 from service.attachments.detect import Detected, detect
-from service.attachments.storage import get_store
+from service.attachments.storage import BlobStore, get_store
 from service.auth.actor import Actor
 from service.common.enums import Role
 from service.config import get_settings
@@ -219,3 +219,21 @@ def attachment_read(attachment: Attachment, ticket: Ticket) -> schemas.Attachmen
         content_type=attachment.content_type, size=attachment.size, sha256=attachment.sha256,
         uploaded_by_id=attachment.uploaded_by_id, created_at=attachment.created_at,
         url=f"/api/v1/attachments/{attachment.id}")
+
+
+def orphan_keys(session: Session, store: BlobStore | None = None, *, grace_seconds: float = 3600) -> list[str]:
+    """Blobs that no attachment row names, written more than ``grace_seconds`` ago (docs/attachments.md
+    "Orphans"): what a transaction that failed after :func:`store` wrote the bytes left behind.
+    The grace period keeps the bytes of uploads still in flight (written, not yet committed); a
+    blob whose age the store cannot tell is never listed. One query for the referenced keys.
+    """
+    store = store or get_store()
+    referenced = set(session.exec(select(Attachment.storage_key).distinct()).all())
+    out = []
+    for key in store.stored_keys():
+        if key in referenced:
+            continue
+        age = store.age_seconds(key)
+        if age is not None and age >= grace_seconds:
+            out.append(key)
+    return out
