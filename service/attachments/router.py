@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, File, Form, Path, Response, UploadFile, status
+from fastapi import APIRouter, Form, Path, Response, status
 
 from service.attachments import schemas
 from service.attachments import service as attachments
@@ -44,11 +44,10 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
 )
 def upload(
     ticket: CurrentTicket, session: SessionDep, actor: CurrentActor,
-    files: Annotated[list[UploadFile], File(description="文件（可多个）")],
-    event_id: Annotated[int | None, Form(ge=1, le=INT32_MAX, description="关联的流转记录 id")] = None,
-    note: Annotated[str | None, Form(max_length=2000, pattern=r"^[^\x00]*$", description="说明")] = None,
+    form: Annotated[schemas.UploadIn, Form(media_type="multipart/form-data")],
 ) -> list[schemas.AttachmentRead]:
     settings = get_settings()
+    files, event_id, note = form.files, form.event_id, form.note
     if len(files) > settings.attachment_max_files:
         raise FieldError("files", f"一次最多上传 {settings.attachment_max_files} 个文件")
     attachments.check_may_attach(ticket, actor)

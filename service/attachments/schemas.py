@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from fastapi import UploadFile
 from pydantic import BaseModel, ConfigDict, Field
+
+from service.common.schemas import Id, InputModel, NoteText
+
+
+class UploadIn(InputModel):
+    """The multipart form of ``POST /tickets/{number}/attachments``: one or more ``files``, an
+    optional ``event_id`` (the ticket's event the files belong to) and ``note`` (the events' reason)."""
+
+    files: list[UploadFile] = Field(description="文件（可多个）")
+    event_id: Id | None = Field(default=None, description="关联的流转记录 id")
+    note: NoteText | None = Field(default=None, description="说明")
 
 
 class AttachmentRead(BaseModel):
