@@ -1,0 +1,167 @@
+"""Polling the office's IMAP mailbox (RFC 9051 / RFC 3501) with IMAPClient, a maintained client
+library. docs/mail_intake.md "Exactly once".
+
+A poll takes the messages of ``QIFU_MAIL_IMAP_FOLDER`` that do not carry the keyword
+:data:`KEYWORD`, oldest UID first, fetches them in batches with ``BODY.PEEK[]`` (reading does
+not mark them seen), gives each to :func:`service.mail_intake.service.intake_message` in a
+transaction of its own, and after the batch's commits flags the processed ones ``\\Seen`` and
+:data:`KEYWORD`. A worker that dies between a commit and the flag leaves messages unflagged: the
+next poll finds their keys stored, skips them and flags them. The keyword (not ``\\Seen``) decides
+what is pending, so a person reading the mailbox with a mail client takes nothing from the intake.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+
+from imapclient import IMAPClient
+from sqlmodel import Session
+
+from service.config import Settings, get_settings
+from service.db import session_scope
+from service.errors import IllegalTransition, VersionConflict, database_unavailable
+from service.mail_intake import service as intake
+
+log = logging.getLogger("qifu.mail")
+
+#: The IMAP keyword (RFC 9051 §2.3.2 flag keyword) put on every message the intake has processed.
+KEYWORD = b"$QifuIntake"
+SEEN = b"\\Seen"
+#: Errors after which a message is left unflagged for the next poll (someone changed the ticket
+#: at the same moment); anything else unexpected is recorded as ``failed`` (not retried forever).
+TRANSIENT = (VersionConflict, IllegalTransition)
+
+UnitOfWork = Callable[[], AbstractContextManager[Session]]
+
+
+@dataclass
+class PollResult:
+    """What one poll did: messages ``fetched``; ``states`` counts the new ledger rows by state;
+    ``skipped`` were stored before (flagged now); ``deferred`` were left for the next poll;
+    ``seconds`` wall time."""
+
+    fetched: int = 0
+    states: Counter = field(default_factory=Counter)
+    skipped: int = 0
+    deferred: int = 0
+    pending_after: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"fetched": self.fetched, "states": dict(self.states), "skipped": self.skipped,
+                "deferred": self.deferred, "seconds": round(self.seconds, 3)}
+
+
+@contextmanager
+def open_mailbox(settings: Settings | None = None) -> Iterator[IMAPClient]:
+    """A logged-in IMAP connection with the intake folder selected (read-write).
+
+    Raises:
+        ValueError: no ``QIFU_MAIL_IMAP_HOST``.
+        imapclient.exceptions.IMAPClientError / OSError: the server refused or is unreachable.
+    """
+    settings = settings or get_settings()
+    if not settings.mail_imap_host:
+        raise ValueError("QIFU_MAIL_IMAP_HOST 未设置")
+    context = ssl.create_default_context() if (settings.mail_imap_tls or settings.mail_imap_starttls) else None
+    client = IMAPClient(settings.mail_imap_host, port=settings.mail_imap_port, ssl=settings.mail_imap_tls,
+                        ssl_context=context if settings.mail_imap_tls else None,
+                        timeout=settings.mail_timeout_seconds)
+    try:
+        if settings.mail_imap_starttls and not settings.mail_imap_tls:
+            client.starttls(context)
+        client.login(settings.mail_imap_user, settings.mail_imap_password)
+        client.select_folder(settings.mail_imap_folder)
+        yield client
+    finally:
+        try:
+            client.logout()
+        except Exception:  # noqa: BLE001 - the connection may be gone already
+            client.shutdown() if hasattr(client, "shutdown") else None
+
+
+def pending_uids(client: IMAPClient) -> list[int]:
+    """UIDs of the selected folder's messages without :data:`KEYWORD`, ascending."""
+    return sorted(client.search(["NOT", "KEYWORD", KEYWORD.decode()]))
+
+
+def poll(settings: Settings | None = None, *, unit_of_work: UnitOfWork = session_scope,
+         limit: int | None = None) -> PollResult:
+    """Take the pending messages of the intake mailbox (at most ``limit``, default
+    ``QIFU_MAIL_MAX_MESSAGES_PER_POLL``), each in a transaction of its own
+    (``unit_of_work()`` commits on success), flagging each batch after its commits.
+
+    Raises:
+        MailConfigError: the default category does not exist (nothing is taken).
+        IMAP or socket errors: the server is unreachable or refused the login.
+        The database's errors when it is unavailable (the rest waits for the next poll).
+    """
+    settings = settings or get_settings()
+    started = time.monotonic()
+    result = PollResult()
+    with unit_of_work() as session:
+        intake.check_settings(session, settings)
+        directory = intake.SenderDirectory.load(session)
+    with open_mailbox(settings) as client:
+        uids = pending_uids(client)
+        take = uids[: limit or settings.mail_max_messages_per_poll]
+        for start in range(0, len(take), settings.mail_batch_size):
+            batch = take[start:start + settings.mail_batch_size]
+            done = _take_batch(client, batch, directory, settings, unit_of_work, result)
+            if done:
+                client.add_flags(done, [SEEN, KEYWORD], silent=True)
+        result.pending_after = len(uids) - len(take) + result.deferred
+    result.seconds = time.monotonic() - started
+    log.info("mail poll", extra={"mail": result.as_dict()})
+    return result
+
+
+def _take_batch(client: IMAPClient, batch: list[int], directory: intake.SenderDirectory, settings: Settings,
+                unit_of_work: UnitOfWork, result: PollResult) -> list[int]:
+    """Process one fetched batch; returns the UIDs to flag."""
+    sizes = {uid: data.get(b"RFC822.SIZE", 0) for uid, data in client.fetch(batch, ["RFC822.SIZE"]).items()}
+    small = [uid for uid in batch if uid in sizes and sizes[uid] <= settings.mail_max_message_bytes]
+    large = [uid for uid in batch if uid in sizes and uid not in small]
+    raws = {uid: data.get(b"BODY[]") or b"" for uid, data in (client.fetch(small, ["BODY.PEEK[]"]) if small else {}).items()}
+    if large:  # only their headers: recorded as too large
+        raws.update({uid: data.get(b"BODY[HEADER]") or b""
+                     for uid, data in client.fetch(large, ["BODY.PEEK[HEADER]"]).items()})
+    done: list[int] = []
+    for uid in batch:
+        if uid not in raws:  # expunged meanwhile
+            continue
+        result.fetched += 1
+        if _take_one(raws[uid], uid, sizes[uid], directory, settings, unit_of_work, result):
+            done.append(uid)
+    return done
+
+
+def _take_one(raw: bytes, uid: int, size: int, directory: intake.SenderDirectory, settings: Settings,
+              unit_of_work: UnitOfWork, result: PollResult) -> bool:
+    """One message in its own transaction; True when it is settled (flag it)."""
+    folder = settings.mail_imap_folder
+    try:
+        with unit_of_work() as session:
+            outcome = intake.intake_message(session, raw, directory=directory, folder=folder, uid=uid,
+                                            size=size, settings=settings)
+    except TRANSIENT as exc:
+        log.warning("mail uid %s deferred: %s", uid, exc)
+        result.deferred += 1
+        return False
+    except Exception as exc:
+        if database_unavailable(exc):
+            raise
+        log.exception("mail uid %s failed", uid)
+        with unit_of_work() as session:
+            outcome = intake.record_failure(session, raw, exc, folder=folder, uid=uid)
+    if outcome is None:
+        result.skipped += 1
+    else:
+        result.states[outcome.state] += 1
+    return True
