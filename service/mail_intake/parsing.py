@@ -31,6 +31,9 @@ BULK_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
 AUTOMATIC_HEADERS = ("X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress")
 #: Local parts of senders of bounces (RFC 5321 §4.5.5 null sender aside).
 BOUNCE_SENDERS = frozenset({"mailer-daemon", "postmaster"})
+#: HTML elements that start a line of their own in the text of an HTML body.
+BLOCK_TAGS = ["p", "div", "li", "tr", "table", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre",
+              "section", "article", "header", "footer", "ul", "ol", "hr"]
 _MSGID = re.compile(r"<([^<>\s]+)>")
 _BLANK_LINES = re.compile(r"\n[ \t]*\n(?:[ \t]*\n)+")
 
@@ -114,15 +117,17 @@ def decode_text(payload: bytes, charset: str | None) -> str:
 
 def html_to_text(html: str) -> str:
     """The readable text of an HTML body (BeautifulSoup with the standard library's parser):
-    scripts and styles dropped, block elements and ``<br>`` on their own lines, runs of blank
-    lines folded."""
+    scripts and styles dropped, block elements (:data:`BLOCK_TAGS`) on lines of their own and
+    ``<br>`` a line break, inline markup joined, spaces and runs of blank lines folded."""
     soup = BeautifulSoup(html, "html.parser")
     for tag in soup(["script", "style", "head", "title"]):
         tag.decompose()
     for br in soup.find_all("br"):
         br.replace_with("\n")
-    text = soup.get_text("\n")
-    lines = [" ".join(line.split()) for line in text.splitlines()]
+    for block in soup.find_all(BLOCK_TAGS):
+        block.insert_before("\n")
+        block.insert_after("\n")
+    lines = [" ".join(line.split()) for line in soup.get_text().splitlines()]
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
