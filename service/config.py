@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import time
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -78,6 +79,17 @@ class Settings(BaseSettings):
             default); 0 = no limit.
         max_body_bytes: largest request body accepted (bytes); larger ones get 413 before
             they are read.
+        attachment_storage_url: where attachment bytes are stored (an fsspec URL): empty = a
+            local directory beside the SQLite file (``qifu.db`` -> ``qifu.db.attachments/``), or
+            ``./attachments`` for another database; ``/srv/qifu/attachments`` (a local path);
+            ``s3://bucket/prefix`` (S3-compatible object storage; needs the ``s3`` extra, s3fs).
+        attachment_storage_options: options of that file system, a JSON object, e.g.
+            ``{"endpoint_url": "http://minio:9000", "key": "...", "secret": "..."}`` for s3fs.
+        attachment_max_bytes: largest attachment (bytes of one file; 10 MiB), refused with 413.
+        attachment_max_files: most files in one upload request (5).
+        attachment_max_per_ticket: most attachments on one ticket (30).
+        attachment_types: the content types accepted, detected from the bytes
+            (service/attachments/detect.py; docs/attachments.md).
         jwt_secret_file: where ``qifu standalone`` keeps the JWT secret it generated when
             ``jwt_secret`` is not set (empty = beside the SQLite file, ``<db>.secret``, or
             ``./qifu.secret`` for another database).
@@ -172,6 +184,18 @@ class Settings(BaseSettings):
     requests_per_user_per_minute: int = Field(default=6000, ge=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     jwt_secret_file: str = ""
+    # attachments (issue 12, docs/attachments.md): sizes and types checked on the bytes
+    attachment_storage_url: str = ""
+    attachment_storage_options: dict[str, Any] = Field(default_factory=dict)
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    attachment_max_files: int = Field(default=5, ge=1, le=100)
+    attachment_max_per_ticket: int = Field(default=30, ge=1, le=10_000)
+    attachment_types: list[str] = Field(default_factory=lambda: [
+        "image/jpeg", "image/png", "image/gif", "image/webp", "application/pdf",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "application/msword", "application/vnd.ms-excel", "application/vnd.ms-powerpoint", "text/plain"])
     # operations (docs/operations.md): GET /metrics needs "Authorization: Bearer <token>" when set;
     # logs are JSON lines ("json") or human-readable ("console"); `qifu worker` serves its own
     # metrics on this port (0 = off)
@@ -210,6 +234,12 @@ class Settings(BaseSettings):
     def rate_limit_storage_url(self) -> str:
         """The ``limits`` storage of login and request counts (see ``rate_limit_url``)."""
         return self.rate_limit_url or self.redis_url or "memory://"
+
+    @property
+    def attachment_max_request_bytes(self) -> int:
+        """The body limit of the upload route (bytes): ``attachment_max_files`` files of
+        ``attachment_max_bytes`` plus ``max_body_bytes`` for the multipart framing and fields."""
+        return self.attachment_max_files * self.attachment_max_bytes + self.max_body_bytes
 
     @property
     def is_sqlite(self) -> bool:

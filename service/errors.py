@@ -106,6 +106,18 @@ class FieldError(AppError):
         self.field = field
 
 
+class FileTooLarge(FieldError):
+    """A file (or a count of files) passes a size limit (413); names the field like a 422."""
+
+    status, title, slug = 413, "文件过大", "file-too-large"
+
+
+class UnsupportedFileType(FieldError):
+    """A file's bytes are not of an accepted type (415); names the field like a 422."""
+
+    status, title, slug = 415, "文件类型不允许", "unsupported-file-type"
+
+
 def database_unavailable(exc: BaseException) -> bool:
     """True when ``exc`` (psycopg's, or SQLAlchemy's wrapping it) means the database connection is
     gone or could not be had, so the request's outcome is unknown and a retry may succeed (503,

@@ -18,6 +18,9 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 os.environ.setdefault("QIFU_ENVIRONMENT", "test")
+# attachments stored by any test (the fuzz run uploads too) stay in this process's memory, never in
+# the checkout; tests/attachments points the store at a temporary directory of its own
+os.environ.setdefault("QIFU_ATTACHMENT_STORAGE_URL", "memory://qifu-test-attachments")
 
 from service.auth.security import create_access_token  # noqa: E402
 from service.config import get_settings  # noqa: E402

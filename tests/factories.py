@@ -12,6 +12,7 @@ fails and the request's session rolls back.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -70,6 +71,7 @@ BODIES: dict[str, dict[str, Any]] = {
     "request_extension": {"reason": "需跨部门会商，申请延期", "days": 5},
     "approve_extension": {"note": "同意"},
     "deny_extension": {"note": "理由不充分"},
+    "attach": {"note": "现场照片"},  # + attachment_id: action_body makes the row
 }
 
 
@@ -287,6 +289,15 @@ def action_body(session: Session, ticket: Ticket, action: str) -> dict[str, Any]
                             title="另一件同类诉求")
         key = "into" if action == "merge" else "other"
         return {**BODIES[action], key: other.number}
+    if action == "attach":  # the file's row, as service.attachments.service.store writes it first
+        from service.tickets.models import Attachment
+
+        sha = uuid.uuid4().hex * 2
+        row = Attachment(ticket_id=ticket.id, filename="现场照片.png", content_type="image/png", size=68,
+                         sha256=sha, storage_key=f"sha256/{sha[:2]}/{sha[2:4]}/{sha}")
+        session.add(row)
+        session.flush()
+        return {**BODIES[action], "attachment_id": row.id}
     if action in ("approve_extension", "deny_extension") and ticket.extension_requested_days is None:
         act(session, ticket, "request_extension")  # a decision needs a pending request
     return dict(BODIES[action])

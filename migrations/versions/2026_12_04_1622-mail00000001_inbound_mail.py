@@ -1,7 +1,7 @@
 """inbound_mail: the e-mail intake ledger and quarantine
 
 Revision ID: mail00000001
-Revises: c7a1e0f3b9d2
+Revises: att000000001
 Create Date: 2026-12-04 16:22:32.964171
 
 """
@@ -16,7 +16,7 @@ import service.db.types  # noqa: F401
 
 # revision identifiers, used by Alembic.
 revision: str = 'mail00000001'
-down_revision: Union[str, Sequence[str], None] = 'c7a1e0f3b9d2'
+down_revision: Union[str, Sequence[str], None] = 'att000000001'  # c7a1e0f3b9d2 before the attachments merge
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -31,7 +31,7 @@ from service.sla.deadlines import apply_sla
 from service.tickets import schemas
 from service.tickets import workflow as wf
 from service.tickets.effects import EFFECTS
-from service.tickets.models import Ticket, TicketCoDepartment, TicketEvent, TicketLink
+from service.tickets.models import Attachment, Ticket, TicketCoDepartment, TicketEvent, TicketLink
 from service.tickets.visibility import ticket_visibility
 
 Action = wf.Action
@@ -62,6 +62,7 @@ ACTION_BODIES: dict[Action, type[BaseModel]] = {
     Action.request_extension: schemas.RequestExtensionIn,
     Action.approve_extension: schemas.DecideExtensionIn,
     Action.deny_extension: schemas.DecideExtensionIn,
+    Action.attach: schemas.AttachIn,
 }
 
 
@@ -293,6 +294,16 @@ def _decide_extension(ctx: _Ctx, approved: bool) -> None:
     ctx.event.payload = {"days": days, "approved": approved}
 
 
+def _on_attach(ctx: _Ctx) -> None:
+    """The file's row must be this ticket's (written just before by service.attachments.service)."""
+    att = ctx.session.get(Attachment, ctx.body.attachment_id)
+    if att is None or att.ticket_id != ctx.ticket.id:
+        raise FieldError("attachment_id", f"附件 {ctx.body.attachment_id} 不属于该工单")
+    ctx.event.reason = ctx.body.note
+    ctx.event.payload = {"attachment_id": att.id, "filename": att.filename, "content_type": att.content_type,
+                         "size": att.size, "event_id": att.event_id, "declared_type": ctx.body.declared_type}
+
+
 def _on_approve_extension(ctx: _Ctx) -> None:
     _decide_extension(ctx, True)
 
@@ -311,7 +322,7 @@ HANDLERS: dict[Action, Callable[[_Ctx], None]] = {
     Action.hold: _on_hold, Action.resume: _on_resume, Action.reply: _on_reply,
     Action.confirm: _on_confirm, Action.reopen: _on_reopen, Action.comment: _on_comment,
     Action.add_info: _on_add_info, Action.remind: _on_remind, Action.escalate: _on_escalate,
-    Action.merge: _on_merge, Action.link: _on_link,
+    Action.merge: _on_merge, Action.link: _on_link, Action.attach: _on_attach,
 }
 
 

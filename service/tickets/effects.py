@@ -140,6 +140,8 @@ EFFECTS: dict[str, Effects] = {
     A.approve_extension: Effects(bump=("extension_count",), notify="extension_decided", visibility="internal",
                                  sla=Sla(clock="extend")),
     A.deny_extension: Effects(notify="extension_decided", visibility="internal"),
+    # one file stored (service/attachments/service.py): counted on the ticket and in its history
+    A.attach: Effects(bump=("attachment_count",), payload=("attachment_count",)),
     # a deadline passed (the sweep): overdue, escalation level 1 (督办)
     "overdue": Effects(bump=("overdue_count",), notify="overdue", visibility="internal"),
 }

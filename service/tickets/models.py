@@ -105,6 +105,7 @@ class Ticket(SQLModel, table=True):
     extension_count: int = 0  # approved extensions
     extension_requested_days: int | None = None  # a pending request (working days)
     overdue_count: int = 0  # deadlines missed (each counted once, by the sweep)
+    attachment_count: int = 0  # attachments stored (EFFECTS["attach"] bumps it; docs/attachments.md)
 
 
 class TicketCoDepartment(SQLModel, table=True):
@@ -177,3 +178,33 @@ class IdempotencyKey(SQLModel, table=True):
 
 
 
+
+
+class Attachment(SQLModel, table=True):
+    """A file attached to a ticket (附件), optionally to one of its events (docs/attachments.md).
+
+    Written only by :func:`service.attachments.service.store`, which checks size and type on the
+    bytes and appends the ticket's ``attach`` event. ``content_type`` is the type detected from
+    the bytes (never the client's); ``filename`` is the sanitised name shown and offered on
+    download (display only: the bytes live under ``storage_key``, the content address
+    ``sha256/<2>/<2>/<sha256>`` in the configured store, so equal bytes are stored once).
+    ``size`` in bytes. One row per (ticket, bytes): the same file uploaded again to the same
+    ticket is the row already there.
+    """
+
+    __tablename__ = "attachment"
+    __table_args__ = (
+        sa.UniqueConstraint("ticket_id", "sha256"),
+        sa.CheckConstraint("size > 0", name="size_positive"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id")  # indexed by the unique (ticket_id, sha256)
+    event_id: int | None = Field(default=None, foreign_key="ticket_event.id", index=True)
+    filename: str = Field(max_length=255)
+    content_type: str = Field(max_length=128)
+    size: int
+    sha256: str = Field(max_length=64, index=True)
+    storage_key: str = Field(max_length=512)
+    uploaded_by_id: int | None = Field(default=None, foreign_key="user_account.id")
+    created_at: datetime = Field(default_factory=clock.now, sa_type=UTCDateTime)

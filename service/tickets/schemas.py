@@ -65,6 +65,7 @@ class TicketRead(BaseModel):
     return_count: int
     escalation_level: int
     remind_count: int
+    attachment_count: int = 0  # files attached (GET /tickets/{number}/attachments lists them)
     version: int
     reject_reason: str | None
     duplicate_of: str | None = None
@@ -205,3 +206,12 @@ class DecideExtensionIn(_Body):
     """Body of approve_extension / deny_extension: an optional note."""
 
     note: NoteText | None = None
+
+
+class AttachIn(_Body):
+    """Body of the ``attach`` action (no endpoint of its own: :func:`service.attachments.service.store`
+    applies it after storing the file): the attachment stored, an optional note."""
+
+    attachment_id: int = Field(ge=1)
+    note: NoteText | None = None
+    declared_type: str | None = Field(default=None, max_length=128)  # the client's, kept for audit

@@ -42,6 +42,7 @@ class Action(StrEnum):
     request_extension = "request_extension"  # 申请延期 (department, before the reply deadline)
     approve_extension = "approve_extension"  # 批准延期 (supervisor): moves the reply deadline
     deny_extension = "deny_extension"  # 驳回延期 (supervisor)
+    attach = "attach"  # 上传附件: one event per file stored (service/attachments; no plain endpoint)
 
 
 SYSTEM = "system"  # the actor role of workers
@@ -52,7 +53,7 @@ ACTION_LABELS: dict[str, str] = {
     "return": "退单", "hold": "挂起", "resume": "恢复办理", "reply": "答复", "confirm": "确认办结",
     "reopen": "重办", "comment": "评论", "add_info": "补充材料", "remind": "催办", "escalate": "督办",
     "merge": "合并", "link": "关联", "auto_close": "自动办结", "request_extension": "申请延期",
-    "approve_extension": "批准延期", "deny_extension": "驳回延期",
+    "approve_extension": "批准延期", "deny_extension": "驳回延期", "attach": "上传附件",
 }
 
 
@@ -88,6 +89,9 @@ for _status in (S.submitted, S.accepted):
 for _status in TicketStatus:
     TRANSITIONS[(_status, Action.comment)] = _t(None, R.enterprise, R.officer, R.department, R.supervisor)
     TRANSITIONS[(_status, Action.link)] = _t(None, R.officer, R.supervisor)
+    # attachments (issue 12): the enterprise on its own ticket, the officer and departments handling
+    # it (row scope: service.tickets.visibility), the system (e-mail intake), in every status
+    TRANSITIONS[(_status, Action.attach)] = _t(None, R.enterprise, R.officer, R.department, SYSTEM)
 for _status in (S.in_progress, S.on_hold):  # extensions of the reply deadline (SPEC §3, §4)
     TRANSITIONS[(_status, Action.request_extension)] = _t(None, R.department)
     TRANSITIONS[(_status, Action.approve_extension)] = _t(None, R.supervisor)
@@ -96,6 +100,10 @@ for _status in OPEN_STATUSES:
     TRANSITIONS[(_status, Action.add_info)] = _t(None, R.enterprise, R.officer)
     TRANSITIONS[(_status, Action.remind)] = _t(None, R.officer, R.supervisor, SYSTEM)
     TRANSITIONS[(_status, Action.escalate)] = _t(None, R.supervisor, SYSTEM)
+
+#: Actions with no ``POST /tickets/{number}/{action}`` endpoint: the sweep's auto-close, and attach
+#: (``POST /tickets/{number}/attachments`` stores the file and appends it); left out of 409 messages.
+NO_ENDPOINT = frozenset({Action.auto_close, Action.attach})
 
 #: Actions that need a non-empty reason (SPEC §3: reject, return, hold, reopen "(reason)").
 REASON_REQUIRED = frozenset({Action.reject, Action.return_, Action.hold, Action.reopen})
@@ -112,7 +120,7 @@ def allowed_actions(status: TicketStatus | str, role: str | None = None) -> list
     return sorted(
         a.value
         for (s, a), t in TRANSITIONS.items()
-        if s == status and a != Action.auto_close and (role is None or role in t.roles)
+        if s == status and a not in NO_ENDPOINT and (role is None or role in t.roles)
     )
 
 

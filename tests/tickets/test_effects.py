@@ -130,7 +130,7 @@ def check_declared(session: Session, ticket: Ticket, action: str, before: dict, 
 
 def snapshot(ticket: Ticket) -> dict:
     return {c: getattr(ticket, c) for c in ("return_count", "reopen_count", "remind_count", "overdue_count",
-                                            "extension_count")}
+                                            "extension_count", "attachment_count")}
 
 
 # =========================================================================== the declaration itself

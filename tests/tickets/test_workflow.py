@@ -81,13 +81,17 @@ EXPECTED: list[tuple[str, str, str | None, frozenset[str]]] = [
     ("on_hold", "approve_extension", None, frozenset({SUP})),
     ("in_progress", "deny_extension", None, frozenset({SUP})),
     ("on_hold", "deny_extension", None, frozenset({SUP})),
+    # attachments (issue 12): the enterprise, the officer and departments handling the ticket, and
+    # the system (e-mail intake), in every status; no endpoint of its own (POST .../attachments)
+    *((s, "attach", None, frozenset({ENT, OFF, DEP, SYS})) for s in
+      ("submitted", "accepted", "rejected", "dispatched", "in_progress", "on_hold", "replied", "closed")),
 ]
 EXPECTED_MAP = {(s, a): (n, roles) for s, a, n, roles in EXPECTED}
 
 
 def _expected_allowed(status: str, role: str | None = None) -> list[str]:
     return sorted(a for (s, a), (_n, roles) in EXPECTED_MAP.items()
-                  if s == status and a != "auto_close" and (role is None or role in roles))
+                  if s == status and a not in ("auto_close", "attach") and (role is None or role in roles))
 
 
 def _guard_kwargs(action: str) -> dict:
