@@ -34,8 +34,9 @@ log = logging.getLogger("qifu.mail")
 KEYWORD = b"$QifuIntake"
 SEEN = b"\\Seen"
 #: Errors after which a message is left unflagged for the next poll (someone changed the ticket
-#: at the same moment); anything else unexpected is recorded as ``failed`` (not retried forever).
-TRANSIENT = (VersionConflict, IllegalTransition)
+#: at the same moment; the attachment store could not be written); anything else unexpected is
+#: recorded as ``failed`` (not retried forever).
+TRANSIENT = (VersionConflict, IllegalTransition, OSError)
 
 UnitOfWork = Callable[[], AbstractContextManager[Session]]
 

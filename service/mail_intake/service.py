@@ -17,14 +17,16 @@ One message at a time, each in its own transaction (:func:`intake_message`):
      enterprise → a new ticket, channel ``email``, through :func:`service.ticketing.submission.submit_ticket`
      (the JSON API's intake), category ``QIFU_MAIL_DEFAULT_CATEGORY`` for an officer to triage;
    - otherwise → ``quarantined`` until an officer attaches it to an enterprise or discards it.
-3. The row, the ticket and its events commit together; the caller flags the message on the
-   server afterwards (:mod:`service.mail_intake.imap`).
+3. The attachments go to the ticket (:func:`store_attachments`: types and sizes checked on the
+   bytes; a refused file is named in the row's ``reason``, the message goes on).
+4. The row, the ticket, its events and attachments commit together; the caller flags the message
+   on the server afterwards (:mod:`service.mail_intake.imap`).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,17 +36,18 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, select
 
 from service import clock
+from service.attachments import service as attachments
 from service.auth.actor import Actor
 from service.categories.models import Category
 from service.common.enums import OPEN_STATUSES, Channel, Role
 from service.config import Settings, get_settings
-from service.errors import AppError, Conflict, NotAllowed, NotFound
+from service.errors import AppError, Conflict, FieldError, NotAllowed, NotFound
 from service.mail_intake.models import InboundMail
 from service.mail_intake.parsing import MailAttachment, ParsedMail, parse_message
 from service.ticketing.actions import apply_action
 from service.ticketing.submission import submit_ticket
 from service.tickets import schemas as ticket_schemas
-from service.tickets.models import Ticket
+from service.tickets.models import Ticket, TicketEvent
 from service.users.models import User
 
 #: Roles that see and decide the quarantine (no enterprise yet, so no row scope: every officer
@@ -65,34 +68,41 @@ class MailConfigError(AppError):
     status, title, slug = 500, "邮件接入配置有误", "mail-config"
 
 
-# ------------------------------------------------------------------ the attachment hook
-
-AttachmentStore = Callable[[Session, Ticket, Sequence[MailAttachment], Actor, str], list[str]]
-
-
-def _names_only(session: Session, ticket: Ticket, files: Sequence[MailAttachment], actor: Actor,
-                origin: str) -> list[str]:
-    """The default store: keeps no bytes, returns the files' names (recorded on the mail row)."""
-    return [f.filename for f in files]
-
-
-_attachment_store: AttachmentStore = _names_only
-
-
-def set_attachment_store(store: AttachmentStore | None) -> None:
-    """Route e-mail attachments to ``store(session, ticket, files, actor, origin)`` (``origin``:
-    ``"ticket"`` for a new ticket's files, ``"add_info"`` for a reply's); it returns the names it
-    kept. ``None`` restores the default (names recorded, bytes dropped)."""
-    global _attachment_store
-    _attachment_store = store or _names_only
-
+# ------------------------------------------------------------------ attachments
 
 def store_attachments(session: Session, ticket: Ticket, files: Sequence[MailAttachment], actor: Actor,
-                      origin: str) -> list[str]:
-    """Hand a message's attachments to the attachment store (same transaction as the ticket)."""
-    if not files:
-        return []
-    return _attachment_store(session, ticket, files, actor, origin)
+                      event_id: int | None = None) -> tuple[list[str], list[str]]:
+    """Store a message's attachments on ``ticket`` (of its event ``event_id`` when given: the
+    reply's ``add_info``) through :func:`service.attachments.service.store`, in the message's
+    transaction: size and type are checked on the bytes there, each stored file appends an
+    ``attach`` event. A refused file (too large, a type not accepted, the ticket's limit) is
+    skipped and named, the message goes on.
+
+    Returns:
+        ``(names kept, refusals)``: the stored files' names as shown, and ``"<name>：<why>"`` of
+        each refused one.
+
+    Raises:
+        OSError: the attachment store cannot be written (the message is retried on the next poll).
+    """
+    kept: list[str] = []
+    refused: list[str] = []
+    for index, file in enumerate(files):
+        try:
+            row = attachments.store(session, ticket=ticket, event_id=event_id, filename=file.filename,
+                                    content_type_hint=file.content_type, data=file.data, actor=actor,
+                                    note="邮件附件", field=f"attachments[{index}]")
+        except FieldError as exc:
+            message = exc.errors[0]["message"] if getattr(exc, "errors", None) else exc.detail
+            refused.append(f"{file.filename}：{message}")
+        else:
+            kept.append(row.filename)
+    return kept, refused
+
+
+def _latest_event_id(session: Session, ticket: Ticket, action: str) -> int | None:
+    return session.execute(sa.select(sa.func.max(TicketEvent.id)).where(
+        TicketEvent.ticket_id == ticket.id, TicketEvent.action == action)).scalar()
 
 
 # ------------------------------------------------------------------ matching
@@ -254,13 +264,13 @@ def intake_message(
         return None
     state, reason, ticket, contact = _decide(session, mail, directory, settings)
     changes: dict[str, Any] = {"state": state, "reason": reason}
-    names = [a.filename for a in mail.attachments]
+    names, refused = [a.filename for a in mail.attachments], []
     if state == "ticket":
         data = ticket_schemas.TicketCreate(
             title=ticket_title(mail.subject, settings), description=ticket_description(mail, settings),
             category_code=settings.mail_default_category, channel=Channel.email)
         ticket, _ = submit_ticket(session, contact.actor, data)
-        names = store_attachments(session, ticket, mail.attachments, contact.actor, "ticket") or names
+        names, refused = store_attachments(session, ticket, mail.attachments, contact.actor)
     elif state in ("add_info", "comment"):
         text = strip_quoted(mail.text)
         if mail.attachments:
@@ -268,9 +278,12 @@ def intake_message(
         text = _fit(text or "（邮件正文为空）", 20_000)
         body = {"text": text} if state == "add_info" else {"text": text, "internal": False}
         apply_action(session, contact.actor, ticket, state, body, at=at)
-        names = store_attachments(session, ticket, mail.attachments, contact.actor, state) or names
+        names, refused = store_attachments(session, ticket, mail.attachments, contact.actor,
+                                           _latest_event_id(session, ticket, state))
     elif state == "quarantined":
         changes.update(raw=raw, body_text=_fit(mail.text, 20_000))
+    if refused:
+        changes["reason"] = _fit("附件未保存：" + "；".join(refused), 500)
     changes.update(ticket_id=ticket.id if ticket is not None else None,
                    sender_user_id=contact.user_id if contact is not None else None, attachment_names=names)
     session.execute(sa.update(InboundMail).where(InboundMail.id == mail_id).values(**changes))
@@ -407,8 +420,10 @@ def attach_quarantined(session: Session, actor: Actor, mail_id: int, *, enterpri
         category_code=None if category_id is not None else (category_code or settings.mail_default_category),
         channel=Channel.email, enterprise_id=enterprise_id)
     ticket, _ = submit_ticket(session, actor, data)
-    names = store_attachments(session, ticket, mail.attachments, actor, "ticket") or row.attachment_names
+    names, refused = store_attachments(session, ticket, mail.attachments, actor)
     row.ticket_id, row.raw, row.attachment_names = ticket.id, None, names
+    if refused:
+        row.reason = _fit("附件未保存：" + "；".join(refused), 500)
     session.add(row)
     session.flush()
     return row
@@ -439,4 +454,4 @@ def ticket_number_of(session: Session, row: InboundMail) -> str | None:
 __all__ = ["QUARANTINE_ROLES", "Contact", "MailConfigError", "Outcome", "SenderDirectory",
            "attach_quarantined", "check_settings", "discard_quarantined", "get_quarantined", "intake_message",
            "is_stored", "list_quarantined", "record_failure", "referenced_ticket",
-           "set_attachment_store", "store_attachments", "strip_quoted", "ticket_number_of"]
+           "store_attachments", "strip_quoted", "ticket_number_of"]

@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from service.mail_intake import service as intake
 from service.mail_intake.models import InboundMail
-from service.tickets.models import Ticket
+from service.tickets.models import Attachment, Ticket
 from tests import factories as f
 from tests.mail_intake import messages as m
 
@@ -58,15 +58,9 @@ def test_list_and_read(session, client, login):
 
 def test_attach_makes_an_email_ticket_with_the_attachments(session, client, login):
     row = quarantined(session, attachments=True)
-    stored = []
-    intake.set_attachment_store(lambda s, ticket, files, actor, origin: stored.extend(
-        (ticket.number, actor.role, origin, a.filename) for a in files) or [a.filename for a in files])
-    try:
-        resp = client.post(f"{URL}/{row.id}/attach", headers=login("officer1"),
-                           json={"enterprise_id": f.enterprise_of(session, "ent1").id,
-                                 "category_code": "consultation.talent"})
-    finally:
-        intake.set_attachment_store(None)
+    resp = client.post(f"{URL}/{row.id}/attach", headers=login("officer1"),
+                       json={"enterprise_id": f.enterprise_of(session, "ent1").id,
+                             "category_code": "consultation.talent"})
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body["state"] == "attached" and body["decided_at"] is not None
@@ -74,7 +68,9 @@ def test_attach_makes_an_email_ticket_with_the_attachments(session, client, logi
     assert (ticket.channel, ticket.enterprise_id, ticket.submitted_by_id, ticket.service_type) == (
         "email", f.enterprise_of(session, "ent1").id, f.user(session, "officer1").id, "consultation")
     assert ticket.title == row.subject and ticket.description.startswith("想咨询人才补贴。")
-    assert stored == [(ticket.number, "officer", "ticket", "申请表.pdf")]
+    stored = session.exec(select(Attachment).where(Attachment.ticket_id == ticket.id)).all()
+    assert [(a.filename, a.content_type, a.uploaded_by_id) for a in stored] == [
+        ("申请表.pdf", "application/pdf", f.user(session, "officer1").id)]
     session.expire_all()
     assert session.get(InboundMail, row.id).raw is None
     # decided: no second decision, and it leaves the list
