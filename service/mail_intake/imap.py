@@ -17,6 +17,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
@@ -93,10 +94,14 @@ def pending_uids(client: IMAPClient) -> list[int]:
 
 
 def poll(settings: Settings | None = None, *, unit_of_work: UnitOfWork = session_scope,
-         limit: int | None = None) -> PollResult:
+         limit: int | None = None, workers: int | None = None) -> PollResult:
     """Take the pending messages of the intake mailbox (at most ``limit``, default
     ``QIFU_MAIL_MAX_MESSAGES_PER_POLL``), each in a transaction of its own
     (``unit_of_work()`` commits on success), flagging each batch after its commits.
+
+    The messages of a fetched batch are processed by ``workers`` threads (default
+    ``QIFU_MAIL_WORKERS``; 1 on SQLite, which has one writer), each transaction on a connection
+    of its own: the unique claim keeps each message to one of them.
 
     Raises:
         MailConfigError: the default category does not exist (nothing is taken).
@@ -104,27 +109,33 @@ def poll(settings: Settings | None = None, *, unit_of_work: UnitOfWork = session
         The database's errors when it is unavailable (the rest waits for the next poll).
     """
     settings = settings or get_settings()
+    workers = workers or (1 if settings.is_sqlite else settings.mail_workers)
     started = time.monotonic()
     result = PollResult()
     with unit_of_work() as session:
         intake.check_settings(session, settings)
         directory = intake.SenderDirectory.load(session)
-    with open_mailbox(settings) as client:
-        uids = pending_uids(client)
-        take = uids[: limit or settings.mail_max_messages_per_poll]
-        for start in range(0, len(take), settings.mail_batch_size):
-            batch = take[start:start + settings.mail_batch_size]
-            done = _take_batch(client, batch, directory, settings, unit_of_work, result)
-            if done:
-                client.add_flags(done, [SEEN, KEYWORD], silent=True)
-        result.pending_after = len(uids) - len(take) + result.deferred
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="qifu-mail") if workers > 1 else None
+    try:
+        with open_mailbox(settings) as client:
+            uids = pending_uids(client)
+            take = uids[: limit or settings.mail_max_messages_per_poll]
+            for start in range(0, len(take), settings.mail_batch_size):
+                batch = take[start:start + settings.mail_batch_size]
+                done = _take_batch(client, batch, directory, settings, unit_of_work, result, pool)
+                if done:
+                    client.add_flags(done, [SEEN, KEYWORD], silent=True)
+            result.pending_after = len(uids) - len(take) + result.deferred
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
     result.seconds = time.monotonic() - started
     log.info("mail poll", extra={"mail": result.as_dict()})
     return result
 
 
 def _take_batch(client: IMAPClient, batch: list[int], directory: intake.SenderDirectory, settings: Settings,
-                unit_of_work: UnitOfWork, result: PollResult) -> list[int]:
+                unit_of_work: UnitOfWork, result: PollResult, pool: ThreadPoolExecutor | None) -> list[int]:
     """Process one fetched batch; returns the UIDs to flag."""
     sizes = {uid: data.get(b"RFC822.SIZE", 0) for uid, data in client.fetch(batch, ["RFC822.SIZE"]).items()}
     small = [uid for uid in batch if uid in sizes and sizes[uid] <= settings.mail_max_message_bytes]
@@ -133,19 +144,30 @@ def _take_batch(client: IMAPClient, batch: list[int], directory: intake.SenderDi
     if large:  # only their headers: recorded as too large
         raws.update({uid: data.get(b"BODY[HEADER]") or b""
                      for uid, data in client.fetch(large, ["BODY.PEEK[HEADER]"]).items()})
+    uids = [uid for uid in batch if uid in raws]  # the others were expunged meanwhile
+    result.fetched += len(uids)
+
+    def take(uid: int) -> str:
+        return _take_one(raws[uid], uid, sizes[uid], directory, settings, unit_of_work)
+
+    outcomes = list(pool.map(take, uids)) if pool is not None else [take(uid) for uid in uids]
     done: list[int] = []
-    for uid in batch:
-        if uid not in raws:  # expunged meanwhile
+    for uid, outcome in zip(uids, outcomes, strict=True):
+        if outcome == "deferred":
+            result.deferred += 1
             continue
-        result.fetched += 1
-        if _take_one(raws[uid], uid, sizes[uid], directory, settings, unit_of_work, result):
-            done.append(uid)
+        if outcome == "skipped":
+            result.skipped += 1
+        else:
+            result.states[outcome] += 1
+        done.append(uid)
     return done
 
 
 def _take_one(raw: bytes, uid: int, size: int, directory: intake.SenderDirectory, settings: Settings,
-              unit_of_work: UnitOfWork, result: PollResult) -> bool:
-    """One message in its own transaction; True when it is settled (flag it)."""
+              unit_of_work: UnitOfWork) -> str:
+    """One message in its own transaction: its new state, ``"skipped"`` (stored before) or
+    ``"deferred"`` (left unflagged for the next poll)."""
     folder = settings.mail_imap_folder
     try:
         with unit_of_work() as session:
@@ -153,16 +175,11 @@ def _take_one(raw: bytes, uid: int, size: int, directory: intake.SenderDirectory
                                             size=size, settings=settings)
     except TRANSIENT as exc:
         log.warning("mail uid %s deferred: %s", uid, exc)
-        result.deferred += 1
-        return False
+        return "deferred"
     except Exception as exc:
         if database_unavailable(exc):
             raise
         log.exception("mail uid %s failed", uid)
         with unit_of_work() as session:
             outcome = intake.record_failure(session, raw, exc, folder=folder, uid=uid)
-    if outcome is None:
-        result.skipped += 1
-    else:
-        result.states[outcome.state] += 1
-    return True
+    return "skipped" if outcome is None else outcome.state

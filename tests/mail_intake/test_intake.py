@@ -24,7 +24,7 @@ from tests.mail_intake import messages as m
 
 
 def poll(settings, unit_of_work, **kwargs) -> imap.PollResult:
-    return imap.poll(settings, unit_of_work=unit_of_work, **kwargs)
+    return imap.poll(settings, unit_of_work=unit_of_work, workers=1, **kwargs)  # one session: one thread
 
 
 def ledger(session, folder: str) -> list[InboundMail]:
