@@ -453,6 +453,30 @@ def sla_scan() -> None:
                f"自动办结 {result.closed}")
 
 
+@app.command("attachments-orphans")
+def attachments_orphans(
+    delete: Annotated[bool, typer.Option(help="remove them (default: only list them)")] = False,
+    grace_hours: Annotated[float, typer.Option(help="leave blobs younger than this (uploads in flight)")] = 1.0,
+) -> None:
+    """List (or ``--delete``) stored attachment bytes that no attachment row names
+    (docs/attachments.md "Orphans")."""
+    from sqlmodel import Session
+
+    from service.attachments.service import orphan_keys
+    from service.attachments.storage import get_store
+    from service.db import get_engine
+
+    require_migrated()
+    store = get_store()
+    with Session(get_engine()) as session:
+        keys = orphan_keys(session, store, grace_seconds=grace_hours * 3600)
+    for key in keys:
+        if delete:
+            store.delete(key)
+        typer.echo(("deleted " if delete else "") + key)
+    typer.echo(f"{len(keys)} orphan blob(s) in {store.url}", err=True)
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -98,6 +98,7 @@ def _add_operations(app: FastAPI) -> None:
 
 def create_app() -> FastAPI:
     """Build the API application (routers under ``/api/v1``, problem+json errors, health)."""
+    from service.attachments.router import router as attachments_router
     from service.auth.router import router as auth_router
     from service.auth.secret_file import check_settings
     from service.cadences.router import router as cadences_router
@@ -120,7 +121,9 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="企业服务诉求平台：诉求受理、交办、答复、评价与统计。错误均为 RFC 9457 problem+json。",
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # uploads carry files: a larger limit on that route only (docs/attachments.md)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
+                       limits={"/api/v1/tickets/*/attachments": settings.attachment_max_request_bytes})
     app.add_exception_handler(AppError, app_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
@@ -129,7 +132,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(psycopg.Error, database_error_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)
     for router in (auth_router, tickets_router, reference_router, stats_router, calendar_router,
-                   sla_router, notifications_router, cadences_router, mail_router):
+                   sla_router, notifications_router, cadences_router, mail_router, attachments_router):
         app.include_router(router, prefix="/api/v1")
     _add_operations(app)
 

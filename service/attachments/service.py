@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 
 from service.attachments import schemas
 from service.attachments.detect import Detected, detect
-from service.attachments.storage import get_store
+from service.attachments.storage import BlobStore, get_store
 from service.auth.actor import Actor
 from service.common.enums import Role
 from service.config import get_settings
@@ -65,6 +65,35 @@ def clean_filename(raw: str | None, detected: Detected, *, field: str = "filenam
     if not name.lower().endswith(extensions):
         name = name[: MAX_FILENAME - len(extensions[0])] + extensions[0]
     return name
+
+
+def check_may_attach(ticket: Ticket, actor: Actor) -> None:
+    """Whether ``actor``'s role may attach files to ``ticket`` (the ``attach`` move of
+    :data:`service.tickets.workflow.TRANSITIONS`; the row scope is the caller's load).
+
+    Raises:
+        NotAllowed (403): e.g. a supervisor or an admin (they read attachments, never add them).
+    """
+    wf.check(ticket.status, wf.Action.attach, actor.role)
+
+
+def check_file(data: bytes, filename: str | None, *, field: str = "file") -> tuple[Detected, str]:
+    """Check one file before anything is stored: its size, its type on the bytes, its name.
+    Returns the detected type and the cleaned name (:func:`clean_filename`). :func:`store` calls
+    it; a caller with several files calls it on each first, so that a refused file stores none.
+
+    Raises:
+        FieldError (422): empty; a bad name (``<field>.filename``).
+        FileTooLarge (413): more than ``attachment_max_bytes`` bytes.
+        UnsupportedFileType (415): not an accepted type.
+    """
+    settings = get_settings()
+    if not data:
+        raise FieldError(field, "文件为空")
+    if len(data) > settings.attachment_max_bytes:
+        raise FileTooLarge(field, f"文件大小 {len(data)} 字节，超过 {_size(settings.attachment_max_bytes)} 的上限")
+    detected = detect(data, field=field, allowed=set(settings.attachment_types))
+    return detected, clean_filename(filename, detected, field=f"{field}.filename")
 
 
 def _check_event(session: Session, actor: Actor, ticket: Ticket, event_id: int, field: str) -> None:
@@ -113,13 +142,8 @@ def store(
         OSError: the store cannot be written (nothing is written to the database).
     """
     settings = get_settings()
-    wf.check(ticket.status, wf.Action.attach, actor.role)
-    if not data:
-        raise FieldError(field, "文件为空")
-    if len(data) > settings.attachment_max_bytes:
-        raise FileTooLarge(field, f"文件大小 {len(data)} 字节，超过 {_size(settings.attachment_max_bytes)} 的上限")
-    detected = detect(data, field=field, allowed=set(settings.attachment_types))
-    name = clean_filename(filename, detected, field=f"{field}.filename")
+    check_may_attach(ticket, actor)
+    detected, name = check_file(data, filename, field=field)
     if event_id is not None:
         _check_event(session, actor, ticket, event_id, "event_id")
     sha256 = hashlib.sha256(data).hexdigest()
@@ -195,3 +219,21 @@ def attachment_read(attachment: Attachment, ticket: Ticket) -> schemas.Attachmen
         content_type=attachment.content_type, size=attachment.size, sha256=attachment.sha256,
         uploaded_by_id=attachment.uploaded_by_id, created_at=attachment.created_at,
         url=f"/api/v1/attachments/{attachment.id}")
+
+
+def orphan_keys(session: Session, store: BlobStore | None = None, *, grace_seconds: float = 3600) -> list[str]:
+    """Blobs that no attachment row names, written more than ``grace_seconds`` ago (docs/attachments.md
+    "Orphans"): what a transaction that failed after :func:`store` wrote the bytes left behind.
+    The grace period keeps the bytes of uploads still in flight (written, not yet committed); a
+    blob whose age the store cannot tell is never listed. One query for the referenced keys.
+    """
+    store = store or get_store()
+    referenced = set(session.exec(select(Attachment.storage_key).distinct()).all())
+    out = []
+    for key in store.stored_keys():
+        if key in referenced:
+            continue
+        age = store.age_seconds(key)
+        if age is not None and age >= grace_seconds:
+            out.append(key)
+    return out

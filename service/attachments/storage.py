@@ -10,7 +10,7 @@ Keys are content addresses, ``sha256/<first 2>/<next 2>/<sha256>``: the same byt
 once, however many tickets carry them, and a key never changes meaning, so a write can be retried
 and a blob never needs updating. Bytes are written before the database row that names them
 (:func:`service.attachments.service.store`); a transaction that then fails leaves an unreferenced
-blob, which :func:`orphan_keys` finds (docs/attachments.md "Orphans").
+blob, which :func:`service.attachments.service.orphan_keys` finds (docs/attachments.md "Orphans").
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -106,7 +107,17 @@ class BlobStore:
         """Remove the blob ``key`` (orphan cleanup only: rows never lose their bytes)."""
         self.fs.rm_file(self._path(key))
 
-    def keys(self) -> Iterator[str]:
+    def age_seconds(self, key: str, now: datetime | None = None) -> float | None:
+        """Seconds since the blob ``key`` was written (``None`` when the store cannot tell)."""
+        try:
+            written = self.fs.modified(self._path(key))
+        except (NotImplementedError, FileNotFoundError, AttributeError):
+            return None
+        if written.tzinfo is None:  # local files: naive local time
+            written = written.astimezone()
+        return ((now or datetime.now(UTC)) - written).total_seconds()
+
+    def stored_keys(self) -> Iterator[str]:
         """Every key in the store (finished blobs only, not temporary ``.part-`` files)."""
         base = f"{self.root}/{PREFIX}"
         if not self.fs.exists(base):

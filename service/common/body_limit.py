@@ -4,11 +4,16 @@ A pure ASGI middleware: a ``Content-Length`` above the limit is answered 413 at 
 reading the body or running the endpoint (which would otherwise parse it before its 401 or 422);
 a body without ``Content-Length`` (chunked) is counted as it is read and refused as soon as it
 passes the limit. The answer is an RFC 9457 problem like every other error.
+
+One limit for every route, and larger ones for the few routes that take files (the attachment
+upload), named by path pattern: ``*`` stands for one path segment.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -29,20 +34,38 @@ def _detail(limit: int) -> str:
     return f"请求体超过 {size} 的上限"
 
 
-class BodySizeLimit:
-    """Refuse request bodies larger than ``max_bytes`` bytes with 413 ``application/problem+json``."""
+def _pattern(path: str) -> re.Pattern[str]:
+    return re.compile("".join("[^/]+" if part == "*" else re.escape(part) for part in re.split(r"(\*)", path)))
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+
+class BodySizeLimit:
+    """Refuse request bodies larger than ``max_bytes`` bytes with 413 ``application/problem+json``.
+
+    Args:
+        limits: larger (or smaller) limits of some routes, ``{path pattern: bytes}``; a pattern
+            matches the whole path, ``*`` one segment (``/api/v1/tickets/*/attachments``).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, limits: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.limits = [(_pattern(path), size) for path, size in (limits or {}).items()]
+
+    def limit_of(self, path: str) -> int:
+        """The body limit of a request to ``path`` (bytes)."""
+        for pattern, size in self.limits:
+            if pattern.fullmatch(path):
+                return size
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.limit_of(scope.get("path", ""))
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            await self._refuse(send)
+        if declared is not None and declared > limit:
+            await self._refuse(send, limit)
             return
         received = 0
         started = False
@@ -52,8 +75,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > limit:
+                    raise BodyTooLarge(limit)
             return message
 
         async def watched_send(message: Message) -> None:
@@ -67,11 +90,11 @@ class BodySizeLimit:
         except BodyTooLarge:  # read outside FastAPI's error handling (e.g. by another middleware)
             if started:
                 raise
-            await self._refuse(send)
+            await self._refuse(send, limit)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, limit: int) -> None:
         body = json.dumps({"type": "/problems/body-too-large", "title": "请求体过大", "status": 413,
-                           "detail": _detail(self.max_bytes)}, ensure_ascii=False).encode()
+                           "detail": _detail(limit)}, ensure_ascii=False).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})

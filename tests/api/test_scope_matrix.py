@@ -44,6 +44,7 @@ from service.notifications.models import Notification
 from service.regions.models import Grid
 from service.tickets.models import Ticket, TicketEvent
 from tests import factories as f
+from tests.attachments import samples
 from tests.factories import SHANGHAI
 
 #: the same roles, out of the scope of enterprise #1's tickets / in it; ``dept_other`` stands for
@@ -624,6 +625,51 @@ def case_discard_quarantined(c: Ctx) -> None:
     assert c.post("officer12", url, {"reason": "垃圾邮件"}).status_code == 200
 
 
+def _attachment(c: Ctx) -> int:
+    """An attachment of enterprise #1's ticket, uploaded by the enterprise (issue 12)."""
+    resp = c.client.post(f"/api/v1/tickets/{c.ticket.number}/attachments", headers=c.login("ent1"),
+                         files=[("files", ("现场.png", _PNG, "image/png"))])
+    assert resp.status_code == 201, resp.text
+    return resp.json()[0]["id"]
+
+
+_PNG = samples.png()
+
+
+def case_list_attachments(c: Ctx) -> None:
+    _attachment(c)
+    url = f"/api/v1/tickets/{c.ticket.number}/attachments"
+    for who in OUTSIDERS:
+        assert c.get(who, url).status_code == 404, who
+    for who in INSIDERS:
+        assert len(c.get(who, url).json()) == 1, who
+
+
+def case_download_attachment(c: Ctx) -> None:
+    url = f"/api/v1/attachments/{_attachment(c)}"
+    for who in OUTSIDERS:
+        assert c.get(who, url).status_code == 404, who
+    for who in INSIDERS:
+        resp = c.get(who, url)
+        assert resp.status_code == 200 and resp.content == _PNG, who
+
+
+def case_upload_attachment(c: Ctx) -> None:
+    from service.tickets.models import Attachment
+
+    ticket = c.ticket
+    url = f"/api/v1/tickets/{ticket.number}/attachments"
+    before, version = c.events(ticket), f.reload(c.session, ticket).version
+    for who in OUTSIDERS:
+        resp = c.client.post(url, headers=c.login(who), files=[("files", ("a.png", _PNG, "image/png"))])
+        assert resp.status_code == 404, (who, resp.text)
+    assert c.events(ticket) == before and f.reload(c.session, ticket).version == version
+    assert c.count(Attachment, Attachment.ticket_id == ticket.id) == 0
+    for who in INSIDERS:  # in scope: stored (201) or, for a supervisor, a role refusal (403); never 404
+        resp = c.client.post(url, headers=c.login(who), files=[("files", ("a.png", _PNG, "image/png"))])
+        assert resp.status_code == (403 if who == "supervisor1" else 201), (who, resp.text)
+
+
 # =========================================================================== the matrix
 
 ADMIN = "admin only: every other role gets 403; an admin sees every row"
@@ -646,6 +692,10 @@ MATRIX: dict[str, Callable[[Ctx], None] | str] = {
     "GET /api/v1/tickets/{number}": _ticket_get(""),
     "GET /api/v1/tickets/{number}/events": _ticket_get("/events"),
     **{f"POST /api/v1/tickets/{{number}}/{a}": _ticket_action(a) for a in TICKET_ACTIONS},
+    # attachments (issue 12): the ticket's row scope
+    "POST /api/v1/tickets/{number}/attachments": case_upload_attachment,
+    "GET /api/v1/tickets/{number}/attachments": case_list_attachments,
+    "GET /api/v1/attachments/{attachment_id}": case_download_attachment,
     # reference data and users
     "GET /api/v1/regions": REFERENCE, "POST /api/v1/regions": ADMIN,
     "GET /api/v1/grids": REFERENCE, "POST /api/v1/grids": ADMIN,
