@@ -79,7 +79,7 @@ def open_mailbox(settings: Settings | None = None) -> Iterator[IMAPClient]:
         if settings.mail_imap_starttls and not settings.mail_imap_tls:
             client.starttls(context)
         client.login(settings.mail_imap_user, settings.mail_imap_password)
-        client.select_folder(settings.mail_imap_folder)
+        client.qifu_keywords = keywords_allowed(client.select_folder(settings.mail_imap_folder))
         yield client
     finally:
         try:
@@ -88,9 +88,24 @@ def open_mailbox(settings: Settings | None = None) -> Iterator[IMAPClient]:
             client.shutdown() if hasattr(client, "shutdown") else None
 
 
+def keywords_allowed(select_response: dict) -> bool:
+    """Whether the selected folder keeps new keywords (``PERMANENTFLAGS`` lists ``\\*``, RFC 9051
+    §7.1). Servers that do not (some gateways) get ``\\Seen`` alone as the processed mark."""
+    return b"\\*" in tuple(select_response.get(b"PERMANENTFLAGS", ()))
+
+
+def marks(client: IMAPClient) -> tuple[list[bytes], list[str]]:
+    """``(flags set on a processed message, SEARCH criteria of the pending ones)`` for the folder
+    selected by :func:`open_mailbox`: :data:`KEYWORD` and ``\\Seen``, pending = without the
+    keyword; where keywords are not kept, ``\\Seen`` alone and pending = ``UNSEEN``."""
+    if getattr(client, "qifu_keywords", True):
+        return [SEEN, KEYWORD], ["NOT", "KEYWORD", KEYWORD.decode()]
+    return [SEEN], ["UNSEEN"]
+
+
 def pending_uids(client: IMAPClient) -> list[int]:
-    """UIDs of the selected folder's messages without :data:`KEYWORD`, ascending."""
-    return sorted(client.search(["NOT", "KEYWORD", KEYWORD.decode()]))
+    """UIDs of the selected folder's pending messages (:func:`marks`), ascending."""
+    return sorted(client.search(marks(client)[1]))
 
 
 def poll(settings: Settings | None = None, *, unit_of_work: UnitOfWork = session_scope,
@@ -124,7 +139,7 @@ def poll(settings: Settings | None = None, *, unit_of_work: UnitOfWork = session
                 batch = take[start:start + settings.mail_batch_size]
                 done = _take_batch(client, batch, directory, settings, unit_of_work, result, pool)
                 if done:
-                    client.add_flags(done, [SEEN, KEYWORD], silent=True)
+                    client.add_flags(done, marks(client)[0], silent=True)
             result.pending_after = len(uids) - len(take) + result.deferred
     finally:
         if pool is not None:

@@ -275,7 +275,7 @@ def intake_message(
         text = strip_quoted(mail.text)
         if mail.attachments:
             text += ("\n\n" if text else "") + "附件：" + "、".join(names)
-        text = _fit(text or "（邮件正文为空）", 20_000)
+        text = _fit(text or "（邮件正文为空）", min(settings.max_text_length, 20_000))
         body = {"text": text} if state == "add_info" else {"text": text, "internal": False}
         apply_action(session, contact.actor, ticket, state, body, at=at)
         names, refused = store_attachments(session, ticket, mail.attachments, contact.actor,

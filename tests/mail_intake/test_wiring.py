@@ -64,3 +64,18 @@ def test_notification_mail_headers():
     message = notifications.email_message("a@example.com", general)
     assert message["Message-ID"].endswith("@qifu>") and "ticket-" not in message["Message-ID"]
     assert message["Subject"] == "本月复诊名单"
+
+
+def test_servers_without_keywords_fall_back_to_seen():
+    from service.mail_intake import imap
+
+    assert imap.keywords_allowed({b"PERMANENTFLAGS": (b"\\Seen", b"\\Deleted", b"\\*")})
+    assert not imap.keywords_allowed({b"PERMANENTFLAGS": (b"\\Seen", b"\\Deleted")})
+    assert not imap.keywords_allowed({})
+
+    class Client:
+        qifu_keywords = False
+
+    assert imap.marks(Client()) == ([imap.SEEN], ["UNSEEN"])
+    Client.qifu_keywords = True
+    assert imap.marks(Client()) == ([imap.SEEN, imap.KEYWORD], ["NOT", "KEYWORD", "$QifuIntake"])
