@@ -21,6 +21,8 @@ from tests.conftest import PG_SERVER
 from tests.mail_intake.harness import ROOT, check_exactly_once, deliver_mix, poll_command, run_with_kills
 from tests.scratch_db import scratch_database
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def kill_db() -> Iterator[tuple[str, str]]:
