@@ -229,11 +229,6 @@ def _claim(session: Session, values: dict[str, Any]) -> int | None:
     return session.execute(stmt).scalar()
 
 
-def is_stored(session: Session, key: str) -> bool:
-    """Whether a message with ``key`` is in the ledger already."""
-    return session.execute(sa.select(InboundMail.id).where(InboundMail.message_key == key)).first() is not None
-
-
 def intake_message(
     session: Session,
     raw: bytes,
@@ -278,8 +273,9 @@ def intake_message(
         text = _fit(text or "（邮件正文为空）", min(settings.max_text_length, 20_000))
         body = {"text": text} if state == "add_info" else {"text": text, "internal": False}
         apply_action(session, contact.actor, ticket, state, body, at=at)
-        names, refused = store_attachments(session, ticket, mail.attachments, contact.actor,
-                                           _latest_event_id(session, ticket, state))
+        if mail.attachments:
+            names, refused = store_attachments(session, ticket, mail.attachments, contact.actor,
+                                               _latest_event_id(session, ticket, state))
     elif state == "quarantined":
         changes.update(raw=raw, body_text=_fit(mail.text, 20_000))
     if refused:
@@ -453,5 +449,5 @@ def ticket_number_of(session: Session, row: InboundMail) -> str | None:
 
 __all__ = ["QUARANTINE_ROLES", "Contact", "MailConfigError", "Outcome", "SenderDirectory",
            "attach_quarantined", "check_settings", "discard_quarantined", "get_quarantined", "intake_message",
-           "is_stored", "list_quarantined", "record_failure", "referenced_ticket",
+           "list_quarantined", "record_failure", "referenced_ticket",
            "store_attachments", "strip_quoted", "ticket_number_of"]
