@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--kills", type=int, default=10, help="0: the throughput part only")
     parser.add_argument("--max-step", type=int, default=100, help="most messages committed before a kill")
-    parser.add_argument("--workers", type=int, default=4, help="QIFU_MAIL_WORKERS")
+    parser.add_argument("--workers", type=int, default=8, help="QIFU_MAIL_WORKERS")
     parser.add_argument("--batch", type=int, default=50, help="QIFU_MAIL_BATCH_SIZE")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--db", default="qifu_bench_mail")

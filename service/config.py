@@ -103,7 +103,7 @@ class Settings(BaseSettings):
         mail_poll_seconds: seconds between polls (beat), 60.
         mail_batch_size: messages fetched per IMAP ``FETCH`` (and flagged per ``STORE``), 50.
         mail_workers: threads taking a fetched batch's messages, each in its own transaction on
-            its own connection (4; SQLite always 1).
+            its own connection (8; SQLite always 1).
         mail_max_messages_per_poll: most messages one poll takes (the rest wait for the next), 5000.
         mail_default_category: category code of a ticket made from an e-mail, for an officer to
             triage (``problem.other``).
@@ -216,7 +216,7 @@ class Settings(BaseSettings):
     mail_imap_folder: str = "INBOX"
     mail_poll_seconds: float = Field(default=60.0, gt=0)
     mail_batch_size: int = Field(default=50, ge=1, le=1000)
-    mail_workers: int = Field(default=4, ge=1, le=32)
+    mail_workers: int = Field(default=8, ge=1, le=32)
     mail_max_messages_per_poll: int = Field(default=5000, ge=1)
     mail_default_category: str = "problem.other"
     mail_max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
