@@ -69,11 +69,13 @@ class BlobStore:
         return f"{self.root}/{key}"
 
     def put(self, data: bytes, sha256: str | None = None) -> str:
-        """Store ``data`` (unless bytes of that hash are there already) and return its key.
+        """Store ``data`` under its content address and return the key.
 
-        On a local disk the bytes go to a temporary name in the same directory and are renamed
-        into place, so a crash never leaves a partial file under a content address; object stores
-        write a whole object or nothing.
+        Written even when the key exists (the same bytes, so nothing changes but the blob's
+        time): a blob that the orphan cleanup is about to remove as old and unreferenced is
+        young again, so a new row never names bytes being deleted. On a local disk the bytes go to
+        a temporary name in the same directory and are renamed into place, so a crash never
+        leaves a partial file under a content address; object stores write a whole object or nothing.
 
         Raises:
             OSError: the store cannot be written.
@@ -81,8 +83,6 @@ class BlobStore:
         sha256 = sha256 or hashlib.sha256(data).hexdigest()
         key = key_of(sha256)
         path = self._path(key)
-        if self.fs.exists(path) and self.fs.size(path) == len(data):
-            return key
         if self.local:
             self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             temp = f"{path}.part-{uuid.uuid4().hex}"

@@ -53,3 +53,29 @@ def test_orphans_are_the_unreferenced_old_blobs(session, store_dir):
     assert attachments.orphan_keys(session, grace_seconds=3600) == []  # too young to tell
     assert attachments.orphan_keys(session, grace_seconds=0) == [orphan]
     assert kept.storage_key not in attachments.orphan_keys(session, grace_seconds=0)
+
+
+def test_orphans_command(tmp_path, store_dir, monkeypatch):
+    from typer.testing import CliRunner
+
+    from qifu.cli import app
+    from service.attachments.storage import get_store
+    from service.config import get_settings
+    from service.db import get_engine
+    from tests.scratch_db import migrate
+
+    url = f"sqlite:///{tmp_path / 'orphans.db'}"
+    migrate(url)
+    monkeypatch.setenv("QIFU_DATABASE_URL", url)
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    try:
+        key = get_store().put(s.gif())
+        listed = CliRunner().invoke(app, ["attachments-orphans", "--grace-hours", "0"])
+        assert listed.exit_code == 0 and key in listed.output and get_store().exists(key)
+        deleted = CliRunner().invoke(app, ["attachments-orphans", "--grace-hours", "0", "--delete"])
+        assert deleted.exit_code == 0 and f"deleted {key}" in deleted.output and not get_store().exists(key)
+    finally:
+        get_engine().dispose()
+        get_engine.cache_clear()
+        get_settings.cache_clear()

@@ -24,6 +24,7 @@ COMMANDS = [
     ["sla", "scan"],
     ["seed", "--enterprises", "0"],
     ["cadence", "run", "daily", "--date", "2026-03-02"],
+    ["attachments-orphans"],
 ]
 
 
