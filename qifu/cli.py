@@ -504,6 +504,10 @@ from qifu.cadence_cli import cadence_app  # noqa: E402
 
 app.add_typer(cadence_app, name="cadence")
 
+from qifu.mail_cli import mail_app  # noqa: E402
+
+app.add_typer(mail_app, name="mail")
+
 from qifu.user_cli import user_app  # noqa: E402
 
 app.add_typer(user_app, name="user")

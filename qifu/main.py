@@ -104,6 +104,7 @@ def create_app() -> FastAPI:
     from service.cadences.router import router as cadences_router
     from service.calendar.router import router as calendar_router
     from service.common.body_limit import BodySizeLimit
+    from service.mail_intake.router import router as mail_router
     from service.notifications.router import router as notifications_router
     from service.reference.router import router as reference_router
     from service.sla.router import router as sla_router
@@ -131,7 +132,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(psycopg.Error, database_error_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)
     for router in (auth_router, tickets_router, reference_router, stats_router, calendar_router,
-                   sla_router, notifications_router, cadences_router, attachments_router):
+                   sla_router, notifications_router, cadences_router, mail_router, attachments_router):
         app.include_router(router, prefix="/api/v1")
     _add_operations(app)
 

@@ -95,6 +95,24 @@ class Settings(BaseSettings):
         jwt_secret_file: where ``qifu standalone`` keeps the JWT secret it generated when
             ``jwt_secret`` is not set (empty = beside the SQLite file, ``<db>.secret``, or
             ``./qifu.secret`` for another database).
+
+    E-mail intake (issue 12, docs/mail_intake.md; environment ``QIFU_MAIL_...``):
+        mail_enabled: poll the office's IMAP mailbox (beat entry ``mail-poll``); off by default.
+        mail_imap_host / mail_imap_port: the IMAP server (port 993 with ``mail_imap_tls``, else 143).
+        mail_imap_tls: implicit TLS (IMAPS); ``mail_imap_starttls`` upgrades a plain connection.
+        mail_imap_user / mail_imap_password: the mailbox's login (plain ``LOGIN`` over the connection).
+        mail_imap_folder: the folder polled (``INBOX``).
+        mail_poll_seconds: seconds between polls (beat), 60.
+        mail_batch_size: messages fetched per IMAP ``FETCH`` (and flagged per ``STORE``), 50.
+        mail_workers: threads taking a fetched batch's messages, each in its own transaction on
+            its own connection (8; SQLite always 1).
+        mail_max_messages_per_poll: most messages one poll takes (the rest wait for the next), 5000.
+        mail_default_category: category code of a ticket made from an e-mail, for an officer to
+            triage (``problem.other``).
+        mail_max_message_bytes: larger messages are recorded as ``ignored`` (reason: too large), 25 MiB.
+        mail_timeout_seconds: socket timeout of the IMAP connection.
+        mail_message_id_domain: right-hand side of the ``Message-ID`` of Qifu's notification
+            e-mails, ``<ticket-QF2026-000001.<uuid>@qifu>``; a reply's ``In-Reply-To`` names it.
     """
 
     model_config = SettingsConfigDict(env_prefix="QIFU_", env_file=".env", extra="ignore")
@@ -190,6 +208,23 @@ class Settings(BaseSettings):
     log_format: str = "json"
     log_level: str = "INFO"
     worker_metrics_port: int = 9540
+    # e-mail intake (issue 12, docs/mail_intake.md): an IMAP mailbox polled by beat; off by default
+    mail_enabled: bool = False
+    mail_imap_host: str = ""
+    mail_imap_port: int = Field(default=993, ge=1, le=65535)
+    mail_imap_tls: bool = True
+    mail_imap_starttls: bool = False
+    mail_imap_user: str = ""
+    mail_imap_password: str = ""
+    mail_imap_folder: str = "INBOX"
+    mail_poll_seconds: float = Field(default=60.0, gt=0)
+    mail_batch_size: int = Field(default=50, ge=1, le=1000)
+    mail_workers: int = Field(default=8, ge=1, le=32)
+    mail_max_messages_per_poll: int = Field(default=5000, ge=1)
+    mail_default_category: str = "problem.other"
+    mail_max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    mail_timeout_seconds: float = Field(default=30.0, gt=0)
+    mail_message_id_domain: str = "qifu"
 
     @model_validator(mode="after")
     def _refuse_weak_secret(self) -> Settings:

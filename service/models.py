@@ -6,6 +6,7 @@ import service.calendar.models  # noqa: F401
 import service.categories.models  # noqa: F401
 import service.departments.models  # noqa: F401
 import service.enterprises.models  # noqa: F401
+import service.mail_intake.models  # noqa: F401  (the inbound e-mail ledger, issue 12)
 import service.notifications.models  # noqa: F401
 import service.outbox_models  # noqa: F401
 import service.regions.models  # noqa: F401

@@ -27,7 +27,12 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
     so, and the five cadences (SPEC §5) daily at their run time (``settings.cadence_run_times``, in
     the office's time zone ``settings.timezone``: Celery's ``timezone``), the very time the domain
     takes them to be due (:func:`service.cadences.service.due_periods`). Each cadence task runs the
-    period that is due; non-working days do nothing and the work moves to the next working day."""
+    period that is due; non-working days do nothing and the work moves to the next working day.
+    With ``QIFU_MAIL_ENABLED``, ``mail-poll`` polls the intake mailbox every
+    ``QIFU_MAIL_POLL_SECONDS`` (a firing not started within that time expires: no pile-up)."""
+    mail = ({"mail-poll": {"task": "mail.poll", "schedule": settings.mail_poll_seconds,
+                           "options": {"expires": settings.mail_poll_seconds}}}
+            if settings.mail_enabled else {})
     cadences = {f"cadence-{kind}": {"task": f"cadence.run_{kind}",
                                     "schedule": crontab(hour=at.hour, minute=at.minute)}
                 for kind, at in settings.cadence_run_times.items()}
@@ -41,6 +46,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
         "ops-heartbeat": {"task": "ops.ping", "schedule": crontab(minute=0)},
         **cadences,
         "cadence-catch-up": {"task": "cadence.catch_up", "schedule": crontab(minute=45)},
+        **mail,
     }
 
 
@@ -58,7 +64,8 @@ def make_celery(redis_url: str | None = None) -> Celery:
     """Build the Celery app on ``redis_url`` (default ``QIFU_REDIS_URL``)."""
     settings = get_settings()
     broker = redis_url or settings.redis_url or "redis://127.0.0.1:6379/0"
-    app = Celery("qifu", broker=broker, backend=broker, include=["workers.tasks", "workers.cadence_tasks"])
+    app = Celery("qifu", broker=broker, backend=broker, include=["workers.tasks", "workers.cadence_tasks",
+                                                                   "workers.mail_tasks"])
     app.conf.update(
         timezone=settings.timezone,
         enable_utc=True,
@@ -88,6 +95,7 @@ def get_celery() -> Celery:
     """The Celery app for the current settings (cached per broker URL; tests switch URLs)."""
     app = _celery_for(get_settings().redis_url)
     import workers.cadence_tasks  # noqa: F401
+    import workers.mail_tasks  # noqa: F401
     import workers.tasks  # noqa: F401  (registers the shared tasks)
 
     return app

@@ -14,12 +14,12 @@ log = logging.getLogger("qifu.embedded")
 
 def run_periodic_once() -> None:
     """One round of the periodic work: SLA sweeps, outbox re-relay, delivery retries, the
-    cadence periods that are due (SPEC §5; each runs once per period), and the statistics
-    rollup's fold."""
-    from workers import cadence_tasks, tasks
+    cadence periods that are due (SPEC §5; each runs once per period), the statistics rollup's
+    fold, and the e-mail intake's poll when ``QIFU_MAIL_ENABLED``."""
+    from workers import cadence_tasks, mail_tasks, tasks
 
     for task in (tasks.send_reminders, tasks.mark_overdue, tasks.auto_close, tasks.relay_outbox,
-                 tasks.retry_failed, cadence_tasks.catch_up, tasks.fold_rollup):
+                 tasks.retry_failed, cadence_tasks.catch_up, tasks.fold_rollup, mail_tasks.poll_mailbox):
         try:
             task()
         except Exception:  # noqa: BLE001 - log and go on with the next one

@@ -13,10 +13,12 @@ Who is told of what about a ticket is defined once, in :mod:`service.notificatio
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import hmac
 import json
 import smtplib
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from email.message import EmailMessage
@@ -84,7 +86,7 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def _send_webhook(target: str, notification: Notification) -> None:
+def _send_webhook(target: str, notification: Notification, ticket_number: str | None = None) -> None:
     settings = get_settings()
     body = json.dumps({
         "id": notification.id, "kind": notification.kind, "title": notification.title,
@@ -97,13 +99,36 @@ def _send_webhook(target: str, notification: Notification) -> None:
     response.raise_for_status()
 
 
-def _send_email(target: str, notification: Notification) -> None:
+def email_message(target: str, notification: Notification, ticket_number: str | None = None) -> EmailMessage:
+    """The e-mail of a notification (issue 3; issue 12 for the headers a reply is matched by).
+
+    About a ticket, its ``Message-ID`` is ``<ticket-<number>.<uuid>@<QIFU_MAIL_MESSAGE_ID_DOMAIN>>``
+    and its subject carries the ticket number, so the e-mail intake recognises a reply by its
+    ``In-Reply-To``/``References`` or subject (docs/mail_intake.md). Every notification says it
+    is automatic (RFC 3834 ``Auto-Submitted: auto-generated``; ``X-Auto-Response-Suppress: All``
+    for Exchange), so well-behaved responders do not answer it: no mail loop.
+    """
     settings = get_settings()
     message = EmailMessage()
     message["From"] = settings.smtp_from
     message["To"] = target
-    message["Subject"] = notification.title
+    subject = notification.title
+    if ticket_number and ticket_number not in subject:
+        subject = f"[{ticket_number}] {subject}"
+    message["Subject"] = subject
+    message["Date"] = email.utils.format_datetime(clock.now())
+    domain = settings.mail_message_id_domain
+    message["Message-ID"] = (f"<ticket-{ticket_number}.{uuid.uuid4().hex}@{domain}>" if ticket_number
+                             else email.utils.make_msgid(idstring=f"n{notification.id}", domain=domain))
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Auto-Response-Suppress"] = "All"
     message.set_content(notification.body or notification.title)
+    return message
+
+
+def _send_email(target: str, notification: Notification, ticket_number: str | None = None) -> None:
+    settings = get_settings()
+    message = email_message(target, notification, ticket_number)
     with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=10) as smtp:
         smtp.send_message(message)
 
@@ -134,7 +159,9 @@ def deliver(session: Session, delivery_id: int) -> str:
     notification = session.get(Notification, delivery.notification_id)
     delivery.attempts += 1
     try:
-        SENDERS[delivery.channel](delivery.target, notification)
+        number = (session.execute(sa.select(Ticket.number).where(Ticket.id == notification.ticket_id)).scalar()
+                  if notification.ticket_id is not None else None)
+        SENDERS[delivery.channel](delivery.target, notification, number)
     except Exception as exc:  # noqa: BLE001 - any failure is recorded and retried
         delivery.last_error = f"{type(exc).__name__}: {exc}"[:500]
         if delivery.attempts >= settings.delivery_max_attempts:

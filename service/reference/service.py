@@ -147,7 +147,7 @@ def create_user(session: Session, data: UserCreate) -> User:
     user = User(username=data.username, full_name=data.full_name, password_hash=hash_password(data.password),
                 role=data.role.value, enterprise_id=data.enterprise_id if data.role == Role.enterprise else None,
                 department_id=data.department_id if data.role == Role.department else None,
-                region_id=data.region_id, phone=data.phone)
+                region_id=data.region_id, phone=data.phone, email=data.email)
     session.add(user)
     session.flush()
     session.add_all(OfficerGrid(officer_id=user.id, grid_id=g) for g in sorted(set(data.grid_ids)))

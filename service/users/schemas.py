@@ -12,6 +12,11 @@ from service.common.schemas import InputModel
 
 #: ``user_account.full_name`` holds 100 characters.
 FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+#: An e-mail address (``user_account.email``, 254 characters, RFC 5321 §4.5.3.1.3): where the
+#: user's notification e-mails go, and for an enterprise user the sender address the e-mail
+#: intake recognises (docs/mail_intake.md). ``local@domain`` with a dot in the domain; no blanks.
+EmailAddress = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254,
+                                                pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 
 
 class UserRead(BaseModel):
@@ -25,6 +30,7 @@ class UserRead(BaseModel):
     department_id: int | None
     region_id: int | None
     phone: str | None
+    email: str | None = None
     is_active: bool
     created_at: datetime
 
@@ -41,17 +47,19 @@ class UserCreate(InputModel):
     region_id: int | None = Field(default=None, ge=1)
     grid_ids: list[int] = Field(default_factory=list, max_length=100)
     phone: str | None = Field(default=None, max_length=32)
+    email: EmailAddress | None = None
 
 
 class UserUpdate(InputModel):
     """Body of ``PATCH /users/{id}`` (admin): only the fields given change; ``null`` clears
-    ``phone`` and is a 422 for the others (their columns refuse it). A new ``password`` ends the
+    ``phone`` and ``email`` and is a 422 for the others (their columns refuse it). A new ``password`` ends the
     user's current sessions (their access tokens stop working)."""
 
     full_name: FullName = None  # type: ignore[assignment]
     password: str = Field(default=None, min_length=8, max_length=128)  # type: ignore[assignment]
     is_active: bool = None  # type: ignore[assignment]
     phone: str | None = Field(default=None, max_length=32)
+    email: EmailAddress | None = None
 
 
 class UserRoleChange(InputModel):

@@ -32,8 +32,10 @@ from sqlmodel import select
 from qifu.main import create_app
 from service.categories.models import Category
 from service.departments.models import Department
+from service.mail_intake import service as mail_intake
 from service.regions.models import Region
 from tests import factories as f
+from tests.mail_intake import messages
 
 ROLES = ("ent1", "officer1", "dept_rsj", "supervisor1", "admin")
 EXAMPLES = int(os.environ.get("QIFU_FUZZ_EXAMPLES", "4"))
@@ -56,7 +58,9 @@ def role_headers(login) -> dict[str, dict[str, str]]:
 def real_path_values(session) -> dict[str, str]:
     """Path parameter name -> a value that exists (made or seeded in this test's transaction)."""
     ticket = f.make_ticket(session, "dispatched")
-    return {"number": ticket.number, "enterprise_id": str(ticket.enterprise_id),
+    mail = mail_intake.intake_message(session, messages.plain("x@unknown.example", "待认领", "正文"),
+                                      directory=mail_intake.SenderDirectory({}))
+    return {"mail_id": str(mail.mail_id),"number": ticket.number, "enterprise_id": str(ticket.enterprise_id),
             "department_id": str(session.exec(select(Department.id)).first()),
             "category_id": str(session.exec(select(Category.id)).first()),
             "region_id": str(session.exec(select(Region.id)).first()),

@@ -562,6 +562,69 @@ def case_read_report(c: Ctx) -> None:
     assert mine.number in {t["number"] for t in c.get("supervisor1", annual).json()["data"]["top_unresolved"]}
 
 
+# =========================================================================== cases: the mail quarantine
+
+#: roles that see no quarantined mail (it belongs to no enterprise yet: officers and admins see all
+#: of it, docs/mail_intake.md)
+NOT_QUARANTINE = ("ent1", "dept_rsj", "supervisor1")
+
+
+def _quarantined(c: Ctx):
+    from service.mail_intake import service as mail_intake
+    from service.mail_intake.models import InboundMail
+    from tests.mail_intake import messages
+
+    raw = messages.plain(f"陌生人 <x-{uuid.uuid4().hex[:8]}@unknown.example>", c.title, "未登记的发件人")
+    outcome = mail_intake.intake_message(c.session, raw, directory=mail_intake.SenderDirectory({}))
+    c.session.commit()
+    assert outcome.state == "quarantined"
+    return c.session.get(InboundMail, outcome.mail_id)
+
+
+def case_list_quarantine(c: Ctx) -> None:
+    row = _quarantined(c)
+    for who in NOT_QUARANTINE:
+        assert c.get(who, "/api/v1/mail/quarantine").status_code == 403, who
+    for who in ("officer1", "officer12", "admin"):
+        assert row.id in {r["id"] for r in c.get(who, "/api/v1/mail/quarantine", limit=200).json()}, who
+
+
+def case_read_quarantined(c: Ctx) -> None:
+    row = _quarantined(c)
+    for who in NOT_QUARANTINE:
+        assert c.get(who, f"/api/v1/mail/quarantine/{row.id}").status_code == 403, who
+    for who in ("officer1", "officer12", "admin"):
+        assert c.get(who, f"/api/v1/mail/quarantine/{row.id}").json()["subject"] == c.title, who
+
+
+def case_attach_quarantined(c: Ctx) -> None:
+    from service.mail_intake.models import InboundMail
+
+    row = _quarantined(c)
+    url = f"/api/v1/mail/quarantine/{row.id}/attach"
+    body = {"enterprise_id": c.ent("ent1").id}
+    before = c.ent_tickets()
+    for who in NOT_QUARANTINE:
+        assert c.post(who, url, body).status_code == 403, who
+    resp = c.post("officer12", url, body)  # an officer outside enterprise #1's scope
+    assert resp.status_code == 422 and resp.json()["errors"][0]["field"] == "enterprise_id", resp.text
+    assert c.ent_tickets() == before and c.count(InboundMail, InboundMail.id == row.id,
+                                                 InboundMail.state == "quarantined") == 1
+    assert c.post("officer1", url, body).status_code == 200
+    assert c.ent_tickets() == before + 1
+
+
+def case_discard_quarantined(c: Ctx) -> None:
+    from service.mail_intake.models import InboundMail
+
+    row = _quarantined(c)
+    url = f"/api/v1/mail/quarantine/{row.id}/discard"
+    for who in NOT_QUARANTINE:
+        assert c.post(who, url, {"reason": "垃圾邮件"}).status_code == 403, who
+    assert c.count(InboundMail, InboundMail.id == row.id, InboundMail.state == "quarantined") == 1
+    assert c.post("officer12", url, {"reason": "垃圾邮件"}).status_code == 200
+
+
 def _attachment(c: Ctx) -> int:
     """An attachment of enterprise #1's ticket, uploaded by the enterprise (issue 12)."""
     resp = c.client.post(f"/api/v1/tickets/{c.ticket.number}/attachments", headers=c.login("ent1"),
@@ -681,6 +744,11 @@ MATRIX: dict[str, Callable[[Ctx], None] | str] = {
     "POST /api/v1/cadences/{kind}/run": ADMIN,
     "GET /api/v1/cadence-reports": "titles and periods of the stored reports; their rows are filtered when read",
     "GET /api/v1/cadence-reports/{kind}/{period_key}": case_read_report,
+    # the e-mail intake's quarantine (issue 12)
+    "GET /api/v1/mail/quarantine": case_list_quarantine,
+    "GET /api/v1/mail/quarantine/{mail_id}": case_read_quarantined,
+    "POST /api/v1/mail/quarantine/{mail_id}/attach": case_attach_quarantined,
+    "POST /api/v1/mail/quarantine/{mail_id}/discard": case_discard_quarantined,
 }
 
 SCOPED = sorted(k for k, v in MATRIX.items() if callable(v))

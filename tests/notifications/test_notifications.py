@@ -562,6 +562,9 @@ def test_email_goes_through_a_real_smtp_server(session, env_setter, smtp_server)
     assert envelope.rcpt_tos == ["officer@qifu.test"]
     message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
     assert message["Subject"].startswith("工单重办") and ticket.number in message["Subject"]
+    # replies to it are matched by the e-mail intake (issue 12); automatic responders keep quiet
+    assert message["Message-ID"].startswith(f"<ticket-{ticket.number}.") and message["Message-ID"].endswith("@qifu>")
+    assert message["Auto-Submitted"] == "auto-generated"
     assert "问题没有解决" in message.get_content()
 
 
