@@ -11,4 +11,5 @@ import service.outbox_models  # noqa: F401
 import service.regions.models  # noqa: F401
 import service.sla.models  # noqa: F401
 import service.tickets.models  # noqa: F401
+import service.triage.models  # noqa: F401  (training examples and stored models, issue 13)
 import service.users.models  # noqa: F401

@@ -40,6 +40,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
         "ops-heartbeat": {"task": "ops.ping", "schedule": crontab(minute=0)},
         **cadences,
         "cadence-catch-up": {"task": "cadence.catch_up", "schedule": crontab(minute=45)},
+        "triage-train": {"task": "triage.train", "schedule": crontab(hour=settings.triage_train_time.hour,
+                                                                     minute=settings.triage_train_time.minute)},
     }
 
 
@@ -72,7 +74,7 @@ def make_celery(redis_url: str | None = None) -> Celery:
                                   **_redelivery_options()},
         task_routes={"sla.*": {"queue": "sla"}, "tickets.*": {"queue": "sla"},
                      "notifications.*": {"queue": "notifications"}, "outbox.*": {"queue": "celery"},
-                     "cadence.*": {"queue": "cadence"}},
+                     "cadence.*": {"queue": "cadence"}, "triage.*": {"queue": "cadence"}},
         beat_schedule=beat_schedule(settings),
     )
     return app
