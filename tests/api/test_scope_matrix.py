@@ -631,6 +631,9 @@ MATRIX: dict[str, Callable[[Ctx], None] | str] = {
     "POST /api/v1/cadences/{kind}/run": ADMIN,
     "GET /api/v1/cadence-reports": "titles and periods of the stored reports; their rows are filtered when read",
     "GET /api/v1/cadence-reports/{kind}/{period_key}": case_read_report,
+    # triage (issue 13)
+    "POST /api/v1/triage/suggest": "suggestions for a text the caller sends: category and department rows only, no "
+                                   "ticket or enterprise row; officers, supervisors, admins (tests/triage)",
 }
 
 SCOPED = sorted(k for k, v in MATRIX.items() if callable(v))
