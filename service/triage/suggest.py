@@ -168,7 +168,8 @@ class Suggester:
                     bundle, version = (load(blob), latest) if blob else (None, None)
             fresh = _State(reference, bundle, version, checked_at=time.monotonic())
             with self._lock:
-                self._states[key] = fresh
+                if self._states.get(key) is state:  # not replaced meanwhile (refresh, clear)
+                    self._states[key] = fresh
             if version != state.version:
                 log.info("triage model version %s loaded", version)
         except Exception:  # noqa: BLE001 - keep serving what we have; the next poll tries again
