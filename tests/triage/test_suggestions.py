@@ -230,3 +230,55 @@ def test_real_taxonomy_and_labelled_file(session: Session):
     labelled = import_labelled(session, LABELLED)
     assert labelled["read"] == 299 and labelled["imported"] == 298  # one id appears twice in the file
     assert labelled["categories"]["劳动和社会保障"] == 63
+
+
+# ----------------------------------------------------------------------------------- CLI
+
+def test_cli_imports_trains_and_suggests_on_sqlite(tmp_path: Path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from qifu.cli import app
+    from seeds.loader import load_seeds
+    from service.config import get_settings
+    from service.db import get_engine, make_engine
+    from tests.scratch_db import migrate
+
+    url = f"sqlite:///{tmp_path / 'triage.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    with Session(engine) as s:
+        load_seeds(s, enterprises=0)
+        s.commit()
+    engine.dispose()
+    tax = _xlsx(tmp_path / "tax.xlsx", [("一级分类", "二级分类"), ("劳动和社会保障", "社会保险"), ("交通运输", "公交")])
+    lab = _xlsx(tmp_path / "lab.xlsx", [("留言编号", "留言主题", "留言时间", "留言详情", "一级分类")]
+                + [(i, t, "2019/3/1 9:00:00", d, "劳动和社会保障") for i, (t, d) in enumerate(LABOUR)]
+                + [(10 + i, t, "2019/3/2 9:00:00", d, "交通运输")
+                   for i, (t, d) in enumerate([("公交线路太少", "园区公交线路少，员工通勤难"),
+                                               ("道路拥堵", "上下班道路拥堵，希望增加公交班次")])])
+    monkeypatch.setenv("QIFU_DATABASE_URL", url)
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    try:
+        runner = CliRunner()
+        first = runner.invoke(app, ["triage", "import-taxonomy", str(tax)])
+        assert first.exit_code == 0, first.output
+        assert json.loads(first.output)["created"] == 4
+        assert json.loads(runner.invoke(app, ["triage", "import-taxonomy", str(tax)]).output)["created"] == 0
+        bad = runner.invoke(app, ["triage", "import-taxonomy", str(tax), "--root", "nope"])
+        assert bad.exit_code == 2 and "nope" in bad.output
+        got = runner.invoke(app, ["triage", "import-labelled", str(lab)])
+        assert got.exit_code == 0 and json.loads(got.output)["imported"] == 5, got.output
+        trained = runner.invoke(app, ["triage", "train"])
+        assert trained.exit_code == 0 and json.loads(trained.output)["version"] == 1, trained.output
+        listed = runner.invoke(app, ["triage", "models"])
+        assert json.loads(listed.output.splitlines()[0])["version"] == 1
+        answer = json.loads(runner.invoke(app, ["triage", "suggest", "公交班次太少", "员工通勤难"]).output)
+        assert answer["category_source"] == "model" and answer["categories"][0]["name"] == "交通运输"
+    finally:
+        suggester.clear()
+        get_engine().dispose()
+        get_settings.cache_clear()
+        get_engine.cache_clear()
