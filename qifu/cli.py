@@ -512,6 +512,10 @@ from qifu.user_cli import user_app  # noqa: E402
 
 app.add_typer(user_app, name="user")
 
+from qifu.triage_cli import triage_app  # noqa: E402
+
+app.add_typer(triage_app, name="triage")
+
 sla_app = typer.Typer(help="SLA: deadlines, reminders, escalation, auto-close")
 app.add_typer(sla_app, name="sla")
 

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
         attachment_max_per_ticket: most attachments on one ticket (30).
         attachment_types: the content types accepted, detected from the bytes
             (service/attachments/detect.py; docs/attachments.md).
+        triage_train_time: local time of day (``timezone``) at which beat retrains the category and
+            department suggestion models (``triage.train``, docs/triage.md); default 02:30.
+        triage_poll_seconds: how often (seconds) an API process looks for a newer stored suggestion
+            model, in a background thread (``service/triage/suggest.py``); default 30.
         jwt_secret_file: where ``qifu standalone`` keeps the JWT secret it generated when
             ``jwt_secret`` is not set (empty = beside the SQLite file, ``<db>.secret``, or
             ``./qifu.secret`` for another database).
@@ -150,6 +154,9 @@ class Settings(BaseSettings):
     # Celery on Redis: seconds before a message taken by a worker that died unacknowledged is
     # redelivered (acks_late); longer than any task
     broker_visibility_timeout: float = 3600.0
+    # suggestions (issue 13): nightly training, polling for a newer model
+    triage_train_time: time = time(2, 30)
+    triage_poll_seconds: float = Field(default=30.0, ge=0.1, le=86_400)
     # embedded scheduler (qifu standalone): seconds between SLA sweeps / outbox relays
     embedded_sweep_seconds: float = 60.0
     stats_fold_seconds: float = Field(default=15.0, gt=0, le=3600)

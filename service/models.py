@@ -13,4 +13,5 @@ import service.regions.models  # noqa: F401
 import service.sla.models  # noqa: F401
 import service.stats.models  # noqa: F401  (the statistics rollup, issue 10)
 import service.tickets.models  # noqa: F401
+import service.triage.models  # noqa: F401  (training examples and stored models, issue 13)
 import service.users.models  # noqa: F401

@@ -47,6 +47,8 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
         **cadences,
         "cadence-catch-up": {"task": "cadence.catch_up", "schedule": crontab(minute=45)},
         **mail,
+        "triage-train": {"task": "triage.train", "schedule": crontab(hour=settings.triage_train_time.hour,
+                                                                     minute=settings.triage_train_time.minute)},
     }
 
 
@@ -80,7 +82,8 @@ def make_celery(redis_url: str | None = None) -> Celery:
                                   **_redelivery_options()},
         task_routes={"sla.*": {"queue": "sla"}, "tickets.*": {"queue": "sla"},
                      "notifications.*": {"queue": "notifications"}, "outbox.*": {"queue": "celery"},
-                     "cadence.*": {"queue": "cadence"}, "stats.*": {"queue": "sla"}},
+                     "cadence.*": {"queue": "cadence"}, "stats.*": {"queue": "sla"},
+                     "triage.*": {"queue": "cadence"}},
         beat_schedule=beat_schedule(settings),
     )
     return app

@@ -78,3 +78,12 @@ def deliver(delivery_ids: list[int]) -> list[str]:
 def retry_failed() -> int:
     """Queue the failed deliveries whose backoff has elapsed."""
     return _swept("notifications.retry_failed", notifications.retry_failed)
+
+
+@shared_task(name="triage.train")
+def train_triage() -> int | None:
+    """Retrain the category and department suggestion models (nightly; issue 13); returns the
+    new model version (``None``: no labelled example yet)."""
+    from service.triage.training import train
+
+    return _in_session(train)["version"]

@@ -20,6 +20,8 @@ from service.ticketing.dependencies import CurrentTicket, if_match_version
 from service.tickets import schemas
 from service.tickets.models import Ticket
 from service.tickets.workflow import Action
+from service.triage.schemas import TicketWithSuggestions
+from service.triage.suggest import suggestions_for
 
 router = APIRouter(prefix="/tickets", tags=["tickets"])
 
@@ -93,9 +95,14 @@ def list_tickets(
                               next_cursor=next_cursor)
 
 
-@router.get("/{number}", response_model=schemas.TicketRead, summary="工单详情")
-def read_ticket(ticket: CurrentTicket, session: SessionDep, actor: CurrentActor, response: Response) -> schemas.TicketRead:
-    return _respond(session, actor, ticket, response)
+@router.get("/{number}", response_model=TicketWithSuggestions, summary="工单详情")
+def read_ticket(ticket: CurrentTicket, session: SessionDep, actor: CurrentActor,
+                response: Response) -> TicketWithSuggestions:
+    """The ticket; for officers, supervisors and admins with the category and department
+    suggestions (issue 13, computed on read from the cached model: docs/triage.md)."""
+    read = _respond(session, actor, ticket, response)
+    return TicketWithSuggestions.model_construct(**read.__dict__,
+                                 suggestions=suggestions_for(session, actor.role, ticket.title, ticket.description))
 
 
 @router.get("/{number}/events", response_model=list[schemas.TicketEventRead], summary="流转记录")

@@ -749,6 +749,9 @@ MATRIX: dict[str, Callable[[Ctx], None] | str] = {
     "GET /api/v1/mail/quarantine/{mail_id}": case_read_quarantined,
     "POST /api/v1/mail/quarantine/{mail_id}/attach": case_attach_quarantined,
     "POST /api/v1/mail/quarantine/{mail_id}/discard": case_discard_quarantined,
+    # triage (issue 13)
+    "POST /api/v1/triage/suggest": "suggestions for a text the caller sends: category and department rows only, no "
+                                   "ticket or enterprise row; officers, supervisors, admins (tests/triage)",
 }
 
 SCOPED = sorted(k for k, v in MATRIX.items() if callable(v))
