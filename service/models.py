@@ -11,4 +11,5 @@ import service.outbox_models  # noqa: F401
 import service.regions.models  # noqa: F401
 import service.sla.models  # noqa: F401
 import service.tickets.models  # noqa: F401
+import service.triage.search_models  # noqa: F401  (duplicates, knowledge base, hot issues)
 import service.users.models  # noqa: F401
