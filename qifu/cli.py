@@ -455,3 +455,7 @@ def main() -> None:  # pragma: no cover
 
 if __name__ == "__main__":  # pragma: no cover - python -m qifu.cli
     main()
+
+from qifu.search_cli import triage_search_app  # noqa: E402
+
+app.add_typer(triage_search_app, name="triage")

@@ -40,6 +40,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
         "ops-heartbeat": {"task": "ops.ping", "schedule": crontab(minute=0)},
         **cadences,
         "cadence-catch-up": {"task": "cadence.catch_up", "schedule": crontab(minute=45)},
+        # triage search (issue 13): hot issues hourly, the duplicate index and past replies nightly
+        "triage-hot-issues": {"task": "triage.refresh_hot_issues", "schedule": crontab(minute=20)},
+        "triage-sweep-duplicates": {"task": "triage.sweep_duplicate_index", "schedule": crontab(hour=2, minute=10)},
+        "triage-harvest-replies": {"task": "triage.harvest_replies", "schedule": crontab(hour=2, minute=30)},
     }
 
 
@@ -57,7 +61,7 @@ def make_celery(redis_url: str | None = None) -> Celery:
     """Build the Celery app on ``redis_url`` (default ``QIFU_REDIS_URL``)."""
     settings = get_settings()
     broker = redis_url or settings.redis_url or "redis://127.0.0.1:6379/0"
-    app = Celery("qifu", broker=broker, backend=broker, include=["workers.tasks", "workers.cadence_tasks"])
+    app = Celery("qifu", broker=broker, backend=broker, include=["workers.tasks", "workers.cadence_tasks", "workers.search_tasks"])
     app.conf.update(
         timezone=settings.timezone,
         enable_utc=True,
@@ -72,7 +76,7 @@ def make_celery(redis_url: str | None = None) -> Celery:
                                   **_redelivery_options()},
         task_routes={"sla.*": {"queue": "sla"}, "tickets.*": {"queue": "sla"},
                      "notifications.*": {"queue": "notifications"}, "outbox.*": {"queue": "celery"},
-                     "cadence.*": {"queue": "cadence"}},
+                     "cadence.*": {"queue": "cadence"}, "triage.*": {"queue": "cadence"}},
         beat_schedule=beat_schedule(settings),
     )
     return app
@@ -87,6 +91,7 @@ def get_celery() -> Celery:
     """The Celery app for the current settings (cached per broker URL; tests switch URLs)."""
     app = _celery_for(get_settings().redis_url)
     import workers.cadence_tasks  # noqa: F401
+    import workers.search_tasks  # noqa: F401
     import workers.tasks  # noqa: F401  (registers the shared tasks)
 
     return app

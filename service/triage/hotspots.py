@@ -199,54 +199,6 @@ def _ensure_window(date_from: date | None, date_to: date | None, today: date, de
 
 # ------------------------------------------------------------------ the Teddy Cup file (附件3)
 
-#: columns of 附件3 (留言编号, 留言用户, 留言主题, 留言时间, 留言详情, 反对数, 点赞数)
-MESSAGE_COLUMNS = ("留言编号", "留言用户", "留言主题", "留言时间", "留言详情", "反对数", "点赞数")
-
-
-def read_messages(path) -> list[Message]:
-    """The messages of a 附件3-like file (xlsx/csv), cleaned (service.imports.cleaning); rows
-    without a parsable time are skipped.
-
-    Raises:
-        service.imports.reader.ImportFileError: unreadable file or missing columns.
-    """
-    from pathlib import Path
-
-    from service.imports.cleaning import TimeParseError, clean_id, clean_text, one_line, parse_time
-    from service.imports.reader import ImportFileError, open_table
-
-    table = open_table(Path(path))
-    out = []
-    try:
-        missing = [c for c in MESSAGE_COLUMNS if c not in table.header]
-        if missing:
-            raise ImportFileError(f"缺少列：{', '.join(missing)}")
-        at = {c: table.header.index(c) for c in MESSAGE_COLUMNS}
-        for _number, cells in table.rows:
-            cells = list(cells) + [None] * (len(table.header) - len(cells))
-            try:
-                when = parse_time(cells[at["留言时间"]])
-            except TimeParseError:
-                continue
-            if when is None:
-                continue
-            out.append(Message(id=clean_id(cells[at["留言编号"]]), user=clean_id(cells[at["留言用户"]]),
-                               title=one_line(clean_text(cells[at["留言主题"]])),
-                               body=clean_text(cells[at["留言详情"]]), at=when,
-                               likes=_int(cells[at["点赞数"]]), against=_int(cells[at["反对数"]])))
-    finally:
-        if table.close:
-            table.close()
-    return out
-
-
-def _int(value) -> int:
-    try:
-        return max(int(float(value)), 0)
-    except (TypeError, ValueError):
-        return 0
-
-
 #: the two tables of the problem statement (表1 热点问题表, 表2 热点问题留言明细表)
 HOT_TABLE = ("热度排名", "问题ID", "热度指数", "时间范围", "地点/人群", "问题描述")
 DETAIL_TABLE = ("问题ID", "留言编号", "留言用户", "留言主题", "留言时间", "留言详情", "点赞数", "反对数")
@@ -278,3 +230,95 @@ def write_xlsx(groups: Sequence[HotGroup], path) -> None:
 
 def _maybe_int(value: str):
     return int(value) if value.isdigit() else value
+
+
+# ------------------------------------------------------------------ over tickets (API, beat task)
+
+#: at most this many tickets (the latest) are grouped per request
+MAX_TICKETS = 20_000
+#: a period of at most this many days may be asked for
+MAX_PERIOD_DAYS = 366
+#: a stored run younger than this (seconds) answers a request for the default period
+STORED_MAX_AGE = 26 * 3600
+#: the default period (days, ending today): the beat task's and the API's
+DEFAULT_DAYS = 30
+
+
+def office_today() -> date:
+    from service import clock
+
+    return clock.now().astimezone(clock.office_zone()).date()
+
+
+def period(date_from: date | None, date_to: date | None) -> tuple[date, date]:
+    """The period asked for (default: the :data:`DEFAULT_DAYS` days up to today).
+
+    Raises:
+        FieldError (422): ``date_to`` before ``date_from``; a period longer than :data:`MAX_PERIOD_DAYS`.
+    """
+    from service.errors import FieldError
+
+    date_from, date_to = _ensure_window(date_from, date_to, office_today(), DEFAULT_DAYS)
+    if date_to < date_from:
+        raise FieldError("date_to", "结束日期不能早于开始日期")
+    if (date_to - date_from).days + 1 > MAX_PERIOD_DAYS:
+        raise FieldError("date_from", f"时间范围不能超过 {MAX_PERIOD_DAYS} 天")
+    return date_from, date_to
+
+
+def ticket_messages(session, actor, date_from: date, date_to: date) -> list[Message]:
+    """The tickets submitted in the period (office dates, inclusive) that ``actor`` may see (SPEC
+    §1; ``actor=None``: all), as messages: id = number, user = enterprise; the latest
+    :data:`MAX_TICKETS` at most."""
+    import sqlalchemy as sa
+
+    from service import clock
+    from service.tickets.models import Ticket
+    from service.tickets.visibility import ticket_visibility
+
+    zone = clock.office_zone()
+    start = datetime.combine(date_from, datetime.min.time(), zone)
+    end = datetime.combine(date_to + timedelta(days=1), datetime.min.time(), zone)
+    stmt = (sa.select(Ticket.number, Ticket.enterprise_id, Ticket.title, Ticket.description, Ticket.submitted_at)
+            .where(Ticket.submitted_at >= start, Ticket.submitted_at < end)
+            .order_by(Ticket.submitted_at.desc()).limit(MAX_TICKETS))
+    if actor is not None:
+        stmt = stmt.where(ticket_visibility(session, actor))
+    return [Message(id=r.number, user=str(r.enterprise_id), title=r.title, body=r.description, at=r.submitted_at)
+            for r in session.execute(stmt)]
+
+
+def refresh_latest(session, *, days: int = DEFAULT_DAYS, limit: int = 20):
+    """Compute the hot issues of the last ``days`` days over every ticket and store them as the
+    latest :class:`~service.triage.search_models.HotIssueRun` (older runs are deleted). The Celery
+    beat task ``triage.refresh_hot_issues``; returns the run."""
+    import sqlalchemy as sa
+
+    from service import clock
+    from service.triage.search_models import HotIssueRun
+
+    date_to = office_today()
+    date_from = date_to - timedelta(days=days - 1)
+    messages = ticket_messages(session, None, date_from, date_to)
+    groups = find_hot_issues(messages, limit=limit)
+    run = HotIssueRun(computed_at=clock.now(), date_from=date_from, date_to=date_to, tickets=len(messages),
+                      groups=[g.as_json() for g in groups])
+    session.execute(sa.delete(HotIssueRun))
+    session.add(run)
+    session.flush()
+    return run
+
+
+def latest_run(session, date_from: date, date_to: date):
+    """The stored run of exactly this period if it is fresh (:data:`STORED_MAX_AGE`), else None."""
+    import sqlalchemy as sa
+
+    from service import clock
+    from service.triage.search_models import HotIssueRun
+
+    run = session.execute(sa.select(HotIssueRun).where(HotIssueRun.date_from == date_from,
+                                                       HotIssueRun.date_to == date_to)
+                          .order_by(HotIssueRun.computed_at.desc()).limit(1)).scalar()
+    if run is None or (clock.now() - run.computed_at).total_seconds() > STORED_MAX_AGE:
+        return None
+    return run

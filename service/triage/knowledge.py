@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 from typing import Annotated
 
 import sqlalchemy as sa
@@ -281,48 +280,6 @@ class ReplyRecord:
     reply: str
     asked_at: datetime | None
     replied_at: datetime | None
-
-
-#: columns of 附件4 (留言编号, 留言用户, 留言主题, 留言时间, 留言详情, 答复意见, 答复时间)
-REPLY_COLUMNS = ("留言编号", "留言主题", "留言时间", "留言详情", "答复意见", "答复时间")
-
-
-def read_replies(path: Path) -> Iterable[ReplyRecord]:
-    """The rows of a 附件4-like file (xlsx/csv), cleaned (service.imports.cleaning); rows without a
-    reply are skipped.
-
-    Raises:
-        service.imports.reader.ImportFileError: unreadable file or missing columns.
-    """
-    from service.imports.cleaning import clean_id, clean_text, one_line, parse_time
-    from service.imports.reader import ImportFileError, open_table
-
-    table = open_table(path)
-    try:
-        missing = [c for c in REPLY_COLUMNS if c not in table.header]
-        if missing:
-            raise ImportFileError(f"缺少列：{', '.join(missing)}")
-        at = {c: table.header.index(c) for c in REPLY_COLUMNS}
-        for _number, cells in table.rows:
-            cells = list(cells) + [None] * (len(table.header) - len(cells))
-            reply = clean_text(cells[at["答复意见"]])
-            ref = clean_id(cells[at["留言编号"]])
-            if not reply or not ref:
-                continue
-            yield ReplyRecord(
-                external_ref=f"import:{ref}"[:64], title=one_line(clean_text(cells[at["留言主题"]]))[:200],
-                question=clean_text(cells[at["留言详情"]]), reply=reply,
-                asked_at=_time(parse_time, cells[at["留言时间"]]), replied_at=_time(parse_time, cells[at["答复时间"]]))
-    finally:
-        if table.close:
-            table.close()
-
-
-def _time(parse, value) -> datetime | None:
-    try:
-        return parse(value)
-    except ValueError:
-        return None
 
 
 def import_replies(session: Session, records: Iterable[ReplyRecord], *, batch: int = 500) -> tuple[int, int]:
