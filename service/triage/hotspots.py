@@ -51,6 +51,7 @@ _SPACE = re.compile(r"\s+")
 _AREA = r"(?:[A-Z]\d{0,2}[市区县])"
 _SUFFIX = (r"(?:小区|社区|花园|家园|公寓|大厦|广场|大道|公路|高速|国道|路|街道|街|村|组|镇|乡|学院|大学|中学|小学|"
            r"学校|幼儿园|医院|市场|公园|车站|地铁|园区|产业园|工业园|新城|城|苑|湾)")
+_MORE = re.compile(_SUFFIX)
 _PLACE = re.compile(rf"({_AREA}*)([\u4e00-\u9fa5A-Za-z0-9]{{1,8}}?{_SUFFIX})")
 #: a place name starts after the last of these (function words, verbs of the message's frame)
 _CUT = re.compile(r".*(?:[在于的是了和与及对把从向到将让给被为有个]|反映|投诉|建议|请问|咨询|关于|能否|位于)")
@@ -104,9 +105,17 @@ def heat_index(users: int, messages: int, likes: int, against: int, span_days: f
 
 
 def places(text: str) -> list[str]:
-    """The place-like phrases of ``text`` (area prefix kept; leading function words dropped)."""
+    """The place-like phrases of ``text`` (area prefix kept; leading function words dropped; a
+    suffix followed by another is extended: ``魅力之城`` + ``小区``)."""
     out = []
-    for area, name in _PLACE.findall(text):
+    for match in _PLACE.finditer(text):
+        area, name = match.group(1), match.group(2)
+        end = match.end()
+        more = _MORE.match(text, end)
+        while more is not None and more.end() > end:
+            name += more.group(0)
+            end = more.end()
+            more = _MORE.match(text, end)
         name = _CUT.sub("", name)
         if len(name) >= 3 and not name.startswith(("市", "区", "县")):
             out.append(area + name)
@@ -115,7 +124,7 @@ def places(text: str) -> list[str]:
 
 def _text(m: Message) -> str:
     title = _SPACE.sub("", m.title)
-    return f"{title} {title} {_SPACE.sub('', m.body)[:BODY_CHARS]}"
+    return f"{title}{title}{_SPACE.sub('', m.body)[:BODY_CHARS]}"
 
 
 def _pairs(x, days: np.ndarray, threshold: float, window: float, block: int = 512):
