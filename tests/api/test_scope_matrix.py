@@ -561,11 +561,48 @@ def case_read_report(c: Ctx) -> None:
     assert mine.number in {t["number"] for t in c.get("supervisor1", annual).json()["data"]["top_unresolved"]}
 
 
+# =========================================================================== cases: triage search (issue 13)
+
+def _staff_ticket_get(suffix: str, *, department: bool) -> Callable[[Ctx], None]:
+    """Staff-only reads of a ticket (duplicates; answer suggestions also for departments):
+    enterprise users get 403 by role, out-of-scope staff 404, in-scope staff 200."""
+    def case(c: Ctx) -> None:
+        url = f"/api/v1/tickets/{c.ticket.number}{suffix}"
+        outsiders = ("officer12", "supervisor2") + (("dept_other",) if department else ())
+        insiders = ("officer1", "supervisor1") + (("dept_rsj",) if department else ())
+        for who in outsiders:
+            assert c.get(who, url).status_code == 404, who
+        for who in insiders:
+            assert c.get(who, url).status_code == 200, who
+        for who in ("ent1", "ent2") + (() if department else ("dept_rsj",)):
+            assert c.get(who, url).status_code == 403, who
+    return case
+
+
+def case_hot_issues(c: Ctx) -> None:
+    """A supervisor's hot issues group only the tickets of their region."""
+    numbers = {f.make_ticket(c.session, "submitted", enterprise="ent1", title=c.title + " 园区道路积水",
+                             description="园区道路积水严重，车辆无法通行，请尽快排水。" + c.title).number
+               for _ in range(3)}
+
+    def grouped(who: str) -> set[str]:
+        resp = c.get(who, "/api/v1/triage/hot-issues", limit=20)
+        assert resp.status_code == 200, resp.text
+        return {t["number"] for g in resp.json()["groups"] for t in g["tickets"]}
+
+    assert numbers <= grouped("supervisor1")
+    assert not numbers & grouped("supervisor2")
+    for who in ("officer1", "dept_rsj", "ent1"):
+        assert c.get(who, "/api/v1/triage/hot-issues").status_code == 403, who
+
+
 # =========================================================================== the matrix
 
 ADMIN = "admin only: every other role gets 403; an admin sees every row"
 REFERENCE = "reference data every logged-in user may read (SPEC §2): no ticket or enterprise row"
 NO_ROWS = "no ticket, enterprise or user row"
+KNOWLEDGE = ("knowledge-base articles: office-wide policy answers, no ticket, enterprise or user row; staff only "
+             "(enterprise users 403; writes officers and admins: tests/triage_search/test_knowledge.py)")
 
 TICKET_ACTIONS = ("accept", "reject", "answer", "dispatch", "claim", "return", "hold", "resume", "reply",
                   "confirm", "reopen", "comment", "add_info", "remind", "escalate", "merge", "link",
@@ -631,6 +668,13 @@ MATRIX: dict[str, Callable[[Ctx], None] | str] = {
     "POST /api/v1/cadences/{kind}/run": ADMIN,
     "GET /api/v1/cadence-reports": "titles and periods of the stored reports; their rows are filtered when read",
     "GET /api/v1/cadence-reports/{kind}/{period_key}": case_read_report,
+    # triage search (issue 13)
+    "GET /api/v1/tickets/{number}/duplicates": _staff_ticket_get("/duplicates", department=False),
+    "GET /api/v1/tickets/{number}/answer-suggestions": _staff_ticket_get("/answer-suggestions", department=True),
+    "GET /api/v1/triage/hot-issues": case_hot_issues,
+    **{route: KNOWLEDGE for route in ("GET /api/v1/knowledge", "POST /api/v1/knowledge",
+                                      "GET /api/v1/knowledge/{article_id}", "PATCH /api/v1/knowledge/{article_id}",
+                                      "DELETE /api/v1/knowledge/{article_id}")},
 }
 
 SCOPED = sorted(k for k, v in MATRIX.items() if callable(v))
