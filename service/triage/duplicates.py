@@ -91,10 +91,14 @@ def signature(shingle_set: Iterable[str]) -> np.ndarray:
 def bands(title: str, description: str) -> list[int]:
     """The :data:`BANDS` band hashes (signed 64-bit ints, distinct) of a request's text; ``[]``
     for a text without characters (nothing to compare)."""
-    sh = shingles(ticket_text(title, description))
-    if not sh:
+    return bands_of(shingles(ticket_text(title, description)))
+
+
+def bands_of(shingle_set: set[str]) -> list[int]:
+    """The band hashes of a shingle set (:func:`bands` without the text step)."""
+    if not shingle_set:
         return []
-    values = signature(sh)
+    values = signature(shingle_set)
     out = []
     for i in range(BANDS):
         digest = hashlib.blake2b(values[i * ROWS:(i + 1) * ROWS].tobytes(), digest_size=8,
@@ -139,7 +143,7 @@ def find_duplicates(session: Session, actor: Actor, ticket: Ticket, *, limit: in
     caller's visibility), then exact Jaccard on at most :data:`MAX_CANDIDATES` texts.
     """
     mine = shingles(ticket_text(ticket.title, ticket.description))
-    probe = bands(ticket.title, ticket.description)
+    probe = bands_of(mine)
     if not probe:
         return []
     shared = sa.func.count().label("shared")
