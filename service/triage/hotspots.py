@@ -16,7 +16,8 @@ the groups are ranked by a heat index:
 3. **Place/crowd** (地点/人群): the most frequent place-like phrase of the group's messages
    (:func:`places`: an anonymised area ``A市``/``A3区``/``K8县`` followed by a name ending in a
    place suffix — 小区, 社区, 路, 街, 村, 镇, 学院 …), **description** (问题描述): the title of the
-   group's most central message (highest summed similarity to the others).
+   group's most central message (highest summed similarity to the others) among those that name
+   that place.
 4. **Heat index** (热度指数), for a group of M messages from U distinct users (enterprises), with
    L likes (点赞) and D objections (反对) in total, spanning S days::
 
@@ -182,9 +183,12 @@ def find_hot_issues(messages: Sequence[Message], *, limit: int = 5, threshold: f
         against = sum(m.against for m in members)
         users = len({m.user for m in members})
         heat = heat_index(users, size, likes, against, (last - first).total_seconds() / 86400)
-        central = messages[int(idx[np.argmax(centrality[idx])])]
         found = Counter(p for m in members for p in dict.fromkeys(places(f"{m.title} {m.body[:BODY_CHARS]}")))
         place = found.most_common(1)[0][0] if found else ""
+        # the description: the most central message that names the place (else the most central)
+        named = [k for k in idx if place and place in f"{messages[k].title} {messages[k].body[:BODY_CHARS]}"]
+        pool = np.array(named) if named else idx
+        central = messages[int(pool[np.argmax(centrality[pool])])]
         groups.append(HotGroup(rank=0, issue_id=0, heat=heat, date_from=_day(first), date_to=_day(last),
                                place=place, description=central.title, messages=size, users=users,
                                likes=likes, against=against, members=members))
