@@ -3,7 +3,8 @@
 The near-duplicate LSH index of open tickets (ticket_lsh), the knowledge base (knowledge_article),
 past replies (past_reply) and the latest hot-issue ranking (hot_issue_run). Full-text search that
 the models cannot declare (service/triage/search_models.py FTS_OBJECTS, excluded from alembic check):
-PostgreSQL GIN indexes on to_tsvector('simple', search_text); SQLite FTS5 external-content tables
+PostgreSQL a stored generated column search_tsv = to_tsvector('simple', search_text) with a GIN
+index; SQLite FTS5 external-content tables
 kept in step by triggers.
 
 Revision ID: srch00000001
@@ -94,8 +95,10 @@ def _create_full_text() -> None:
     bind = op.get_bind()
     for table in SEARCHABLE:
         if bind.dialect.name == "postgresql":
-            op.execute(f"CREATE INDEX ix_{table}_search_tsv ON {table} "
-                       f"USING gin (to_tsvector('simple', search_text))")
+            # a stored tsvector: ts_rank reads it instead of re-parsing every matching row's text
+            op.execute(f"ALTER TABLE {table} ADD COLUMN search_tsv tsvector "
+                       f"GENERATED ALWAYS AS (to_tsvector('simple', search_text)) STORED")
+            op.execute(f"CREATE INDEX ix_{table}_search_tsv ON {table} USING gin (search_tsv)")
         elif bind.dialect.name == "sqlite":
             op.execute(f"CREATE VIRTUAL TABLE {table}_fts USING fts5(search_text, content='{table}', "
                        f"content_rowid='id')")
@@ -115,6 +118,7 @@ def _drop_full_text() -> None:
     for table in SEARCHABLE:
         if bind.dialect.name == "postgresql":
             op.execute(f"DROP INDEX IF EXISTS ix_{table}_search_tsv")
+            op.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS search_tsv")
         elif bind.dialect.name == "sqlite":
             for suffix in ("ai", "ad", "au"):
                 op.execute(f"DROP TRIGGER IF EXISTS {table}_fts_{suffix}")

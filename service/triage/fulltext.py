@@ -5,8 +5,9 @@ Neither engine segments Chinese (zhparser is not available), so every searchable
 text segmented by :func:`service.triage.text.tokens` and joined by spaces in ``search_text``; the
 engines then only split on spaces:
 
-- PostgreSQL: ``to_tsvector('simple', search_text) @@ to_tsquery('simple', 't1 | t2 | …')`` on a
-  GIN expression index (``simple``: no stemming, no stop words; lower case);
+- PostgreSQL: ``search_tsv @@ to_tsquery('simple', 't1 | t2 | …')`` where ``search_tsv`` is a
+  stored generated column ``to_tsvector('simple', search_text)`` with a GIN index (``simple``: no
+  stemming, no stop words; lower case);
 - SQLite: an FTS5 external-content table ``<table>_fts`` (``unicode61`` tokenizer: splits on
   spaces and punctuation, keeps CJK words whole), ``MATCH '"t1" OR "t2" OR …'``.
 
@@ -33,7 +34,7 @@ from service.triage.text import tokens
 #: rows fetched from the engine's index per search before the BM25 re-rank
 CANDIDATES = 200
 #: query terms used at most (the first distinct ones of the text)
-MAX_TERMS = 48
+MAX_TERMS = 32
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
 
@@ -67,9 +68,8 @@ def candidates(session: Session, table: str, terms: Sequence[str], limit: int = 
         return []
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        sql = (f"SELECT id FROM {table}, to_tsquery('simple', :q) AS q "
-               f"WHERE to_tsvector('simple', search_text) @@ q "
-               f"ORDER BY ts_rank(to_tsvector('simple', search_text), q) DESC, id LIMIT :n")
+        sql = (f"SELECT id FROM {table}, to_tsquery('simple', :q) AS q WHERE search_tsv @@ q "
+               f"ORDER BY ts_rank(search_tsv, q) DESC, id LIMIT :n")
         q = " | ".join(terms)
     else:
         sql = (f"SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH :q "

@@ -5,7 +5,8 @@ the latest hot-issue result.
 Full-text search structures that the models cannot declare live in the migration
 (``srch00000001``) and are kept out of ``alembic check`` by :data:`FTS_OBJECTS`:
 
-- PostgreSQL: a GIN index on ``to_tsvector('simple', search_text)`` per searchable table;
+- PostgreSQL: a stored generated column ``search_tsv = to_tsvector('simple', search_text)`` with a
+  GIN index per searchable table;
 - SQLite: an FTS5 external-content table ``<table>_fts`` over ``search_text``, kept in step by
   triggers (its shadow tables ``<table>_fts_data``, ``_idx``, ``_docsize``, ``_config``).
 
@@ -27,7 +28,7 @@ from service.db import UTCDateTime, check_in
 SEARCHABLE = ("knowledge_article", "past_reply")
 #: names of the full-text objects made by the migration only (see the module docstring)
 FTS_OBJECTS = frozenset(
-    [f"ix_{t}_search_tsv" for t in SEARCHABLE]
+    ["search_tsv"] + [f"ix_{t}_search_tsv" for t in SEARCHABLE]
     + [f"{t}_fts{suffix}" for t in SEARCHABLE for suffix in ("", "_data", "_idx", "_docsize", "_config",
                                                             "_content")])
 
