@@ -32,9 +32,9 @@ from service.triage.search_models import SEARCHABLE
 from service.triage.text import tokens
 
 #: rows fetched from the engine's index per search before the BM25 re-rank
-CANDIDATES = 200
+CANDIDATES = 100
 #: query terms used at most (the first distinct ones of the text)
-MAX_TERMS = 32
+MAX_TERMS = 24
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
 
 
@@ -86,8 +86,12 @@ def bm25_rank(terms: Sequence[str], docs: dict[int, str], total: int, *, k1: flo
     """
     if not docs:
         return []
-    bags = {i: Counter(text.split()) for i, text in docs.items()}
-    lengths = {i: sum(bag.values()) for i, bag in bags.items()}
+    wanted = set(terms)
+    bags, lengths = {}, {}
+    for i, text in docs.items():
+        words = text.split()
+        lengths[i] = len(words)
+        bags[i] = Counter(w for w in words if w in wanted)
     avgdl = (sum(lengths.values()) / len(lengths)) or 1.0
     n = max(total, len(docs))
     df = {t: sum(1 for bag in bags.values() if t in bag) for t in terms}

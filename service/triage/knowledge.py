@@ -217,17 +217,18 @@ def search_past_replies(session: Session, q: str, *, limit: int = 5,
     ids = fulltext.candidates(session, "past_reply", terms)
     if not ids:
         return []
-    stmt = (sa.select(PastReply, Ticket.number).outerjoin(Ticket, Ticket.id == PastReply.ticket_id)
-            .where(PastReply.id.in_(ids)))
+    where = [PastReply.id.in_(ids)]
     if exclude_ticket_id is not None:
-        stmt = stmt.where(sa.or_(PastReply.ticket_id.is_(None), PastReply.ticket_id != exclude_ticket_id))
-    rows = {r.id: (r, number) for r, number in session.execute(stmt)}
-    ranked = fulltext.bm25_rank(terms, {i: r.search_text for i, (r, _n) in rows.items()},
-                                _count(session, PastReply))
+        where.append(sa.or_(PastReply.ticket_id.is_(None), PastReply.ticket_id != exclude_ticket_id))
+    texts = dict(session.execute(sa.select(PastReply.id, PastReply.search_text).where(*where)).all())
+    ranked = [(i, s) for i, s in fulltext.bm25_rank(terms, texts, _count(session, PastReply))[:limit] if s > 0]
+    if not ranked:
+        return []
+    rows = {r.id: (r, number) for r, number in session.execute(
+        sa.select(PastReply, Ticket.number).outerjoin(Ticket, Ticket.id == PastReply.ticket_id)
+        .where(PastReply.id.in_([i for i, _s in ranked])))}
     out = []
-    for i, s in ranked[:limit]:
-        if s <= 0:
-            continue
+    for i, s in ranked:
         r, number = rows[i]
         out.append(PastReplyHit(id=r.id, source=r.source, ticket_number=number, external_ref=r.external_ref,
                                 title=r.title, question=r.question, reply=r.reply, replied_at=r.replied_at,
