@@ -50,8 +50,8 @@ def hot_issues(
         if date_from or date_to:
             lo = date_from.date() if date_from else None
             hi = date_to.date() if date_to else None
-            messages = [m for m in messages if (lo is None or hotspots._day(m.at) >= lo)
-                        and (hi is None or hotspots._day(m.at) <= hi)]
+            messages = [m for m in messages if (lo is None or hotspots.office_day(m.at) >= lo)
+                        and (hi is None or hotspots.office_day(m.at) <= hi)]
     else:
         from qifu.cli import require_migrated
         from service.db import session_scope

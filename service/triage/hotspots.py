@@ -189,7 +189,7 @@ def find_hot_issues(messages: Sequence[Message], *, limit: int = 5, threshold: f
         named = [k for k in idx if place and place in f"{messages[k].title} {messages[k].body[:BODY_CHARS]}"]
         pool = np.array(named) if named else idx
         central = messages[int(pool[np.argmax(centrality[pool])])]
-        groups.append(HotGroup(rank=0, issue_id=0, heat=heat, date_from=_day(first), date_to=_day(last),
+        groups.append(HotGroup(rank=0, issue_id=0, heat=heat, date_from=office_day(first), date_to=office_day(last),
                                place=place, description=central.title, messages=size, users=users,
                                likes=likes, against=against, members=members))
     groups.sort(key=lambda g: (-g.heat, -g.messages, -g.members[-1].at.timestamp()))
@@ -198,7 +198,8 @@ def find_hot_issues(messages: Sequence[Message], *, limit: int = 5, threshold: f
     return groups[:limit]
 
 
-def _day(at: datetime) -> date:
+def office_day(at: datetime) -> date:
+    """The office's calendar day of ``at`` (naive = already office time)."""
     from service.clock import office_zone
 
     return (at.astimezone(office_zone()) if at.tzinfo else at).date()
