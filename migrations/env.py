@@ -16,6 +16,14 @@ if config.config_file_name is not None and config.attributes.get("configure_logg
 target_metadata = SQLModel.metadata
 
 
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """Leave the full-text objects the models cannot declare (FTS5 tables, GIN expression indexes:
+    :data:`service.triage.search_models.FTS_OBJECTS`) out of the autogenerate comparison."""
+    from service.triage.search_models import FTS_OBJECTS
+
+    return name not in FTS_OBJECTS
+
+
 def _url() -> str:
     from service.config import get_settings
 
@@ -24,7 +32,7 @@ def _url() -> str:
 
 def run_migrations_offline() -> None:
     context.configure(url=_url(), target_metadata=target_metadata, literal_binds=True,
-                      dialect_opts={"paramstyle": "named"}, compare_type=True,
+                      dialect_opts={"paramstyle": "named"}, compare_type=True, include_object=include_object,
                       render_as_batch=_url().startswith("sqlite"))
     with context.begin_transaction():
         context.run_migrations()
@@ -43,6 +51,7 @@ def run_migrations_online() -> None:
 
 def _run(connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, compare_type=True,
+                      include_object=include_object,
                       render_as_batch=connection.dialect.name == "sqlite")
     with context.begin_transaction():
         context.run_migrations()

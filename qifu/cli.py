@@ -512,6 +512,7 @@ from qifu.user_cli import user_app  # noqa: E402
 
 app.add_typer(user_app, name="user")
 
+import qifu.search_cli  # noqa: E402,F401  (adds hot-issues, import-replies, index-duplicates)
 from qifu.triage_cli import triage_app  # noqa: E402
 
 app.add_typer(triage_app, name="triage")

@@ -111,6 +111,7 @@ def create_app() -> FastAPI:
     from service.stats.router import router as stats_router
     from service.ticketing.router import router as tickets_router
     from service.triage.router import router as triage_router
+    from service.triage.search_router import router as triage_search_router
     from workers.dispatch import register
 
     register()  # outbox messages written by requests go to the broker (or the embedded workers)
@@ -134,7 +135,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(Exception, unhandled_error_handler)
     for router in (auth_router, tickets_router, reference_router, stats_router, calendar_router,
                    sla_router, notifications_router, cadences_router, mail_router, attachments_router,
-                   triage_router):
+                   triage_router, triage_search_router):
         app.include_router(router, prefix="/api/v1")
     _add_operations(app)
 

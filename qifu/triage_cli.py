@@ -15,7 +15,8 @@ from typing import Annotated
 
 import typer
 
-triage_app = typer.Typer(help="分诊建议：分类体系与标注数据导入、模型训练", no_args_is_help=True)
+triage_app = typer.Typer(help="分诊：分类体系与标注数据、建议模型训练、热点问题、历史答复、重复诉求索引",
+                         no_args_is_help=True)
 
 
 def _print(data) -> None:

@@ -14,4 +14,5 @@ import service.sla.models  # noqa: F401
 import service.stats.models  # noqa: F401  (the statistics rollup, issue 10)
 import service.tickets.models  # noqa: F401
 import service.triage.models  # noqa: F401  (training examples and stored models, issue 13)
+import service.triage.search_models  # noqa: F401  (duplicates, knowledge base, hot issues)
 import service.users.models  # noqa: F401

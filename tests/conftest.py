@@ -32,7 +32,8 @@ register_dispatcher()  # tests call services directly: their outbox messages go 
 from tests.scratch_db import migrate, scratch_database  # noqa: E402,F401  (migrate: for tests)
 
 PG_SERVER = os.environ.get("QIFU_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432")
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: ../shared/data beside the checkout; QIFU_SHARED_DATA overrides (a worktree elsewhere)
+SHARED_DATA = Path(os.environ.get("QIFU_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 def pytest_collection_modifyitems(config, items):

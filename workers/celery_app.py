@@ -49,6 +49,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
         **mail,
         "triage-train": {"task": "triage.train", "schedule": crontab(hour=settings.triage_train_time.hour,
                                                                      minute=settings.triage_train_time.minute)},
+        # triage search (issue 13): hot issues hourly, the duplicate index and past replies nightly
+        "triage-hot-issues": {"task": "triage.refresh_hot_issues", "schedule": crontab(minute=20)},
+        "triage-sweep-duplicates": {"task": "triage.sweep_duplicate_index", "schedule": crontab(hour=2, minute=10)},
+        "triage-harvest-replies": {"task": "triage.harvest_replies", "schedule": crontab(hour=2, minute=30)},
     }
 
 
@@ -67,7 +71,7 @@ def make_celery(redis_url: str | None = None) -> Celery:
     settings = get_settings()
     broker = redis_url or settings.redis_url or "redis://127.0.0.1:6379/0"
     app = Celery("qifu", broker=broker, backend=broker, include=["workers.tasks", "workers.cadence_tasks",
-                                                                   "workers.mail_tasks"])
+                                                                   "workers.mail_tasks", "workers.search_tasks"])
     app.conf.update(
         timezone=settings.timezone,
         enable_utc=True,
@@ -99,6 +103,7 @@ def get_celery() -> Celery:
     app = _celery_for(get_settings().redis_url)
     import workers.cadence_tasks  # noqa: F401
     import workers.mail_tasks  # noqa: F401
+    import workers.search_tasks  # noqa: F401
     import workers.tasks  # noqa: F401  (registers the shared tasks)
 
     return app

@@ -30,6 +30,7 @@ from service.tickets.effects import EFFECTS
 from service.tickets.models import IdempotencyKey, Ticket
 from service.tickets.numbering import next_ticket_number
 from service.tickets.visibility import enterprise_visibility
+from service.triage import duplicates
 
 
 class IdempotencyMismatch(AppError):
@@ -89,6 +90,8 @@ def create_ticket(
     )
     ticket = Ticket(number=number or next_ticket_number(session, at.astimezone(clock.office_zone()).year), **columns)
     _insert_new(session, ticket)
+    if not history:  # the near-duplicate index of open tickets (imports: run reindex_open after)
+        duplicates.index_ticket(session, ticket.id, title, description)
     effects = EFFECTS["submit"]
     if not history:
         fanout.notify_tickets(session, [ticket.id], effects.notify, at=at)

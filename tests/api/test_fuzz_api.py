@@ -57,10 +57,15 @@ def role_headers(login) -> dict[str, dict[str, str]]:
 @pytest.fixture
 def real_path_values(session) -> dict[str, str]:
     """Path parameter name -> a value that exists (made or seeded in this test's transaction)."""
+    from service.triage import knowledge
+
     ticket = f.make_ticket(session, "dispatched")
     mail = mail_intake.intake_message(session, messages.plain("x@unknown.example", "待认领", "正文"),
                                       directory=mail_intake.SenderDirectory({}))
-    return {"mail_id": str(mail.mail_id),"number": ticket.number, "enterprise_id": str(ticket.enterprise_id),
+    article = knowledge.create_article(session, f.actor(session, "officer1"),
+                                       knowledge.ArticleCreate(title="稳岗返还", body="稳岗返还政策说明"))
+    return {"mail_id": str(mail.mail_id), "article_id": str(article.id), "number": ticket.number,
+            "enterprise_id": str(ticket.enterprise_id),
             "department_id": str(session.exec(select(Department.id)).first()),
             "category_id": str(session.exec(select(Category.id)).first()),
             "region_id": str(session.exec(select(Region.id)).first()),

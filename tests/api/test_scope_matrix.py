@@ -668,6 +668,39 @@ def case_upload_attachment(c: Ctx) -> None:
     for who in INSIDERS:  # in scope: stored (201) or, for a supervisor, a role refusal (403); never 404
         resp = c.client.post(url, headers=c.login(who), files=[("files", ("a.png", _PNG, "image/png"))])
         assert resp.status_code == (403 if who == "supervisor1" else 201), (who, resp.text)
+# =========================================================================== cases: triage search (issue 13)
+
+def _staff_ticket_get(suffix: str, *, department: bool) -> Callable[[Ctx], None]:
+    """Staff-only reads of a ticket (duplicates; answer suggestions also for departments):
+    enterprise users get 403 by role, out-of-scope staff 404, in-scope staff 200."""
+    def case(c: Ctx) -> None:
+        url = f"/api/v1/tickets/{c.ticket.number}{suffix}"
+        outsiders = ("officer12", "supervisor2") + (("dept_other",) if department else ())
+        insiders = ("officer1", "supervisor1") + (("dept_rsj",) if department else ())
+        for who in outsiders:
+            assert c.get(who, url).status_code == 404, who
+        for who in insiders:
+            assert c.get(who, url).status_code == 200, who
+        for who in ("ent1", "ent2") + (() if department else ("dept_rsj",)):
+            assert c.get(who, url).status_code == 403, who
+    return case
+
+
+def case_hot_issues(c: Ctx) -> None:
+    """A supervisor's hot issues group only the tickets of their region."""
+    numbers = {f.make_ticket(c.session, "submitted", enterprise="ent1", title=c.title + " 园区道路积水",
+                             description="园区道路积水严重，车辆无法通行，请尽快排水。" + c.title).number
+               for _ in range(3)}
+
+    def grouped(who: str) -> set[str]:
+        resp = c.get(who, "/api/v1/triage/hot-issues", limit=20)
+        assert resp.status_code == 200, resp.text
+        return {t["number"] for g in resp.json()["groups"] for t in g["tickets"]}
+
+    assert numbers <= grouped("supervisor1")
+    assert not numbers & grouped("supervisor2")
+    for who in ("officer1", "dept_rsj", "ent1"):
+        assert c.get(who, "/api/v1/triage/hot-issues").status_code == 403, who
 
 
 # =========================================================================== the matrix
@@ -675,6 +708,8 @@ def case_upload_attachment(c: Ctx) -> None:
 ADMIN = "admin only: every other role gets 403; an admin sees every row"
 REFERENCE = "reference data every logged-in user may read (SPEC §2): no ticket or enterprise row"
 NO_ROWS = "no ticket, enterprise or user row"
+KNOWLEDGE = ("knowledge-base articles: office-wide policy answers, no ticket, enterprise or user row; staff only "
+             "(enterprise users 403; writes officers and admins: tests/triage_search/test_knowledge.py)")
 
 TICKET_ACTIONS = ("accept", "reject", "answer", "dispatch", "claim", "return", "hold", "resume", "reply",
                   "confirm", "reopen", "comment", "add_info", "remind", "escalate", "merge", "link",
@@ -752,6 +787,13 @@ MATRIX: dict[str, Callable[[Ctx], None] | str] = {
     # triage (issue 13)
     "POST /api/v1/triage/suggest": "suggestions for a text the caller sends: category and department rows only, no "
                                    "ticket or enterprise row; officers, supervisors, admins (tests/triage)",
+    # triage search (issue 13)
+    "GET /api/v1/tickets/{number}/duplicates": _staff_ticket_get("/duplicates", department=False),
+    "GET /api/v1/tickets/{number}/answer-suggestions": _staff_ticket_get("/answer-suggestions", department=True),
+    "GET /api/v1/triage/hot-issues": case_hot_issues,
+    **{route: KNOWLEDGE for route in ("GET /api/v1/knowledge", "POST /api/v1/knowledge",
+                                      "GET /api/v1/knowledge/{article_id}", "PATCH /api/v1/knowledge/{article_id}",
+                                      "DELETE /api/v1/knowledge/{article_id}")},
 }
 
 SCOPED = sorted(k for k, v in MATRIX.items() if callable(v))
