@@ -8,7 +8,7 @@ index; SQLite FTS5 external-content tables
 kept in step by triggers.
 
 Revision ID: srch00000001
-Revises: c7a1e0f3b9d2
+Revises: tri13a000001
 Create Date: 2026-12-04 16:19:38.527078
 
 """
@@ -22,7 +22,7 @@ import service.db
 
 # revision identifiers, used by Alembic.
 revision: str = 'srch00000001'
-down_revision: Union[str, Sequence[str], None] = 'c7a1e0f3b9d2'
+down_revision: Union[str, Sequence[str], None] = 'tri13a000001'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

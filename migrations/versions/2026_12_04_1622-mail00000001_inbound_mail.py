@@ -16,7 +16,7 @@ import service.db.types  # noqa: F401
 
 # revision identifiers, used by Alembic.
 revision: str = 'mail00000001'
-down_revision: Union[str, Sequence[str], None] = 'att000000001'  # c7a1e0f3b9d2 before the attachments merge
+down_revision: Union[str, Sequence[str], None] = 'att000000001'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

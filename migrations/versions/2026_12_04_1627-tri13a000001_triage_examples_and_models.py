@@ -1,7 +1,7 @@
 """triage_example (imported labelled requests) and triage_model (stored, versioned suggestion models), issue 13
 
 Revision ID: tri13a000001
-Revises: c7a1e0f3b9d2
+Revises: mail00000001
 Create Date: 2026-12-04 16:27:19.794098
 
 """
@@ -16,7 +16,7 @@ import service.db  # noqa: F401  (UTCDateTime)
 
 # revision identifiers, used by Alembic.
 revision: str = 'tri13a000001'
-down_revision: Union[str, Sequence[str], None] = 'c7a1e0f3b9d2'
+down_revision: Union[str, Sequence[str], None] = 'mail00000001'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -1,7 +1,7 @@
 """cadence_report.kind may be monthly_ranking (the monthly cadence stores the month's department ranking)
 
 Revision ID: mrank0000001
-Revises: c7a1e0f3b9d2
+Revises: srch00000001
 Create Date: 2026-12-04 17:00:00
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "mrank0000001"
-down_revision: str | None = "c7a1e0f3b9d2"
+down_revision: str | None = "srch00000001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -5,7 +5,7 @@ generated from the metric definitions by ``service.stats.rollup.install`` (run b
 after this migration, and by ``qifu stats rebuild``), not stored here.
 
 Revision ID: rollup000001
-Revises: c7a1e0f3b9d2
+Revises: mrank0000001
 Create Date: 2026-12-04 17:00:00
 
 """
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision: str = 'rollup000001'
-down_revision: Union[str, Sequence[str], None] = 'c7a1e0f3b9d2'
+down_revision: Union[str, Sequence[str], None] = 'mrank0000001'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
