@@ -104,6 +104,8 @@ def create_app() -> FastAPI:
     from service.calendar.router import router as calendar_router
     from service.common.body_limit import BodySizeLimit
     from service.notifications.router import router as notifications_router
+    from service.open311.router import keys_router as open311_keys_router
+    from service.open311.router import router as open311_router
     from service.reference.router import router as reference_router
     from service.sla.router import router as sla_router
     from service.stats.router import router as stats_router
@@ -128,8 +130,9 @@ def create_app() -> FastAPI:
     app.add_exception_handler(psycopg.Error, database_error_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)
     for router in (auth_router, tickets_router, reference_router, stats_router, calendar_router,
-                   sla_router, notifications_router, cadences_router):
+                   sla_router, notifications_router, cadences_router, open311_keys_router):
         app.include_router(router, prefix="/api/v1")
+    app.include_router(open311_router)  # Open311 GeoReport v2 at /open311/v2 (docs/open311.md)
     _add_operations(app)
 
     @app.get("/healthz", tags=["ops"], summary="存活检查")
