@@ -432,6 +432,10 @@ from qifu.user_cli import user_app  # noqa: E402
 
 app.add_typer(user_app, name="user")
 
+from qifu.open311_cli import open311_app  # noqa: E402
+
+app.add_typer(open311_app, name="open311")
+
 sla_app = typer.Typer(help="SLA: deadlines, reminders, escalation, auto-close")
 app.add_typer(sla_app, name="sla")
 

@@ -46,7 +46,7 @@ from service.config import get_settings
 from service.db import commit_in_thread, database_key
 from service.departments.models import Department
 from service.enterprises.models import Enterprise
-from service.enterprises.uscc import is_valid_uscc, normalize_uscc
+from service.enterprises.uscc import InvalidUSCC, normalize_uscc
 from service.errors import AppError, FieldError, NotFound
 from service.open311 import schemas
 from service.open311.models import Open311Key
@@ -481,9 +481,10 @@ def check_submission(session: Session, key: KeyInfo, params: dict[str, str],
     media_url = _media_url(params.get("media_url"))
     uscc = attributes.get("uscc") or None
     if uscc is not None:
-        uscc = normalize_uscc(uscc)
-        if not is_valid_uscc(uscc):
-            raise _bad("attribute[uscc] is not a valid unified social credit code（统一社会信用代码无效）")
+        try:
+            uscc = normalize_uscc(uscc)
+        except InvalidUSCC as exc:
+            raise _bad(f"attribute[uscc] is not a valid unified social credit code（{exc}）") from None
     if key.enterprise_id is not None:
         if uscc is not None and uscc != key.enterprise_uscc:
             raise Open311Error(403, "this api_key may submit only for its own enterprise（该密钥只能为本企业提交）")
