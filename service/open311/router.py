@@ -13,10 +13,12 @@ import base64
 import binascii
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Path, Request, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from starlette.datastructures import FormData
 
 from service.auth.dependencies import AdminActor, SessionDep
 from service.common.schemas import Id
@@ -187,6 +189,15 @@ def _api_key(request: Request, form: Any = None) -> str | None:
     return key or None
 
 
+async def _form(request: Request) -> Any:
+    """The POST parameters: an ``application/x-www-form-urlencoded`` body (the specification's)
+    parsed with ``urllib.parse`` (strict UTF-8), a multipart one by Starlette."""
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
+        body = (await request.body()).decode("utf-8")
+        return FormData(parse_qsl(body, keep_blank_values=True, errors="strict", max_num_fields=1000))
+    return await request.form()
+
+
 def _query(request: Request) -> dict[str, str]:
     return {k: v for k, v in request.query_params.items()}
 
@@ -224,7 +235,7 @@ def _make_routes(fmt: str) -> None:
     async def post_request(request: Request, session: SessionDep) -> Response:
         async def work() -> Response:
             try:
-                form = await request.form()
+                form = await _form(request)
             except AppError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a malformed multipart body is the client's error

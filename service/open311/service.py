@@ -38,7 +38,7 @@ from sqlmodel import Session, select
 
 from service import clock
 from service.auth.actor import Actor
-from service.auth.throttle import Counter, Limit
+from service.auth.throttle import Counter, Limit, UserRequestLimit
 from service.categories.models import Category
 from service.common.enums import STATUS_LABELS, Channel, Priority, Role, TicketStatus
 from service.common.schemas import MAX_DATE, MIN_DATE
@@ -47,7 +47,7 @@ from service.db import commit_in_thread, database_key
 from service.departments.models import Department
 from service.enterprises.models import Enterprise
 from service.enterprises.uscc import InvalidUSCC, normalize_uscc
-from service.errors import AppError, FieldError, NotFound
+from service.errors import AppError, FieldError, NotFound, TooManyRequests
 from service.open311 import schemas
 from service.open311.models import Open311Key
 from service.sla.deadlines import running_deadline
@@ -183,8 +183,10 @@ _KEYS_MAX = 10_000
 
 
 def clear_key_cache() -> None:
-    """Forget what this process read about keys (after a revocation; between tests)."""
+    """Forget what this process read about keys (after a revocation; between tests), and the
+    per-process request counts of keys."""
     _keys.clear()
+    _local_limits.clear()
 
 
 def _load_key(session: Session, digest: str) -> KeyInfo | None:
@@ -230,22 +232,46 @@ async def authenticate(session: Session, raw: str | None, method: str) -> KeyInf
 
 
 @lru_cache
-def key_counter() -> Counter:
-    """The process-wide counter of key requests (``limits``: Redis of ``rate_limit_url``, else
-    memory; ``cache_clear()`` between tests)."""
-    return Counter(get_settings().rate_limit_storage_url)
+def key_counter() -> Counter | None:
+    """The counter of key requests shared by every API process: ``limits``' moving window over the
+    Redis of ``rate_limit_url`` (this process's memory while Redis does not answer,
+    :class:`~service.auth.throttle.Counter`); ``None`` when no Redis is configured: then each
+    process counts in fixed minutes (:class:`~service.auth.throttle.UserRequestLimit`, without
+    ``limits``' in-memory storage, whose timer thread costs every request CPU).
+    ``cache_clear()`` between tests."""
+    url = get_settings().rate_limit_storage_url
+    return None if url.startswith("memory") else Counter(url)
+
+
+#: per-process fixed-window counts of keys when no Redis is configured (per limit value)
+_local_limits: dict[int, UserRequestLimit] = {}
+
+
+def _too_many(per_minute: int, seconds: int) -> Open311Error:
+    return Open311Error(429, f"Too many requests for this api_key: at most {per_minute} per minute; "
+                             f"retry in {seconds} s（请求过于频繁，请 {seconds} 秒后再试）", retry_after=seconds)
 
 
 def _throttle(key: KeyInfo) -> None:
     per_minute = get_settings().open311_requests_per_key_per_minute
     if per_minute <= 0:
         return
-    limit = Limit("open311-key", per_minute, 60)
     counter = key_counter()
-    if not counter.hit(limit, str(key.id)):
-        seconds = counter.retry_after(limit, str(key.id))
-        raise Open311Error(429, f"Too many requests for this api_key: at most {per_minute} per minute; "
-                                f"retry in {seconds} s（请求过于频繁，请 {seconds} 秒后再试）", retry_after=seconds)
+    if counter is None:
+        local = _local_limits.get(per_minute)
+        if local is None:
+            _local_limits.clear()
+            local = _local_limits[per_minute] = UserRequestLimit(per_minute)
+        try:
+            local.hit(key.id)
+        except TooManyRequests as exc:
+            raise _too_many(per_minute, exc.retry_after) from None
+        return
+    limit = Limit("open311-key", per_minute, 60)
+    # counted under the key's random prefix (its service account's name), not its row id: ids
+    # repeat between databases that share one Redis (test runs, staging beside production)
+    if not counter.hit(limit, key.username):
+        raise _too_many(per_minute, counter.retry_after(limit, key.username))
 
 
 # --------------------------------------------------------------------------- services

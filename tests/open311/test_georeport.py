@@ -4,6 +4,7 @@ idempotency, throttling, revoked keys, scope, and bad input (never a 500, never 
 from __future__ import annotations
 
 import base64
+import os
 
 import pytest
 import sqlalchemy as sa
@@ -212,10 +213,19 @@ def test_same_key_and_body_make_one_ticket(client, session, own_key, any_key):
     assert tickets(session) == before + 3
 
 
-@pytest.mark.parametrize("fmt", FORMATS)
-def test_requests_per_key_are_throttled(client, session, own_key, any_key, monkeypatch, fmt):
+REDIS = os.environ.get("QIFU_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.mark.parametrize(("fmt", "storage"), [("json", ""), ("xml", ""), ("json", REDIS), ("xml", REDIS)])
+def test_requests_per_key_are_throttled(client, session, own_key, any_key, monkeypatch, fmt, storage):
+    """Per process without Redis; with Redis (limits' moving window), shared by every process."""
+    from service.open311 import service as open311
+
     monkeypatch.setenv("QIFU_OPEN311_REQUESTS_PER_KEY_PER_MINUTE", "3")
+    monkeypatch.setenv("QIFU_RATE_LIMIT_URL", storage)
     get_settings.cache_clear()
+    open311.key_counter.cache_clear()
+    assert (open311.key_counter() is None) == (storage == "")
     try:
         key = {"api_key": own_key.raw}
         codes = [client.get(f"{BASE}/requests.{fmt}", params=key).status_code for _ in range(3)]
@@ -226,7 +236,9 @@ def test_requests_per_key_are_throttled(client, session, own_key, any_key, monke
         assert client.get(f"{BASE}/services.{fmt}").status_code == 200  # the public methods are not counted
     finally:
         monkeypatch.delenv("QIFU_OPEN311_REQUESTS_PER_KEY_PER_MINUTE")
+        monkeypatch.delenv("QIFU_RATE_LIMIT_URL")
         get_settings.cache_clear()
+        open311.key_counter.cache_clear()
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
