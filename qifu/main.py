@@ -121,7 +121,9 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="企业服务诉求平台：诉求受理、交办、答复、评价与统计。错误均为 RFC 9457 problem+json。",
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    from service.open311.render import too_large
+
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, answers={"/open311/": too_large})
     app.add_exception_handler(AppError, app_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)

@@ -9,6 +9,7 @@ passes the limit. The answer is an RFC 9457 problem like every other error.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -30,11 +31,15 @@ def _detail(limit: int) -> str:
 
 
 class BodySizeLimit:
-    """Refuse request bodies larger than ``max_bytes`` bytes with 413 ``application/problem+json``."""
+    """Refuse request bodies larger than ``max_bytes`` bytes with 413 ``application/problem+json``;
+    under a path prefix of ``answers`` (e.g. Open311, which answers error lists) with what its
+    function gives for ``(path, max_bytes)``: ``(body, content type)``."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int,
+                 answers: dict[str, Callable[[str, int], tuple[bytes, str]]] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.answers = answers or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -42,7 +47,7 @@ class BodySizeLimit:
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(send, scope)
             return
         received = 0
         started = False
@@ -67,13 +72,19 @@ class BodySizeLimit:
         except BodyTooLarge:  # read outside FastAPI's error handling (e.g. by another middleware)
             if started:
                 raise
-            await self._refuse(send)
+            await self._refuse(send, scope)
 
-    async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"type": "/problems/body-too-large", "title": "请求体过大", "status": 413,
-                           "detail": _detail(self.max_bytes)}, ensure_ascii=False).encode()
+    async def _refuse(self, send: Send, scope: Scope) -> None:
+        path = scope.get("path", "")
+        answer = next((f for prefix, f in self.answers.items() if path.startswith(prefix)), None)
+        if answer is not None:
+            body, content_type = answer(path, self.max_bytes)
+        else:
+            body = json.dumps({"type": "/problems/body-too-large", "title": "请求体过大", "status": 413,
+                               "detail": _detail(self.max_bytes)}, ensure_ascii=False).encode()
+            content_type = PROBLEM
         await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode()),
+                    "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
 

@@ -62,3 +62,11 @@ def render(fmt: str, root: str, data: Any) -> bytes:
 def errors(status: int, description: str) -> list[dict[str, Any]]:
     """The specification's error list: one error with the HTTP status as its ``code``."""
     return [{"code": status, "description": description}]
+
+
+def too_large(path: str, limit: int) -> tuple[bytes, str]:
+    """The answer to a body over ``limit`` bytes under ``/open311/`` (413, given by the body size
+    middleware before the body is read): the error list, in the format the path ends with."""
+    fmt = "xml" if path.endswith(".xml") else "json"
+    description = f"the request body is larger than {limit} bytes（请求体超过 {limit} 字节的上限）"
+    return render(fmt, "errors", errors(413, description)), MEDIA_TYPES[fmt]

@@ -133,7 +133,8 @@ class XMLDoc(Response):
 
 
 _ERROR_DESCRIPTIONS = {400: "请求有误（GeoReport v2 error list）", 403: "api_key 缺失、无效或已吊销，或无权",
-                       404: "jurisdiction_id、service_code、请求或 token 不存在", 429: "该 api_key 请求过于频繁",
+                       404: "jurisdiction_id、service_code、请求或 token 不存在",
+                       413: "请求体超过上限（max_body_bytes）", 429: "该 api_key 请求过于频繁",
                        503: "服务暂不可用"}
 
 
@@ -157,7 +158,7 @@ def _answer(fmt: str, root: str, data: Any, status_code: int = 200) -> Response:
 
 
 def _error(fmt: str, exc: AppError) -> Response:
-    status_code = exc.status if exc.status in (400, 403, 404, 429, 503) else 400
+    status_code = exc.status if exc.status in (400, 403, 404, 413, 429, 503) else 400
     description = getattr(exc, "description", None) or exc.detail
     response = _answer(fmt, "errors", render.errors(status_code, description), status_code)
     for name, value in (getattr(exc, "headers", None) or {}).items():
@@ -239,8 +240,8 @@ def _make_routes(fmt: str) -> None:
             except AppError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a malformed multipart body is the client's error
-                if getattr(exc, "status_code", None) == 413:
-                    raise
+                if getattr(exc, "status_code", None) == 413:  # a chunked body over the limit
+                    raise open311.Open311Error(413, f"the request body is too large（{exc}）") from exc
                 raise open311.Open311Error(400, f"the request body could not be read as a form（{type(exc).__name__}）") \
                     from exc
             key = await open311.authenticate(session, _api_key(request, form), "create_request")
@@ -278,7 +279,7 @@ def _make_routes(fmt: str) -> None:
         ("GET", f"/services{ext}", get_services, list[ServiceOut], 200, (400, 404), "服务列表（分类）"),
         ("GET", f"/services/{{service_code}}{ext}", get_service_definition, ServiceDefinitionOut, 200, (400, 404),
          "服务定义（属性）"),
-        ("POST", f"/requests{ext}", post_request, list[PostedOut], 201, (400, 403, 404, 429, 503),
+        ("POST", f"/requests{ext}", post_request, list[PostedOut], 201, (400, 403, 404, 413, 429, 503),
          "提交诉求（需 api_key）"),
         ("GET", f"/requests{ext}", get_requests, list[RequestOut], 200, (400, 403, 404, 429),
          "诉求列表（需 api_key：仅该密钥可见的诉求）"),

@@ -341,6 +341,26 @@ def test_bad_posts_for_the_key_and_the_enterprise(client, session, own_key, any_
     assert tickets(session) == before
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_huge_and_undecodable_bodies(client, session, own_key, fmt, settings):
+    before = tickets(session)
+    huge = "description=" + "长" * settings.max_body_bytes
+    resp = client.post(f"{BASE}/requests.{fmt}", content=huge.encode(), params={"api_key": own_key.raw},
+                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert "larger than" in error_of(resp, fmt, 413)
+    chunked = client.post(f"{BASE}/requests.{fmt}", params={"api_key": own_key.raw},
+                          content=iter([b"description=", b"x" * settings.max_body_bytes]),
+                          headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert error_of(chunked, fmt, 413)
+    latin = client.post(f"{BASE}/requests.{fmt}", content=b"service_code=problem.labour&description=\xe9",
+                        params={"api_key": own_key.raw}, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert "could not be read" in error_of(latin, fmt, 400)
+    pct = client.post(f"{BASE}/requests.{fmt}", content=b"service_code=problem.labour&description=%E9",
+                      params={"api_key": own_key.raw}, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert "could not be read" in error_of(pct, fmt, 400)
+    assert tickets(session) == before
+
+
 def test_no_location_needs_an_address_on_file(client, session, own_key):
     from service.enterprises.models import Enterprise
 
