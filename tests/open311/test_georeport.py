@@ -178,6 +178,9 @@ def test_any_enterprise_key_submits_by_uscc_and_sees_only_its_own(client, sessio
     number = resp.json()[0]["service_request_id"]
     ticket = session.exec(select(Ticket).where(Ticket.number == number)).one()
     assert ticket.enterprise_id == ent2.id and ticket.channel == "open311" and ticket.submitted_by_id == any_key.user_id
+    (event,) = session.exec(select(TicketEvent).where(TicketEvent.ticket_id == ticket.id)).all()  # the ORM path
+    assert event.payload["channel"] == "open311" and event.payload["open311"]["lat"] == 30.75
+    assert event.payload["open311"]["api_key_id"] == any_key.id and ticket.accept_by is not None
     listed = {r["service_request_id"] for r in client.get(f"{BASE}/requests.json",
                                                           params={"api_key": any_key.raw}).json()}
     assert listed == {number}  # not the enterprise's other tickets
