@@ -131,10 +131,13 @@ def create_app() -> FastAPI:
     app.add_exception_handler(sa.exc.TimeoutError, database_error_handler)
     app.add_exception_handler(psycopg.Error, database_error_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)
-    for router in (auth_router, tickets_router, reference_router, stats_router, calendar_router,
-                   sla_router, notifications_router, cadences_router, open311_keys_router):
+    # routes are matched in order: the two intake paths first (docs/open311.md "Figures")
+    for router in (auth_router, tickets_router):
         app.include_router(router, prefix="/api/v1")
     app.include_router(open311_router)  # Open311 GeoReport v2 at /open311/v2 (docs/open311.md)
+    for router in (reference_router, stats_router, calendar_router, sla_router, notifications_router,
+                   cadences_router, open311_keys_router):
+        app.include_router(router, prefix="/api/v1")
     _add_operations(app)
 
     @app.get("/healthz", tags=["ops"], summary="存活检查")

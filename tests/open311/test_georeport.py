@@ -8,6 +8,9 @@ import os
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 from sqlmodel import select
 
 from service.config import get_settings
@@ -417,3 +420,22 @@ def test_dates_filter_requested_datetime(client, session, own_key):
     assert ticket.number in numbers({"start_date": at.isoformat()})
     assert ticket.number not in numbers({"end_date": "2020-01-01T00:00:00Z"})
     assert ticket.number not in numbers({"start_date": "2099-12-01T00:00:00+08:00"})
+
+
+@settings_(max_examples=300, deadline=None)
+@given(fields=st.lists(st.tuples(st.text(max_size=12), st.text(max_size=40)), max_size=6),
+       raw=st.text(alphabet="ab=&+%20E9e4B8AD国", max_size=30))
+def test_urlencoded_parsing_is_the_standard_librarys(fields, raw):
+    """The router's fast form parser answers exactly as urllib.parse.parse_qsl (or fails alike)."""
+    from urllib.parse import parse_qsl, urlencode
+
+    from service.open311.router import parse_urlencoded
+
+    for body in (urlencode(fields), raw):
+        try:
+            expected = parse_qsl(body, keep_blank_values=True, errors="strict", max_num_fields=1000)
+        except UnicodeDecodeError:
+            with pytest.raises(UnicodeDecodeError):
+                parse_urlencoded(body)
+            continue
+        assert parse_urlencoded(body) == expected, body
