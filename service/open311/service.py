@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import anyio
 import sqlalchemy as sa
+from pydantic import ValidationError
 from sqlmodel import Session, select
 
 from service import clock
@@ -608,6 +609,9 @@ async def submit_request(session: Session, key: KeyInfo, params: dict[str, str],
         return _post_answer(number, due, sub)
     except FieldError as exc:
         raise _bad(f"{exc.detail}") from exc
+    except ValidationError as exc:  # the ticket's own bounds (checked above already: a safety net)
+        first = exc.errors()[0]
+        raise _bad(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from exc
     except Open311Error:
         raise
     except AppError as exc:
