@@ -3,6 +3,7 @@ PostgreSQL rate of the same inserts, measured in one run on one machine.
 
     uv run python bench/intake.py                      # 64 clients, 2 API processes, 20 s
     uv run python bench/intake.py --clients 32 --duration 10 --idempotency-key
+    uv run python bench/intake.py --open311 --duration 15 --raw none   # Open311 GeoReport v2 POSTs
 
 What it does:
 
@@ -27,6 +28,12 @@ What it does:
    API; (b) ``cte``: the same two inserts as one statement (one round trip, one transaction) --
    the ceiling of this machine;
 7. prints a table and the ratio API / raw.
+
+``--open311``: the API phase posts Open311 GeoReport v2 service requests instead
+(``POST /open311/v2/requests.json``, form-encoded, ``api_key`` in the body, docs/open311.md): one
+API key per enterprise of ``ent1``..``ent20`` (bound to it, made in the database before the
+phase); every body differs, so every request makes a ticket (each goes through the derived
+Idempotency-Key and the per-key throttle, set high enough not to refuse).
 
 The machine's CPU is shared by the API processes, PostgreSQL and the load generator; the CPU
 column says where it went during each measured window (from ``/proc``).
@@ -256,9 +263,37 @@ def login_all(base: str) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- load generator
 
-def _body(i: int, n: int) -> bytes:
+def _body(i: int, n: int, open311_key: str | None = None) -> bytes:
+    if open311_key is not None:  # a GeoReport v2 POST Service Request, form-encoded
+        from urllib.parse import urlencode
+
+        return urlencode({"api_key": open311_key, "service_code": CATEGORY, "lat": "30.74", "long": "120.95",
+                          "description": f"招工难 #{i}-{n}：{DESCRIPTION}"}).encode()
     return json.dumps({"title": f"招工难 #{i}-{n}", "description": DESCRIPTION, "category_code": CATEGORY},
                       ensure_ascii=False).encode()
+
+
+def open311_keys(url: str) -> list[str]:
+    """One Open311 API key per enterprise of ``ent1``..``ent20`` (bound to it), committed."""
+    from sqlmodel import Session, select
+
+    from service.auth.actor import Actor
+    from service.db import make_engine
+    from service.open311 import schemas
+    from service.open311 import service as open311
+    from service.users.models import User
+
+    engine = make_engine(url)
+    keys = []
+    with Session(engine) as session:
+        for username in ENTERPRISE_USERS:
+            enterprise_id = session.exec(select(User.enterprise_id).where(User.username == username)).one()
+            _row, raw = open311.create_key(session, Actor.system(), schemas.KeyCreate(
+                system_name=f"bench {username}", enterprise_id=enterprise_id))
+            keys.append(raw)
+        session.commit()
+    engine.dispose()
+    return keys
 
 
 async def _httpx_clients(cfg: dict, record) -> None:
@@ -294,14 +329,21 @@ async def _raw_clients(cfg: dict, record) -> None:
     async def one(i: int) -> None:
         reader, writer = await asyncio.open_connection(host, port)
         token = cfg["tokens"][i % len(cfg["tokens"])]
+        keys = cfg.get("open311_keys")
         n = 0
         while not record.done():
             n += 1
-            body = _body(i, n)
-            extra = f"Idempotency-Key: {uuid.uuid4().hex}\r\n" if cfg["idempotency_key"] else ""
-            head = (f"POST /api/v1/tickets HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                    f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n{extra}"
-                    f"Content-Length: {len(body)}\r\n\r\n").encode()
+            if keys:
+                body = _body(i, n, keys[i % len(keys)])
+                head = (f"POST /open311/v2/requests.json HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                        "Content-Type: application/x-www-form-urlencoded\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n").encode()
+            else:
+                body = _body(i, n)
+                extra = f"Idempotency-Key: {uuid.uuid4().hex}\r\n" if cfg["idempotency_key"] else ""
+                head = (f"POST /api/v1/tickets HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                        f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n{extra}"
+                        f"Content-Length: {len(body)}\r\n\r\n").encode()
             t0 = time.perf_counter()
             try:
                 writer.write(head + body)
@@ -419,7 +461,8 @@ def run_load(cfg: dict, server_pids) -> tuple[Result, int, dict[str, int]]:
     cpu = meter.stop()
     data = parent.recv()
     proc.join()
-    res = Result("API  POST /api/v1/tickets", data["ok"], data["seconds"], data["latencies_ms"],
+    name = "API  POST /open311/v2/requests.json" if cfg.get("open311_keys") else "API  POST /api/v1/tickets"
+    res = Result(name, data["ok"], data["seconds"], data["latencies_ms"],
                  data["errors"], cpu)
     if cfg.get("timeline"):
         print("second  responses  p50 ms  p99 ms  max ms")
@@ -569,6 +612,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--client", choices=["raw", "httpx"], default="raw",
                    help="load generator HTTP client: raw asyncio streams (default, cheapest) or httpx")
     p.add_argument("--idempotency-key", action="store_true", help="send a fresh Idempotency-Key per request")
+    p.add_argument("--open311", action="store_true",
+                   help="post Open311 GeoReport v2 requests (form-encoded, api_key) instead of the JSON API")
     p.add_argument("--raw-connections", type=int, default=64, help="connections of the raw phase (default 64)")
     p.add_argument("--raw-duration", type=float, default=10, help="measured seconds per raw phase (default 10)")
     p.add_argument("--raw", default="tx,cte", help="raw phases to run: tx, cte, both (tx,cte) or none")
@@ -583,6 +628,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeline", action="store_true",
                    help="print the API phase per second (responses, p50/p99/max) and each client's mean latency")
     args = p.parse_args(argv)
+    if args.open311 and args.client != "raw":
+        p.error("--open311 needs --client raw")
 
     os.environ.setdefault("QIFU_ENVIRONMENT", "development")
     url = create_database(args.pg_url, args.db)
@@ -596,6 +643,8 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         env_extra = dict(kv.split("=", 1) for kv in args.env)
+        if args.open311:  # the per-key throttle runs but does not refuse
+            env_extra.setdefault("QIFU_OPEN311_REQUESTS_PER_KEY_PER_MINUTE", "100000000")
         server = start_api(url, port, args.workers, args.uvicorn_arg, env_extra, args.app, args.server)
         try:
             wait_ready(base, server)
@@ -603,7 +652,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = {"base": base, "host": "127.0.0.1", "port": port, "clients": args.clients,
                    "tokens": [tokens[u] for u in ENTERPRISE_USERS], "duration": args.duration,
                    "requests": args.requests, "warmup": args.warmup, "client": args.client,
-                   "idempotency_key": args.idempotency_key, "db": args.db, "timeline": args.timeline}
+                   "idempotency_key": args.idempotency_key, "db": args.db, "timeline": args.timeline,
+                   "open311_keys": open311_keys(url) if args.open311 else None}
             print(f"API phase: {args.clients} clients, {args.warmup:g} s warm-up + {args.duration:g} s", flush=True)
             api, created_total, statuses = run_load(cfg, lambda: [server.pid, *_children(server.pid)])
         finally:

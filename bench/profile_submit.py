@@ -4,6 +4,7 @@ generator: the ASGI application is called directly, one request at a time, on a 
     uv run python bench/profile_submit.py                 # CPU ms per request, SQL statements per request
     uv run python bench/profile_submit.py --profile       # plus a cProfile summary (top functions)
     uv run python bench/profile_submit.py --pyinstrument  # plus a pyinstrument tree (if installed)
+    uv run python bench/profile_submit.py --open311       # POST /open311/v2/requests.json instead
 
 It answers "where does the API's CPU go" on a busy, shared machine where the throughput
 benchmark (``bench/intake.py``) is noisy: process CPU time is not inflated by other processes.
@@ -63,12 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true", help="print a cProfile summary")
     p.add_argument("--pyinstrument", action="store_true", help="print a pyinstrument tree")
     p.add_argument("--idempotency-key", action="store_true")
+    p.add_argument("--open311", action="store_true",
+                   help="Open311 GeoReport v2 POSTs (form-encoded, an API key bound to ent1's enterprise)")
     args = p.parse_args(argv)
 
     url = create_database(args.pg_url, args.db)
     build_database(url)
     os.environ["QIFU_DATABASE_URL"] = url
     os.environ.setdefault("QIFU_ENVIRONMENT", "development")
+    if args.open311:  # the per-key throttle runs but does not refuse
+        os.environ.setdefault("QIFU_OPEN311_REQUESTS_PER_KEY_PER_MINUTE", "100000000")
 
     import sqlalchemy as sa
 
@@ -99,7 +104,22 @@ def main(argv: list[str] | None = None) -> int:
         token = json.loads(body)["access_token"]
         headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
 
+        key = None
+        if args.open311:
+            from urllib.parse import urlencode
+
+            from bench.intake import open311_keys
+
+            key = open311_keys(url)[0]
+
         async def submit(i: int) -> None:
+            if key is not None:
+                payload = urlencode({"api_key": key, "service_code": "problem.labour", "lat": "30.74",
+                                     "long": "120.95", "description": f"招工难 {i}：{DESCRIPTION}"}).encode()
+                status, body = await _call(app, "POST", "/open311/v2/requests.json",
+                                           {"content-type": "application/x-www-form-urlencoded"}, payload)
+                assert status == 201, body
+                return
             h = {**headers, "idempotency-key": f"k{i}"} if args.idempotency_key else headers
             payload = json.dumps({"title": f"招工难 {i}", "description": DESCRIPTION,
                                   "category_code": "problem.labour"}, ensure_ascii=False).encode()

@@ -516,6 +516,9 @@ import qifu.search_cli  # noqa: E402,F401  (adds hot-issues, import-replies, ind
 from qifu.triage_cli import triage_app  # noqa: E402
 
 app.add_typer(triage_app, name="triage")
+from qifu.open311_cli import open311_app  # noqa: E402
+
+app.add_typer(open311_app, name="open311")
 
 sla_app = typer.Typer(help="SLA: deadlines, reminders, escalation, auto-close")
 app.add_typer(sla_app, name="sla")

@@ -106,6 +106,8 @@ def create_app() -> FastAPI:
     from service.common.body_limit import BodySizeLimit
     from service.mail_intake.router import router as mail_router
     from service.notifications.router import router as notifications_router
+    from service.open311.router import keys_router as open311_keys_router
+    from service.open311.router import router as open311_router
     from service.reference.router import router as reference_router
     from service.sla.router import router as sla_router
     from service.stats.router import router as stats_router
@@ -123,9 +125,13 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="企业服务诉求平台：诉求受理、交办、答复、评价与统计。错误均为 RFC 9457 problem+json。",
     )
-    # uploads carry files: a larger limit on that route only (docs/attachments.md)
+    from service.open311.render import too_large
+
+    # uploads carry files: a larger limit on that route only (docs/attachments.md); Open311 answers
+    # its own error list (docs/open311.md)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes,
-                       limits={"/api/v1/tickets/*/attachments": settings.attachment_max_request_bytes})
+                       limits={"/api/v1/tickets/*/attachments": settings.attachment_max_request_bytes},
+                       answers={"/open311/": too_large})
     app.add_exception_handler(AppError, app_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
@@ -133,9 +139,13 @@ def create_app() -> FastAPI:
     app.add_exception_handler(sa.exc.TimeoutError, database_error_handler)
     app.add_exception_handler(psycopg.Error, database_error_handler)
     app.add_exception_handler(Exception, unhandled_error_handler)
-    for router in (auth_router, tickets_router, reference_router, stats_router, calendar_router,
-                   sla_router, notifications_router, cadences_router, mail_router, attachments_router,
-                   triage_router, triage_search_router):
+    # routes are matched in order: the two intake paths first (docs/open311.md "Figures")
+    for router in (auth_router, tickets_router):
+        app.include_router(router, prefix="/api/v1")
+    app.include_router(open311_router)  # Open311 GeoReport v2 at /open311/v2 (docs/open311.md)
+    for router in (reference_router, stats_router, calendar_router, sla_router, notifications_router,
+                   cadences_router, open311_keys_router, mail_router, attachments_router, triage_router,
+                   triage_search_router):
         app.include_router(router, prefix="/api/v1")
     _add_operations(app)
 

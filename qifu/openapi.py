@@ -56,9 +56,17 @@ def _all(dependant) -> Iterator[Any]:
         yield from _all(dep)
 
 
+#: Operations with this tag answer errors in their own standard's format (Open311 GeoReport v2
+#: error lists, declared on each route: service/open311/router.py), not as problems.
+OWN_ERROR_FORMAT_TAG = "open311"
+
+
 def declare_problem_responses(app: FastAPI) -> None:
-    """Add to each API route of ``app`` the problem answers its shape implies (idempotent)."""
+    """Add to each API route of ``app`` the problem answers its shape implies (idempotent); routes
+    tagged :data:`OWN_ERROR_FORMAT_TAG` declare their own."""
     for route in api_routes(app.router.routes):
+        if OWN_ERROR_FORMAT_TAG in (route.tags or ()):
+            continue
         for code, response in problem_responses(*sorted(route_problem_codes(route))).items():
             route.responses.setdefault(code, response)
 
@@ -72,6 +80,9 @@ def _problem_everywhere(schema: dict[str, Any]) -> dict[str, Any]:
     for item in schema.get("paths", {}).values():
         for operation in item.values():
             if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            if OWN_ERROR_FORMAT_TAG in operation.get("tags", ()):
+                operation["responses"].pop("422", None)  # its parameters are text, checked by the handler
                 continue
             for code, response in operation["responses"].items():
                 if code.startswith("4") or code.startswith("5"):

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
             department suggestion models (``triage.train``, docs/triage.md); default 02:30.
         triage_poll_seconds: how often (seconds) an API process looks for a newer stored suggestion
             model, in a background thread (``service/triage/suggest.py``); default 30.
+        open311_jurisdiction_id: the ``jurisdiction_id`` of this office in Open311 GeoReport v2
+            (docs/open311.md); a request naming another one is answered 404.
+        open311_requests_per_key_per_minute: requests one Open311 API key may make per minute
+            (a moving window over the ``rate_limit_url`` storage, shared by every API process);
+            0 = no limit.
         jwt_secret_file: where ``qifu standalone`` keeps the JWT secret it generated when
             ``jwt_secret`` is not set (empty = beside the SQLite file, ``<db>.secret``, or
             ``./qifu.secret`` for another database).
@@ -195,6 +200,9 @@ class Settings(BaseSettings):
     login_failure_window_seconds: int = Field(default=900, ge=1)
     requests_per_user_per_minute: int = Field(default=6000, ge=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Open311 GeoReport v2 (issue 12, docs/open311.md)
+    open311_jurisdiction_id: str = "qifu"
+    open311_requests_per_key_per_minute: int = Field(default=600, ge=0)
     jwt_secret_file: str = ""
     # attachments (issue 12, docs/attachments.md): sizes and types checked on the bytes
     attachment_storage_url: str = ""

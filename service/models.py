@@ -8,6 +8,7 @@ import service.departments.models  # noqa: F401
 import service.enterprises.models  # noqa: F401
 import service.mail_intake.models  # noqa: F401  (the inbound e-mail ledger, issue 12)
 import service.notifications.models  # noqa: F401
+import service.open311.models  # noqa: F401  (Open311 API keys, issue 12)
 import service.outbox_models  # noqa: F401
 import service.regions.models  # noqa: F401
 import service.sla.models  # noqa: F401

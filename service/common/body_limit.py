@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,12 +44,16 @@ class BodySizeLimit:
     Args:
         limits: larger (or smaller) limits of some routes, ``{path pattern: bytes}``; a pattern
             matches the whole path, ``*`` one segment (``/api/v1/tickets/*/attachments``).
+        answers: under a path prefix (e.g. ``/open311/``, which answers error lists), the
+            function giving the 413 answer for ``(path, limit)``: ``(body, content type)``.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, limits: Mapping[str, int] | None = None) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, limits: Mapping[str, int] | None = None,
+                 answers: dict[str, Callable[[str, int], tuple[bytes, str]]] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.limits = [(_pattern(path), size) for path, size in (limits or {}).items()]
+        self.answers = answers or {}
 
     def limit_of(self, path: str) -> int:
         """The body limit of a request to ``path`` (bytes)."""
@@ -65,7 +69,7 @@ class BodySizeLimit:
         limit = self.limit_of(scope.get("path", ""))
         declared = _content_length(scope)
         if declared is not None and declared > limit:
-            await self._refuse(send, limit)
+            await self._refuse(send, scope, limit)
             return
         received = 0
         started = False
@@ -90,13 +94,19 @@ class BodySizeLimit:
         except BodyTooLarge:  # read outside FastAPI's error handling (e.g. by another middleware)
             if started:
                 raise
-            await self._refuse(send, limit)
+            await self._refuse(send, scope, limit)
 
-    async def _refuse(self, send: Send, limit: int) -> None:
-        body = json.dumps({"type": "/problems/body-too-large", "title": "请求体过大", "status": 413,
-                           "detail": _detail(limit)}, ensure_ascii=False).encode()
+    async def _refuse(self, send: Send, scope: Scope, limit: int) -> None:
+        path = scope.get("path", "")
+        answer = next((f for prefix, f in self.answers.items() if path.startswith(prefix)), None)
+        if answer is not None:
+            body, content_type = answer(path, limit)
+        else:
+            body = json.dumps({"type": "/problems/body-too-large", "title": "请求体过大", "status": 413,
+                               "detail": _detail(limit)}, ensure_ascii=False).encode()
+            content_type = PROBLEM
         await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode()),
+                    "headers": [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
 

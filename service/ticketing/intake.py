@@ -29,8 +29,10 @@ from service.tickets.models import Ticket
 
 #: Roles that may submit on behalf of an enterprise, with a channel (SPEC §1).
 ON_BEHALF_ROLES = frozenset({Role.officer.value, Role.admin.value})
-#: Channels an enterprise user may use for itself.
-SELF_SERVICE_CHANNELS = frozenset({Channel.web.value, Channel.app.value, Channel.email.value})
+#: Channels an enterprise user may use for itself (``open311``: through an Open311 API key bound to
+#: the enterprise, service/open311, docs/open311.md).
+SELF_SERVICE_CHANNELS = frozenset({Channel.web.value, Channel.app.value, Channel.email.value,
+                                   Channel.open311.value})
 
 
 def resolve_submitter(actor: Actor, data: schemas.TicketCreate) -> tuple[int, str]:

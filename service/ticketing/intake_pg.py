@@ -82,8 +82,10 @@ class Prepared:
 
 
 def prepare(session: Session, actor: Actor, data: schemas.TicketCreate,
-            idempotency_key: str | None) -> Prepared | None:
+            idempotency_key: str | None, event_payload: dict | None = None) -> Prepared | None:
     """Check the request and plan the ticket (no I/O while the reference caches are fresh).
+    ``event_payload``: more members of the ``submit`` event's payload (as
+    :func:`service.ticketing.submission.create_ticket`).
 
     Returns None when the category is unknown to this process (the general path names the field).
 
@@ -114,7 +116,7 @@ def prepare(session: Session, actor: Actor, data: schemas.TicketCreate,
         p_enterprise_id=enterprise_id, p_category_id=category_id, p_service_type=service_type,
         p_number_prefix=f"{settings.ticket_number_prefix}{year}-", p_sequence=f"ticket_number_{int(year)}",
         p_category_code=data.category_code, p_actor_id=actor.user_id, p_actor_role=actor.role,
-        p_at=at, p_event_payload=_json({"channel": channel}),
+        p_at=at, p_event_payload=_json({**(event_payload or {}), "channel": channel}),
         p_webhook_url=settings.webhook_url, p_bands=duplicates.bands(data.title, data.description),
         **_fanout()[1],
     )
@@ -297,7 +299,7 @@ def _connection_lost(exc: psycopg.OperationalError) -> bool:
 
 
 async def submit(session: Session, actor: Actor, data: schemas.TicketCreate,
-                 idempotency_key: str | None) -> schemas.TicketRead | None:
+                 idempotency_key: str | None, event_payload: dict | None = None) -> schemas.TicketRead | None:
     """Submit on this path, or return None for the general path (see the module docstring).
 
     ``session`` is the request's session: when it is bound to the engine the statement runs on
@@ -312,7 +314,7 @@ async def submit(session: Session, actor: Actor, data: schemas.TicketCreate,
     """
     if not (calendar_is_fresh(session) and snapshot_is_fresh(session)):
         await _refresh_caches(session)
-    prepared = prepare(session, actor, data, idempotency_key)
+    prepared = prepare(session, actor, data, idempotency_key, event_payload)
     if prepared is None:
         return None
     if isinstance(session.get_bind(), sa.Engine):

@@ -71,6 +71,7 @@ def create_ticket(
     external_ref: str | None = None,
     history: bool = False,
     number: str | None = None,
+    event_payload: dict | None = None,
 ) -> Ticket:
     """Insert a new ``submitted`` ticket and its ``submit`` event (no authorisation checks:
     callers such as :func:`submit_ticket` and the importer do those).
@@ -79,7 +80,9 @@ def create_ticket(
     copied from the enterprise at this moment. ``history=True`` replays a known past submission
     (imports): deadlines are recorded but no reminder/escalation is armed and nobody is notified.
     ``number``: a number reserved with :func:`service.tickets.numbering.reserve_ticket_numbers` for
-    the submission's year (default: the next one, :func:`next_ticket_number`).
+    the submission's year (default: the next one, :func:`next_ticket_number`). ``event_payload``:
+    more members of the ``submit`` event's payload beside ``channel`` (an intake channel's own
+    data, e.g. Open311's location and ``media_url``).
     """
     at = at or clock.now()
     columns = intake.new_ticket_columns(
@@ -96,7 +99,7 @@ def create_ticket(
     if not history:
         fanout.notify_tickets(session, [ticket.id], effects.notify, at=at)
     EventDraft(ticket_id=ticket.id, actor_id=actor.user_id, actor_role=actor.role, action="submit",
-               from_status=None, to_status=ticket.status, created_at=at, payload={"channel": channel},
+               from_status=None, to_status=ticket.status, created_at=at, payload={**(event_payload or {}), "channel": channel},
                visibility=effects.visibility).insert(session)  # Core (or deferred_events): no model instance
     return ticket
 
@@ -107,10 +110,12 @@ def _insert_new(session: Session, obj: SQLModel) -> None:
 
 
 def submit_ticket(
-    session: Session, actor: Actor, data: schemas.TicketCreate, *, idempotency_key: str | None = None
+    session: Session, actor: Actor, data: schemas.TicketCreate, *, idempotency_key: str | None = None,
+    event_payload: dict | None = None,
 ) -> tuple[Ticket, bool]:
     """Submit a ticket (SPEC §3, §7). Returns ``(ticket, created)``; ``created`` is False when an
-    earlier submission with the same ``Idempotency-Key`` and body is replayed.
+    earlier submission with the same ``Idempotency-Key`` and body is replayed. ``event_payload``:
+    see :func:`create_ticket`.
 
     Raises:
         NotAllowed (403): role may not submit, or an enterprise submits for another enterprise.
@@ -148,7 +153,7 @@ def submit_ticket(
         enterprise, category = found
     ticket = create_ticket(session, enterprise=enterprise, category=category, title=data.title,
                            description=data.description, channel=channel,
-                           priority=data.priority.value, actor=actor)
+                           priority=data.priority.value, actor=actor, event_payload=event_payload)
     if key_row is not None:
         key_row.ticket_id = ticket.id
     session.flush()

@@ -15,10 +15,13 @@ def doc() -> dict:
     return create_app().openapi()
 
 
-def _operations(doc):
+def _operations(doc, open311: bool = False):
+    """Every operation; those tagged ``open311`` (GeoReport v2, errors as its error lists) only
+    when ``open311``."""
     for path, item in doc["paths"].items():
         for method, op in item.items():
-            yield method.upper(), path, op
+            if ("open311" in op.get("tags", ())) == open311:
+                yield method.upper(), path, op
 
 
 def test_every_error_answer_is_a_problem(doc):
@@ -57,6 +60,23 @@ def test_statuses_follow_the_shape_of_each_operation(doc):
 def test_declared_statuses(doc, method, path, codes):
     declared = {c for c in doc["paths"][path][method.lower()]["responses"] if c[0] == "4"}
     assert codes <= declared, declared
+
+
+def test_open311_errors_are_georeport_error_lists(doc):
+    """GeoReport v2 operations (docs/open311.md) answer errors as the specification's error lists
+    in the format of their path, never 422 (their parameters are text, checked by the handler)."""
+    operations = list(_operations(doc, open311=True))
+    assert len(operations) == 14
+    for method, path, op in operations:
+        media = "application/json" if path.endswith(".json") else "text/xml"
+        codes = {c for c in op["responses"] if c[0] in "45"}
+        assert "422" not in codes and ("400" in codes or "/discovery." in path), (method, path)
+        for code in codes:
+            (declared,) = op["responses"][code]["content"]
+            assert declared == media, (method, path, code)
+            if media == "application/json":
+                schema = op["responses"][code]["content"][media]["schema"]
+                assert schema["items"] == {"$ref": "#/components/schemas/ErrorItem"}
 
 
 def test_patch_bodies_say_which_fields_refuse_null(doc):

@@ -701,6 +701,53 @@ def case_hot_issues(c: Ctx) -> None:
     assert not numbers & grouped("supervisor2")
     for who in ("officer1", "dept_rsj", "ent1"):
         assert c.get(who, "/api/v1/triage/hot-issues").status_code == 403, who
+# =========================================================================== cases: Open311
+
+def _open311_keys(c: Ctx):
+    """Keys bound to enterprise #1 (inside) and to enterprise #2 (outside), and one for any
+    enterprise (outside too: it sees only what it submitted itself)."""
+    from tests.open311.conftest import make_key
+
+    return (make_key(c.session, c.ent("ent1").id), make_key(c.session, c.ent("ent2").id),
+            make_key(c.session, None))
+
+
+def _open311_post(fmt: str) -> Callable[[Ctx], None]:
+    def case(c: Ctx) -> None:
+        inside, outside, _any = _open311_keys(c)
+        body = {"service_code": "problem.labour", "description": "范围", "attribute[uscc]": c.ent("ent1").uscc}
+        before = c.ent_tickets()
+        resp = c.client.post(f"/open311/v2/requests.{fmt}", data={**body, "api_key": outside.raw})
+        assert resp.status_code == 403 and "its own enterprise" in resp.text
+        assert c.ent_tickets() == before
+        assert c.client.post(f"/open311/v2/requests.{fmt}", data={**body, "api_key": inside.raw}).status_code == 201
+    return case
+
+
+def _open311_get(fmt: str, what: str) -> Callable[[Ctx], None]:
+    def case(c: Ctx) -> None:
+        inside, outside, anyone = _open311_keys(c)
+        number = c.ticket.number
+        for key, seen in ((outside, False), (anyone, False), (inside, True)):
+            params = {"api_key": key.raw}
+            if what == "list":
+                resp = c.client.get(f"/open311/v2/requests.{fmt}", params=params)
+                assert resp.status_code == 200 and (number in resp.text) == seen
+            elif what == "one":
+                resp = c.client.get(f"/open311/v2/requests/{number}.{fmt}", params=params)
+                assert resp.status_code == (200 if seen else 404)
+            else:  # a token of the inside key, asked with each key
+                if key is inside:
+                    continue
+                posted = c.client.post("/open311/v2/requests.json", data={
+                    "api_key": inside.raw, "service_code": "problem.labour", "description": c.title}).json()
+                token = posted[0]["token"]
+                assert c.client.get(f"/open311/v2/tokens/{token}.{fmt}", params=params).status_code == 404
+                assert c.client.get(f"/open311/v2/tokens/{token}.{fmt}",
+                                    params={"api_key": inside.raw}).status_code == 200
+    return case
+
+
 
 
 # =========================================================================== the matrix
@@ -714,6 +761,19 @@ KNOWLEDGE = ("knowledge-base articles: office-wide policy answers, no ticket, en
 TICKET_ACTIONS = ("accept", "reject", "answer", "dispatch", "claim", "return", "hold", "resume", "reply",
                   "confirm", "reopen", "comment", "add_info", "remind", "escalate", "merge", "link",
                   "request_extension", "approve_extension", "deny_extension")
+
+OPEN311_PUBLIC = "GeoReport v2 reference data, public as in the specification: the categories (SPEC §2), no row"
+OPEN311: dict[str, Callable[[Ctx], None] | str] = {}
+for _fmt in ("json", "xml"):
+    OPEN311.update({
+        f"GET /open311/v2/discovery.{_fmt}": NO_ROWS,
+        f"GET /open311/v2/services.{_fmt}": OPEN311_PUBLIC,
+        f"GET /open311/v2/services/{{service_code}}.{_fmt}": OPEN311_PUBLIC,
+        f"POST /open311/v2/requests.{_fmt}": _open311_post(_fmt),
+        f"GET /open311/v2/requests.{_fmt}": _open311_get(_fmt, "list"),
+        f"GET /open311/v2/requests/{{service_request_id}}.{_fmt}": _open311_get(_fmt, "one"),
+        f"GET /open311/v2/tokens/{{token_id}}.{_fmt}": _open311_get(_fmt, "token"),
+    })
 
 MATRIX: dict[str, Callable[[Ctx], None] | str] = {
     "GET /openapi.json": NO_ROWS, "GET /docs": NO_ROWS, "GET /docs/oauth2-redirect": NO_ROWS, "GET /redoc": NO_ROWS,
@@ -794,6 +854,10 @@ MATRIX: dict[str, Callable[[Ctx], None] | str] = {
     **{route: KNOWLEDGE for route in ("GET /api/v1/knowledge", "POST /api/v1/knowledge",
                                       "GET /api/v1/knowledge/{article_id}", "PATCH /api/v1/knowledge/{article_id}",
                                       "DELETE /api/v1/knowledge/{article_id}")},
+    # Open311 GeoReport v2 (docs/open311.md): scoped by API key, not by login
+    **OPEN311,
+    "POST /api/v1/open311/keys": ADMIN, "GET /api/v1/open311/keys": ADMIN,
+    "POST /api/v1/open311/keys/{key_id}/revoke": ADMIN,
 }
 
 SCOPED = sorted(k for k, v in MATRIX.items() if callable(v))
@@ -831,7 +895,7 @@ def test_out_of_scope_actor_is_refused(ctx, route):
 
 
 _PATH_VALUES = {"department_id": "1", "category_id": "1", "enterprise_id": "1", "user_id": "1", "day": "2026-05-06",
-                "year": "2027", "policy_id": "1", "region_id": "1", "kind": "daily"}
+                "year": "2027", "policy_id": "1", "region_id": "1", "kind": "daily", "key_id": "1"}
 
 
 @pytest.mark.parametrize("route", ADMIN_ONLY)
