@@ -108,6 +108,8 @@ def create_app() -> FastAPI:
     from service.sla.router import router as sla_router
     from service.stats.router import router as stats_router
     from service.ticketing.router import router as tickets_router
+    from qifu.web import add_docs
+    from qifu.web import router as web_router
     from workers.dispatch import register
 
     register()  # outbox messages written by requests go to the broker (or the embedded workers)
@@ -115,6 +117,8 @@ def create_app() -> FastAPI:
     settings = check_settings()  # invalid settings (a weak JWT secret): no app, not a 500 per request
     app = FastAPI(
         lifespan=_lifespan,
+        docs_url=None,  # /docs is served from this package's files (qifu.web.add_docs): no CDN
+        redoc_url=None,
         title="Qifu 企服 API",
         version="0.1.0",
         description="企业服务诉求平台：诉求受理、交办、答复、评价与统计。错误均为 RFC 9457 problem+json。",
@@ -130,6 +134,8 @@ def create_app() -> FastAPI:
     for router in (auth_router, tickets_router, reference_router, stats_router, calendar_router,
                    sla_router, notifications_router, cadences_router):
         app.include_router(router, prefix="/api/v1")
+    app.include_router(web_router)  # /dashboard and its files (qifu/web/static)
+    add_docs(app)
     _add_operations(app)
 
     @app.get("/healthz", tags=["ops"], summary="存活检查")
