@@ -98,6 +98,8 @@ def _add_operations(app: FastAPI) -> None:
 
 def create_app() -> FastAPI:
     """Build the API application (routers under ``/api/v1``, problem+json errors, health)."""
+    from qifu.web import add_docs
+    from qifu.web import router as web_router
     from service.auth.router import router as auth_router
     from service.auth.secret_file import check_settings
     from service.cadences.router import router as cadences_router
@@ -108,8 +110,6 @@ def create_app() -> FastAPI:
     from service.sla.router import router as sla_router
     from service.stats.router import router as stats_router
     from service.ticketing.router import router as tickets_router
-    from qifu.web import add_docs
-    from qifu.web import router as web_router
     from workers.dispatch import register
 
     register()  # outbox messages written by requests go to the broker (or the embedded workers)
