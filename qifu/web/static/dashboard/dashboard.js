@@ -26,7 +26,7 @@
     returned: '退单'};
   // SPEC §6 measures shown as cards (docs/statistics.md): counts, then rates with their fraction
   const KPIS = [
-    {key: 'received', label: '收件'},
+    {key: 'received', label: '收件', neutral: true},
     {key: 'closed', label: '办结'},
     {key: 'overdue', label: '当前超期', lowerBetter: true},
     {key: 'closure_rate', label: '办结率', num: 'closed', den: 'accepted'},
@@ -182,10 +182,10 @@
     return `<button type="button" class="num ${cls}" ${attrs.join(' ')} title="查看工单清单">${fmtInt(value)}</button>`;
   }
 
-  function delta(cur, prev, isRate, lowerBetter) {
+  function delta(cur, prev, isRate, lowerBetter, neutral = false) {
     if (cur === null || cur === undefined || prev === null || prev === undefined) return '<span class="delta flat">较上期 —</span>';
     const d = cur - prev;
-    const cls = d === 0 ? 'flat' : (d > 0) !== !!lowerBetter ? 'good' : 'bad';
+    const cls = d === 0 || neutral ? 'flat' : (d > 0) !== !!lowerBetter ? 'good' : 'bad';
     const sign = d > 0 ? '+' : d < 0 ? '−' : '±';
     let text;
     if (isRate) text = `${sign}${Math.abs(d * 100).toFixed(1)} 个百分点`;
@@ -200,7 +200,7 @@
       if (!k.num) {
         return `<div class="kpi" data-kpi="${k.key}"><div class="name">${k.label}</div>
           ${numButton(value, k.key, null, null, {label: k.label, cls: 'value'})}
-          <div class="delta-line">${delta(value, prev[k.key], false, k.lowerBetter)}</div></div>`;
+          <div class="delta-line">${delta(value, prev[k.key], false, k.lowerBetter, k.neutral)}</div></div>`;
       }
       return `<div class="kpi" data-kpi="${k.key}"><div class="name">${k.label}</div>
         <button type="button" class="num value" data-measure="${k.num}" data-value="${value ?? ''}"
@@ -251,14 +251,14 @@
       {name: '收件', type: 'bar', data: rows.map((r) => item(r, 'received'))},
       {name: '办结', type: 'bar', data: rows.map((r) => item(r, 'closed'))},
     ];
-    if (rate) series.push({name: '办结率', type: 'line', yAxisIndex: 1, data: rows.map((r) => ({value: r.closure_rate, key: groupKey(r.key), measure: 'closed', groupBy}))});
+    if (rate) series.push({name: '办结率', type: 'line', yAxisIndex: 1, tooltip: {valueFormatter: fmtPct}, data: rows.map((r) => ({value: r.closure_rate, key: groupKey(r.key), measure: 'closed', groupBy}))});
     const cat = {type: 'category', data: labels, axisLabel: {interval: 0, width: 110, overflow: 'truncate', rotate: horizontal ? 0 : (labels.length > 8 ? 30 : 0)}};
     const val = [{type: 'value', name: '件'}];
     if (rate) val.push({type: 'value', name: '办结率', min: 0, max: 1, axisLabel: {formatter: (v) => `${Math.round(v * 100)}%`}, splitLine: {show: false}});
     if (horizontal) { cat.inverse = true; series.forEach((s) => { if (s.type === 'line') s.xAxisIndex = 1; }); }
     return {
       animation: false, color: PALETTE,
-      tooltip: {trigger: 'axis', valueFormatter: (v) => (v !== null && v <= 1 && !Number.isInteger(v) ? fmtPct(v) : fmtInt(v))},
+      tooltip: {trigger: 'axis', valueFormatter: fmtInt},
       legend: {top: 0}, grid: {left: horizontal ? 120 : 50, right: 50, top: 36, bottom: horizontal ? 24 : 60},
       xAxis: horizontal ? val : cat, yAxis: horizontal ? cat : val, series,
     };
