@@ -3,8 +3,8 @@
     uv run python bench/dashboard_render.py --db qifu_bench_stats                 # a bench/stats.py database
     uv run python bench/dashboard_render.py --url postgresql+psycopg://...   --runs 7 --period 2026-05
 
-What it does: serves the API (``qifu serve --workers 1`` on ``--port``) over the database, logs in
-as ``--user`` through the API, then opens ``/dashboard?period=...`` in headless Debian ``chromium``
+What it does: serves the API (``qifu serve --workers 2``, as in production, on ``--port``) over
+the database, logs in as ``--user`` through the API, then opens ``/dashboard?period=...`` in headless Debian ``chromium``
 (``chromedriver``) ``--runs`` times and reads ``window.__qifuRendered``: milliseconds from the
 navigation start (``performance.timeOrigin``) to the moment every chart of the page finished
 drawing after all its API calls answered (see qifu/web/static/dashboard/dashboard.js). The first
@@ -55,6 +55,7 @@ def main() -> None:
     parser.add_argument("--url", default="", help="full database URL (instead of --db)")
     parser.add_argument("--port", type=int, default=18030)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=2, help="API processes (qifu serve --workers)")
     parser.add_argument("--period", default="2026-05", help="2026-05 | 2026-Q2 | 2026")
     parser.add_argument("--group-by", default="department")
     parser.add_argument("--user", default="supervisor1")
@@ -73,7 +74,7 @@ def main() -> None:
             raise SystemExit(f"port {args.port} is in use")
     env = {**os.environ, "QIFU_DATABASE_URL": url, "QIFU_REDIS_URL": "", "QIFU_ENVIRONMENT": "development"}
     proc = subprocess.Popen([sys.executable, "-m", "qifu.cli", "serve", "--host", "127.0.0.1", "--port",
-                             str(args.port), "--workers", "1", "--log-level", "warning"],
+                             str(args.port), "--workers", str(args.workers), "--log-level", "warning"],
                             cwd=ROOT, env=env, start_new_session=True)
     driver = None
     try:
