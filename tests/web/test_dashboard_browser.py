@@ -47,6 +47,7 @@ if not (CHROMIUM and CHROMEDRIVER):
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
@@ -222,9 +223,10 @@ class Page:
                        "const o = c.getOption(); return {axis: o.xAxis[0].data || o.yAxis[0].data,"
                        "series: o.series.map(s => s.data.map(d => d.value))};", name)
 
-    def drill(self, element) -> int:
+    def drill(self, element, click=None) -> int:
+        """Click ``element`` (or do ``click``) and return the count of the ticket list it opened."""
         self.js("const o = document.getElementById('drill-count'); delete o.dataset.count;")
-        element.click()
+        (click or element.click)()
         self.wait(lambda: self.d.find_element(By.ID, "drill-count").get_attribute("data-count") is not None,
                   "the ticket list")
         count = int(self.d.find_element(By.ID, "drill-count").get_attribute("data-count"))
@@ -293,6 +295,14 @@ def test_dashboard_in_a_real_browser(server, browser):
     assert group_after != group_before
     assert group_after["axis"] == [r["label"] for r in by_channel["rows"]]
     assert group_after["series"][0] == [r["received"] for r in by_channel["rows"]]
+    # a click on a chart bar opens the tickets of that bar (the middle of the first group's 收件 bar)
+    x, y, width, height = page.js(
+        "const el = document.getElementById('chart-group'); const c = echarts.getInstanceByDom(el);"
+        "const r = c.getModel().getSeriesByIndex(0).getData().getItemLayout(0);"  # the bar's rectangle
+        "return [r.x + r.width / 2, r.y + r.height / 2, el.clientWidth, el.clientHeight];")
+    bar = browser.find_element(By.ID, "chart-group")
+    assert page.drill(bar, lambda: ActionChains(browser).move_to_element_with_offset(
+        bar, int(x - width / 2), int(y - height / 2)).click().perform()) == by_channel["rows"][0]["received"]
     # and a group's figure drills to exactly its tickets
     hotline = browser.find_element(By.CSS_SELECTOR, '#group-table button[data-group="hotline"][data-measure="received"]')
     assert page.drill(hotline) == 2
