@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
 
 
-def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+def _wait_healthy(base: str, proc: subprocess.Popen, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -60,6 +60,7 @@ def main() -> None:
     parser.add_argument("--group-by", default="department")
     parser.add_argument("--user", default="supervisor1")
     parser.add_argument("--password", default="qifu-demo-2026")
+    parser.add_argument("--verbose", action="store_true", help="print every API call of each run")
     parser.add_argument("--screenshot", default="", help="save a screenshot of the last run here (PNG)")
     args = parser.parse_args()
 
@@ -101,12 +102,16 @@ def main() -> None:
                 lambda d: d.execute_script("return window.__qifuRendered"))
             calls = driver.execute_script(
                 "return performance.getEntriesByType('resource').filter(e => e.name.includes('/api/v1/'))"
-                ".map(e => [e.name.split('/api/v1/')[1].split('&')[0], e.duration])")
+                ".map(e => [decodeURIComponent(e.name.split('/api/v1/')[1]), e.duration])")
             slowest = max(calls, key=lambda c: c[1]) if calls else ("-", 0)
-            status = driver.execute_script("return document.getElementById('status').textContent")
+            marks = driver.execute_script("return window.__qifuTimes")
             times.append(rendered)
+            if args.verbose:
+                for name, duration in calls:
+                    print(f"    {duration:7.0f} ms  {name}")
             print(f"run {run + 1} ({'cold cache' if run == 0 else 'warm cache'}): first render {rendered:7.0f} ms; "
-                  f"{len(calls)} API calls, slowest {slowest[1]:.0f} ms ({slowest[0]}); {status}", flush=True)
+                  f"script started {marks['start']:.0f} ms, data in {marks['data']:.0f} ms, drawn {marks['drawn']:.0f} ms; "
+                  f"{len(calls)} API calls, slowest {slowest[1]:.0f} ms ({slowest[0][:80]})", flush=True)
         if args.screenshot:
             driver.save_screenshot(args.screenshot)
         warm = times[1:] or times

@@ -284,7 +284,12 @@
 
   // ------------------------------------------------------------------ loading
   async function loadAll() {
+    /* Fire every call of the page at once and draw each part as soon as its data arrives (the
+     * drawing of one chart overlaps the wait for the others). */
     const seq = ++loadSeq;
+    const fresh = () => seq === loadSeq; // false once a newer pick is loading
+    const startedAt = performance.now();
+    let dataAt = startedAt;
     const per = period();
     const memo = new Map();
     const get = (from, to, g) => {
@@ -292,33 +297,51 @@
       if (!memo.has(k)) memo.set(k, summary(from, to, g));
       return memo.get(k);
     };
+    const data = window.__qifu.data;
+    const arrived = (values) => { dataAt = Math.max(dataAt, performance.now()); return fresh() ? values : null; };
+    const part = (promise, render) => promise.then(arrived).then((v) => (v === null ? null : render(v)));
     setStatus('加载中…');
+    data.period = per;
+    $('#trend-grouping').textContent = `按${GROUP_LABELS[per.trend]}`;
     try {
-      const [cur, prev, trend, ranking, category, area, channel] = await Promise.all([
-        get(per.from, per.to, state.groupBy), get(per.prevFrom, per.prevTo, 'service_type'),
-        get(per.from, per.to, per.trend), api('/stats/ranking', {period: per.ranking, ...state.filters}),
-        get(per.from, per.to, 'category'), get(per.from, per.to, state.area), get(per.from, per.to, 'channel'),
-      ]);
-      if (seq !== loadSeq) return; // a newer pick is loading
-      Object.assign(window.__qifu.data, {period: per, summary: cur, previous: prev, trend, ranking, category, area, channel});
-      renderKpis(cur.total, prev.total, per);
-      renderRanking(ranking);
-      renderGroupTable(cur);
-      $('#trend-grouping').textContent = `按${GROUP_LABELS[per.trend]}`;
       await Promise.all([
-        draw('trend', barOption(trend, per.trend, {top: Infinity})),
-        draw('category', barOption(category, 'category', {horizontal: true, rate: false})),
-        draw('area', barOption(area, state.area, {horizontal: true, rate: false})),
-        draw('channel', barOption(channel, 'channel', {rate: false})),
-        draw('group', barOption(cur, state.groupBy, {top: 20})),
+        part(Promise.all([get(per.from, per.to, state.groupBy), get(per.prevFrom, per.prevTo, 'service_type')]),
+          ([cur, prev]) => {
+            Object.assign(data, {summary: cur, previous: prev});
+            renderKpis(cur.total, prev.total, per);
+            renderGroupTable(cur);
+            return draw('group', barOption(cur, state.groupBy, {top: 20}));
+          }),
+        part(get(per.from, per.to, per.trend), (trend) => {
+          data.trend = trend;
+          return draw('trend', barOption(trend, per.trend, {top: Infinity}));
+        }),
+        part(api('/stats/ranking', {period: per.ranking, ...state.filters}), (ranking) => {
+          data.ranking = ranking;
+          renderRanking(ranking);
+        }),
+        part(get(per.from, per.to, 'category'), (category) => {
+          data.category = category;
+          return draw('category', barOption(category, 'category', {horizontal: true, rate: false}));
+        }),
+        part(get(per.from, per.to, state.area), (area) => {
+          data.area = area;
+          return draw('area', barOption(area, state.area, {horizontal: true, rate: false}));
+        }),
+        part(get(per.from, per.to, 'channel'), (channel) => {
+          data.channel = channel;
+          return draw('channel', barOption(channel, 'channel', {rate: false}));
+        }),
       ]);
-      if (seq !== loadSeq) return;
+      if (!fresh()) return;
       window.__qifuRenderCount += 1;
       window.__qifuLastRender = performance.now();
+      // milliseconds since the navigation start: loading started, the last data arrived, all drawn
+      window.__qifuTimes = {start: startedAt, data: dataAt, drawn: window.__qifuLastRender};
       if (window.__qifuRendered === undefined) window.__qifuRendered = window.__qifuLastRender;
       setStatus(`已更新：${new Date().toLocaleTimeString('zh-CN')}`);
     } catch (err) {
-      if (seq !== loadSeq) return;
+      if (!fresh()) return;
       if (!(err instanceof ApiError)) console.error(err);
       setStatus(`加载失败：${err.message}`, true);
     }
@@ -423,21 +446,26 @@
   }
 
   async function start() {
-    let me;
+    /* Show the page and load it while /me says who is logged in (one round trip less). */
+    const roles = {supervisor: '督办', admin: '管理员', officer: '服务专员', department: '承办单位'};
+    $('#login').hidden = true;
+    $('#app').hidden = false;
+    $('#who').textContent = '';
+    const me = api('/me');
+    const loading = loadAll();
+    let user;
     try {
-      me = await api('/me');
+      user = await me;
     } catch (err) {
       return; // 401: back on the login form
     }
-    const roles = {supervisor: '督办', admin: '管理员', officer: '服务专员', department: '承办单位'};
-    if (!roles[me.role]) {
+    if (!roles[user.role]) {
+      loadSeq += 1; // drop what is loading
       logout('本页面供督办、承办单位与服务专员账号使用');
       return;
     }
-    $('#who').textContent = `${me.full_name}（${roles[me.role]}）`;
-    $('#login').hidden = true;
-    $('#app').hidden = false;
-    await loadAll();
+    $('#who').textContent = `${user.full_name}（${roles[user.role]}）`;
+    await loading;
   }
 
   function wire() {
