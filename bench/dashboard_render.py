@@ -98,8 +98,13 @@ def main() -> None:
         times = []
         for run in range(args.runs):
             driver.get(page)
-            rendered = WebDriverWait(driver, 300, poll_frequency=0.05).until(
-                lambda d: d.execute_script("return window.__qifuRendered"))
+            outcome = WebDriverWait(driver, 300, poll_frequency=0.05).until(lambda d: d.execute_script(
+                "const s = document.getElementById('status');"
+                "return window.__qifuRendered || (s.classList.contains('error') && s.textContent)"))
+            if isinstance(outcome, str):
+                print(f"run {run + 1}: the page reports an error: {outcome}", flush=True)
+                continue
+            rendered = outcome
             calls = driver.execute_script(
                 "return performance.getEntriesByType('resource').filter(e => e.name.includes('/api/v1/'))"
                 ".map(e => [decodeURIComponent(e.name.split('/api/v1/')[1]), e.duration])")
@@ -114,8 +119,10 @@ def main() -> None:
                   f"{len(calls)} API calls, slowest {slowest[1]:.0f} ms ({slowest[0][:80]})", flush=True)
         if args.screenshot:
             driver.save_screenshot(args.screenshot)
+        if not times:
+            raise SystemExit("no run rendered")
         warm = times[1:] or times
-        print(f"first render: cold {times[0]:.0f} ms; warm median {statistics.median(warm):.0f} ms, "
+        print(f"first render: run 1 {times[0]:.0f} ms; warm median {statistics.median(warm):.0f} ms, "
               f"max {max(warm):.0f} ms over {len(warm)} runs; load average {os.getloadavg()[0]:.2f}")
     finally:
         if driver is not None:
