@@ -339,6 +339,15 @@ def test_dashboard_in_a_real_browser(server, browser):
     assert rsj_total["received"] == 5  # dispatched to RSJ; not the submitted ones nor the other department's
     _assert_kpis_equal(page, rsj_total)
     assert page.drill(browser.find_element(By.CSS_SELECTOR, '[data-kpi="received"] .value')) == 5
+    # and an officer, the tickets of their grids' enterprises
+    browser.find_element(By.ID, "logout").click()
+    page.login("officer1")
+    officer_total = Api(server, "officer1").get(
+        "/stats/summary", date_from=f"{year}-{today.month:02d}-01",
+        date_to=f"{year}-{today.month:02d}-{_month_end(year, today.month):02d}").json()["total"]
+    assert officer_total["received"] == 9  # ent1 is in officer1's grid
+    _assert_kpis_equal(page, officer_total)
+    assert "服务专员" in browser.find_element(By.ID, "who").text
     page.assert_clean()
 
 
