@@ -173,7 +173,8 @@ def standalone(host: str = "127.0.0.1", port: int = 8000) -> None:
     run_migrations()
     counts = run_seeds()
     typer.echo("种子数据：" + ", ".join(f"{k}={v}" for k, v in counts.items()))
-    typer.echo(f"Qifu 已启动：http://{host}:{port}/docs （演示账号见 seeds/README.md）")
+    typer.echo(f"Qifu 已启动：http://{host}:{port}/docs （演示账号见 seeds/README.md）；"
+               f"督办统计：http://{host}:{port}/dashboard")
     from service.config import get_settings
 
     scheduler = None

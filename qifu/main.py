@@ -98,6 +98,8 @@ def _add_operations(app: FastAPI) -> None:
 
 def create_app() -> FastAPI:
     """Build the API application (routers under ``/api/v1``, problem+json errors, health)."""
+    from qifu.web import add_docs
+    from qifu.web import router as web_router
     from service.attachments.router import router as attachments_router
     from service.auth.router import router as auth_router
     from service.auth.secret_file import check_settings
@@ -121,6 +123,8 @@ def create_app() -> FastAPI:
     settings = check_settings()  # invalid settings (a weak JWT secret): no app, not a 500 per request
     app = FastAPI(
         lifespan=_lifespan,
+        docs_url=None,  # /docs is served from this package's files (qifu.web.add_docs): no CDN
+        redoc_url=None,
         title="Qifu 企服 API",
         version="0.1.0",
         description="企业服务诉求平台：诉求受理、交办、答复、评价与统计。错误均为 RFC 9457 problem+json。",
@@ -147,6 +151,8 @@ def create_app() -> FastAPI:
                    cadences_router, open311_keys_router, mail_router, attachments_router, triage_router,
                    triage_search_router):
         app.include_router(router, prefix="/api/v1")
+    app.include_router(web_router)  # /dashboard and its files (qifu/web/static)
+    add_docs(app)
     _add_operations(app)
 
     @app.get("/healthz", tags=["ops"], summary="存活检查")

@@ -776,7 +776,9 @@ for _fmt in ("json", "xml"):
     })
 
 MATRIX: dict[str, Callable[[Ctx], None] | str] = {
-    "GET /openapi.json": NO_ROWS, "GET /docs": NO_ROWS, "GET /docs/oauth2-redirect": NO_ROWS, "GET /redoc": NO_ROWS,
+    "GET /openapi.json": NO_ROWS, "GET /docs": NO_ROWS, "GET /docs/oauth2-redirect": NO_ROWS,
+    "GET /dashboard": "a static page: it reads the statistics API with the caller's token (scoped there)",
+    "GET /static/{path:path}": "the files of the dashboard and of /docs (qifu/web/static): no row",
     "GET /healthz": NO_ROWS, "GET /readyz": NO_ROWS,
     "GET /metrics": "aggregate counters and gauges (no row is named); QIFU_METRICS_TOKEN guards it (docs/operations.md)",
     "POST /api/v1/auth/token": "login: the caller's own account",
