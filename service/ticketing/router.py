@@ -95,14 +95,20 @@ def list_tickets(
                               next_cursor=next_cursor)
 
 
-@router.get("/{number}", response_model=TicketWithSuggestions, summary="工单详情")
+@router.get("/{number}", response_model=TicketWithSuggestions, response_model_exclude_unset=True,
+            summary="工单详情")
 def read_ticket(ticket: CurrentTicket, session: SessionDep, actor: CurrentActor,
                 response: Response) -> TicketWithSuggestions:
     """The ticket; for officers, supervisors and admins with the category and department
-    suggestions (issue 13, computed on read from the cached model: docs/triage.md)."""
+    suggestions (issue 13, computed on read from the cached model: docs/triage.md). Other readers
+    get exactly the ticket's read model, without a ``suggestions`` member (the body the submission
+    answered)."""
     read = _respond(session, actor, ticket, response)
-    return TicketWithSuggestions.model_construct(**read.__dict__,
-                                 suggestions=suggestions_for(session, actor.role, ticket.title, ticket.description))
+    suggestions = suggestions_for(session, actor.role, ticket.title, ticket.description)
+    extra = {} if suggestions is None else {"suggestions": suggestions}
+    # every member of the read model is set explicitly, so exclude_unset drops only an absent
+    # ``suggestions``
+    return TicketWithSuggestions.model_construct(**read.__dict__, **extra)
 
 
 @router.get("/{number}/events", response_model=list[schemas.TicketEventRead], summary="流转记录")

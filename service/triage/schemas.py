@@ -61,6 +61,7 @@ class Suggestions(BaseModel):
 
 class TicketWithSuggestions(TicketRead):
     """A ticket as its reader sees it; ``suggestions`` only for officers, supervisors and admins
-    (internal routing advice: enterprises and departments get ``null``)."""
+    (internal routing advice: for enterprises and departments the member is absent, and the body
+    is the plain :class:`TicketRead`)."""
 
     suggestions: Suggestions | None = None
