@@ -40,6 +40,26 @@ def run_migrations() -> None:
     from alembic import command
 
     command.upgrade(_alembic_config(), "head")
+    install_rollup()
+
+
+def install_rollup(url: str | None = None) -> bool:
+    """Install or refresh the statistics rollup's triggers and calendar rows on the database at
+    ``url`` (default: the configured one) after the migrations: generated from the metric
+    definitions, so not stored in a migration (service.stats.rollup.install). True when rebuilt."""
+    from sqlmodel import Session
+
+    from service.db import make_engine
+    from service.stats.rollup import install
+
+    engine = make_engine(url)
+    try:
+        with Session(engine) as session:
+            changed = install(session)
+            session.commit()
+    finally:
+        engine.dispose()
+    return changed
 
 
 #: Exit status of a command run on a database whose schema is missing or not the latest (1: an
@@ -280,10 +300,16 @@ def import_(
                    f"{read - imported}；{elapsed:.1f} 秒，{read / elapsed if elapsed else 0:.0f} 行/秒")
 
 
-@app.command()
+stats_app = typer.Typer(help="Statistics (SPEC §6): the summary (`qifu stats --from … --to …`), and the rollup's "
+                             "`rebuild` and `fold`", no_args_is_help=False)
+app.add_typer(stats_app, name="stats")
+
+
+@stats_app.callback(invoke_without_command=True)
 def stats(
-    date_from: Annotated[str, typer.Option("--from", help="first submission date, YYYY-MM-DD")],
-    date_to: Annotated[str, typer.Option("--to", help="last submission date (inclusive), YYYY-MM-DD")],
+    ctx: typer.Context,
+    date_from: Annotated[str | None, typer.Option("--from", help="first submission date, YYYY-MM-DD")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="last submission date (inclusive), YYYY-MM-DD")] = None,
     group_by: Annotated[str, typer.Option(help="department | region | grid | category | service_type | channel | "
                                                "officer | day | week | month | quarter")] = "department",
     fmt: Annotated[str, typer.Option("--format", help="table | json | csv | xlsx")] = "table",
@@ -295,17 +321,24 @@ def stats(
     service_type: Annotated[str | None, typer.Option(help="filter: service type")] = None,
     channel: Annotated[str | None, typer.Option(help="filter: channel")] = None,
     officer_id: Annotated[int | None, typer.Option(help="filter: officer id")] = None,
+    exact: Annotated[bool, typer.Option("--exact", help="recount the ticket rows (exact percentiles) "
+                                                        "instead of reading the rollup")] = False,
 ) -> None:
     """Print or export the summary statistics (SPEC §6) of tickets submitted in a period."""
+    if ctx.invoked_subcommand is not None:
+        return
     from service.stats import export
     from service.stats.service import GROUPINGS, Filters, summary
 
+    if date_from is None or date_to is None:
+        raise typer.BadParameter("须给出 --from 与 --to（YYYY-MM-DD）", param_hint="--from/--to")
     if group_by not in GROUPINGS:
         raise typer.BadParameter(f"可选：{', '.join(GROUPINGS)}", param_hint="--group-by")
     require_migrated()
     start, end = _dates(date_from, date_to)
     filters = Filters(department_id, region_id, grid_id, category_id, service_type, channel, officer_id)
-    rows, total = _stats_call(lambda session, actor: summary(session, actor, start, end, group_by, filters))
+    rows, total = _stats_call(lambda session, actor: summary(session, actor, start, end, group_by, filters,
+                                                             exact=exact))
     if fmt == "json":
         _emit_json({"date_from": date_from, "date_to": date_to, "group_by": group_by,
                     "rows": [r.as_dict() for r in rows], "total": total.as_dict()}, output)
@@ -317,6 +350,49 @@ def stats(
     if fmt != "table":
         raise typer.BadParameter("可选：table, json, csv, xlsx", param_hint="--format")
     _print_table(f"统计 {date_from} — {date_to}（按 {group_by}）", table)
+
+
+@stats_app.command("rebuild")
+def stats_rebuild(
+    check: Annotated[bool, typer.Option("--check", help="only compare; change nothing (exit 1 on differences)")]
+    = False,
+) -> None:
+    """Recompute the statistics rollup from the tickets, print every difference from the live
+    rollup and (without --check) replace it. Installs the rollup's triggers when missing or outdated."""
+    from service.db import session_scope
+    from service.stats.rollup import rebuild
+
+    require_migrated()
+    with session_scope() as session:
+        report = rebuild(session, check_only=check)
+    for d in report.differences[:1000]:
+        typer.echo(d.describe())
+    if len(report.differences) > 1000:
+        typer.echo(f"……另有 {len(report.differences) - 1000} 处差异")
+    if report.outdated:
+        typer.echo("统计汇总表未安装或定义已变更：请运行 qifu stats rebuild（不带 --check）", err=True)
+        raise typer.Exit(1)
+    if report.installed:
+        typer.echo("统计汇总表已按当前定义重新安装并重建")
+    elif report.repaired:
+        typer.echo(f"发现 {len(report.differences)} 处差异，已按重算结果修复")
+    elif report.differences:
+        typer.echo(f"发现 {len(report.differences)} 处差异（--check：未修改）", err=True)
+        raise typer.Exit(1)
+    else:
+        typer.echo("统计汇总表与重算一致")
+
+
+@stats_app.command("fold")
+def stats_fold() -> None:
+    """Fold the rollup's appended changes into its rows now (beat does it every QIFU_STATS_FOLD_SECONDS)."""
+    from service.db import session_scope
+    from service.stats.rollup import fold
+
+    require_migrated()
+    with session_scope() as session:
+        moved = fold(session)
+    typer.echo(f"已合并 {moved} 行变更")
 
 
 @app.command()

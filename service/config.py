@@ -66,6 +66,8 @@ class Settings(BaseSettings):
         cadence_long_open_days: open tickets older than this (calendar days) go to supervisors (30).
         cadence_catch_up_days: how far back (calendar days) missed periods are caught up (40).
         cadence_ranking_weights: weights of the quarterly ranking's score (normalised over available rates).
+        stats_fold_seconds: how often beat folds the statistics rollup's appended changes into its
+            rows (``service.stats.rollup.fold``; default 15 s; queries are exact before a fold).
         cadence_run_times: local time of day (``timezone``) at which each cadence becomes due on its run
             date; beat fires each cadence's task at this time (``workers/celery_app.py``).
         rate_limit_url: where login and request counts live (``limits`` storage URL); empty = the
@@ -120,6 +122,7 @@ class Settings(BaseSettings):
     broker_visibility_timeout: float = 3600.0
     # embedded scheduler (qifu standalone): seconds between SLA sweeps / outbox relays
     embedded_sweep_seconds: float = 60.0
+    stats_fold_seconds: float = Field(default=15.0, gt=0, le=3600)
     # the five cadences (SPEC §5), QIFU_CADENCE_*
     cadence_inquiry_intervals: dict[str, int] = Field(default_factory=lambda: {"重点": 7})
     cadence_inquiry_default_interval_days: int = Field(default=30, ge=1, le=366)

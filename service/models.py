@@ -10,5 +10,6 @@ import service.notifications.models  # noqa: F401
 import service.outbox_models  # noqa: F401
 import service.regions.models  # noqa: F401
 import service.sla.models  # noqa: F401
+import service.stats.models  # noqa: F401  (the statistics rollup, issue 10)
 import service.tickets.models  # noqa: F401
 import service.users.models  # noqa: F401

@@ -45,6 +45,9 @@ def migrate(url: str) -> None:
     cfg = _alembic_config()
     cfg.attributes["url"] = url
     command.upgrade(cfg, "head")
+    from qifu.cli import install_rollup
+
+    install_rollup(url)  # the statistics rollup's generated triggers, as `qifu migrate` does
 
 
 def build_database(url: str, enterprises: int = 300) -> None:

@@ -36,6 +36,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
         "sla-mark-overdue": {"task": "sla.mark_overdue", "schedule": 60.0},
         "tickets-auto-close": {"task": "tickets.auto_close", "schedule": 300.0},
         "outbox-relay": {"task": "outbox.relay", "schedule": 30.0},
+        "stats-fold-rollup": {"task": "stats.fold_rollup", "schedule": settings.stats_fold_seconds},
         "notifications-retry": {"task": "notifications.retry_failed", "schedule": 60.0},
         "ops-heartbeat": {"task": "ops.ping", "schedule": crontab(minute=0)},
         **cadences,
@@ -72,7 +73,7 @@ def make_celery(redis_url: str | None = None) -> Celery:
                                   **_redelivery_options()},
         task_routes={"sla.*": {"queue": "sla"}, "tickets.*": {"queue": "sla"},
                      "notifications.*": {"queue": "notifications"}, "outbox.*": {"queue": "celery"},
-                     "cadence.*": {"queue": "cadence"}},
+                     "cadence.*": {"queue": "cadence"}, "stats.*": {"queue": "sla"}},
         beat_schedule=beat_schedule(settings),
     )
     return app

@@ -13,12 +13,13 @@ log = logging.getLogger("qifu.embedded")
 
 
 def run_periodic_once() -> None:
-    """One round of the periodic work: SLA sweeps, outbox re-relay, delivery retries, and the
-    cadence periods that are due (SPEC §5; each runs once per period)."""
+    """One round of the periodic work: SLA sweeps, outbox re-relay, delivery retries, the
+    cadence periods that are due (SPEC §5; each runs once per period), and the statistics
+    rollup's fold."""
     from workers import cadence_tasks, tasks
 
     for task in (tasks.send_reminders, tasks.mark_overdue, tasks.auto_close, tasks.relay_outbox,
-                 tasks.retry_failed, cadence_tasks.catch_up):
+                 tasks.retry_failed, cadence_tasks.catch_up, tasks.fold_rollup):
         try:
             task()
         except Exception:  # noqa: BLE001 - log and go on with the next one

@@ -11,6 +11,7 @@ from service.db import session_scope
 from service.notifications import service as notifications
 from service.observability.metrics import timed_sweep
 from service.sla import sweeps
+from service.stats import rollup
 
 
 def _in_session(work):
@@ -48,6 +49,13 @@ def mark_overdue() -> list[int]:
 def auto_close() -> int:
     """Close replied tickets without feedback after the feedback limit (rating none)."""
     return _swept("tickets.auto_close", sweeps.auto_close)
+
+
+@shared_task(name="stats.fold_rollup")
+def fold_rollup() -> int:
+    """Fold the statistics rollup's appended changes into its rows (and apply a calendar change);
+    returns the number of change rows moved."""
+    return _swept("stats.fold_rollup", rollup.fold)
 
 
 @shared_task(name="outbox.relay")

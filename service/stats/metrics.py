@@ -246,8 +246,16 @@ class WorkingClockSQL:
     Use :meth:`join` once per timestamp column, then :meth:`clock` in the select list.
     """
 
-    def __init__(self, calendar: WorkingCalendar, local: LocalTime, first: date, last: date) -> None:
+    def __init__(self, calendar: WorkingCalendar, local: LocalTime, first: date, last: date,
+                 days: sa.FromClause | None = None) -> None:
         self.calendar, self.local = calendar, local
+        self._aliases: dict[str, sa.FromClause] = {}
+        self.first_dn = (first - EPOCH).days
+        self.joined = days is not None or not local.pg
+        if days is not None:
+            # a stored per-day table (``working_day``: dn, cum, wd), joined like SQLite's CTE
+            self.days = days
+            return
         rows = []
         d = first
         while d <= last:
@@ -256,7 +264,6 @@ class WorkingClockSQL:
                          1 if calendar.is_working_day(d) else 0))
             d += timedelta(days=1)
         cols = (sa.column("dn", sa.Integer), sa.column("cum", sa.BigInteger), sa.column("wd", sa.Integer))
-        self.first_dn = (first - EPOCH).days
         if local.pg:
             # PostgreSQL: two array parameters indexed by the day number (no join at all)
             from sqlalchemy.dialects.postgresql import ARRAY
@@ -268,7 +275,12 @@ class WorkingClockSQL:
             literal = ", ".join(f"({int(a)}, {int(b)}, {int(c)})" for a, b, c in rows)
             self.days = sa.text(f"SELECT column1 AS dn, column2 AS cum, column3 AS wd FROM (VALUES {literal})"
                                 ).columns(*cols).cte("wday")
-        self._aliases: dict[str, sa.FromClause] = {}
+
+    @classmethod
+    def on_table(cls, calendar: WorkingCalendar, local: LocalTime, days: sa.FromClause) -> WorkingClockSQL:
+        """The clock over a stored per-day table ``days`` (columns ``dn``, ``cum``, ``wd``: the
+        rollup's ``working_day``) instead of the literal days of a query, for every dialect."""
+        return cls(calendar, local, EPOCH, EPOCH, days=days)
 
     def alias(self, column: str) -> sa.FromClause:
         if column not in self._aliases:
@@ -277,7 +289,7 @@ class WorkingClockSQL:
 
     def join(self, from_clause, column: str):
         """``from_clause LEFT JOIN wday AS wd_<column> ON wd_<column>.dn = day_number(ticket.<column>)``."""
-        if self.local.pg:
+        if not self.joined:
             return from_clause
         a = self.alias(column)
         return from_clause.outerjoin(a, a.c.dn == self.local.day_number(T[column]))
@@ -294,7 +306,7 @@ class WorkingClockSQL:
     def clock(self, column: str) -> sa.ColumnElement[float]:
         """``W(ticket.<column>)`` in working seconds (needs :meth:`join` for ``column``)."""
         sod = self.local.second_of_day(T[column])
-        if self.local.pg:
+        if not self.joined:
             i = self.local.day_number(T[column]) - (self.first_dn - 1)
             return self.cum[i] + self.wd[i] * self.elapsed(sod)
         a = self.alias(column)

@@ -21,6 +21,8 @@ router = APIRouter(prefix="/stats", tags=["stats"])
 StatsActor = Annotated[Actor, Depends(require_roles("supervisor", "admin", "officer", "department"))]
 Short = Annotated[str | None, Query(max_length=32)]
 Format = Annotated[str | None, Query(alias="format", max_length=8, description="json | csv | xlsx")]
+Exact = Annotated[bool, Query(description="true: recount the ticket rows (exact percentiles) instead of "
+                                          "reading the rollup (percentiles from histograms)")]
 FILE_TYPES = {"csv": f"{export.CSV}; charset=utf-8", "xlsx": export.XLSX}
 EXPORTS = {200: {"content": {"application/json": {}, export.CSV: {}, export.XLSX: {}}}}
 
@@ -78,9 +80,10 @@ def _file(fmt: str, table: export.Table, name: str) -> Response:
             summary="统计汇总：SPEC §6 全部指标，按任意分组与筛选，可导出 CSV/Excel")
 def summary(session: SessionDep, actor: StatsActor, filters: FiltersDep, date_from: ApiDate, date_to: ApiDate,
             group_by: Annotated[str, Query(max_length=32, description=", ".join(stats_service.GROUPINGS))]
-            = "department", format_: Format = None, accept: Annotated[str | None, Header()] = None):
+            = "department", format_: Format = None, accept: Annotated[str | None, Header()] = None,
+            exact: Exact = False):
     fmt = export.choose_format(format_, accept)
-    rows, total = stats_service.summary(session, actor, date_from, date_to, group_by, filters)
+    rows, total = stats_service.summary(session, actor, date_from, date_to, group_by, filters, exact=exact)
     if fmt == "json":
         return SummaryRead(date_from=date_from, date_to=date_to, group_by=group_by, rows=rows, total=total)
     title = f"统计汇总 {date_from}至{date_to}"
@@ -104,11 +107,11 @@ def drill(session: SessionDep, actor: StatsActor, filters: FiltersDep, date_from
             summary="承办单位排名（晾晒）：月度 YYYY-MM 或季度 YYYY-Qn，加权得分")
 def ranking(session: SessionDep, actor: StatsActor, filters: FiltersDep,
             period: Annotated[str, Query(max_length=16, description="2026-05 or 2026-Q2")],
-            format_: Format = None, accept: Annotated[str | None, Header()] = None):
+            format_: Format = None, accept: Annotated[str | None, Header()] = None, exact: Exact = False):
     fmt = export.choose_format(format_, accept)
     kind, first, last = stats_service.parse_period(period)
     weights = stats_service.ranking_weights()
-    rows = stats_service.department_ranking(session, actor, first, last, weights, filters)
+    rows = stats_service.department_ranking(session, actor, first, last, weights, filters, exact=exact)
     if fmt == "json":
         return RankingRead(period=period, kind=kind, date_from=first, date_to=last, weights=weights,
                            rows=[r.as_dict() for r in rows])

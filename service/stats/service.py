@@ -27,6 +27,7 @@ from sqlmodel import Session
 
 from service import clock
 from service.auth.actor import Actor
+from service.calendar.core import EPOCH
 from service.calendar.service import get_calendar
 from service.categories.models import Category
 from service.clock import office_zone
@@ -36,10 +37,10 @@ from service.config import get_settings
 from service.departments.models import Department
 from service.errors import FieldError
 from service.regions.models import Grid, Region
-from service.stats import metrics
+from service.stats import metrics, rollup
 from service.stats.metrics import COUNTS, DURATIONS, PERCENTILES, RATES, LocalTime, T, WorkingClockSQL
 from service.tickets.models import Ticket
-from service.tickets.visibility import ticket_visibility
+from service.tickets.visibility import scope_of, ticket_visibility
 from service.users.models import User
 
 TIME_GROUPINGS = ("day", "week", "month", "quarter")
@@ -160,12 +161,14 @@ def _subtree(session: Session, model, root_id: int, field_name: str, what: str) 
     return ids
 
 
-def filter_condition(session: Session, filters: Filters) -> sa.ColumnElement[bool]:
-    """The SQL condition of ``filters`` on ``ticket``.
+def filter_condition(session: Session, filters: Filters, columns: Any = None) -> sa.ColumnElement[bool]:
+    """The SQL condition of ``filters`` on ``ticket`` (or on ``columns``: the same columns of
+    another table by ``ticket``'s names, e.g. the rollup's, :func:`rollup.table_columns`).
 
     Raises:
         FieldError (422, the filter's name): an unknown region, category, service type or channel.
     """
+    T = Ticket.__table__.c if columns is None else columns  # noqa: N806 - the ticket columns' usual name
     conds: list[sa.ColumnElement[bool]] = []
     if filters.department_id is not None:
         conds.append(T.lead_department_id == filters.department_id)
@@ -276,11 +279,19 @@ def _day_range(session: Session, q: _Query) -> tuple[date, date] | None:
 
 
 def summary(session: Session, actor: Actor, date_from: date, date_to: date, group_by: str = "department",
-            filters: Filters | None = None, now: datetime | None = None) -> tuple[list[SummaryRow], SummaryRow]:
+            filters: Filters | None = None, now: datetime | None = None,
+            exact: bool = False) -> tuple[list[SummaryRow], SummaryRow]:
     """Every SPEC §6 measure per group and in total over the population (see the module docstring).
+
+    Read from the rollup (:mod:`service.stats.rollup`: rows grow with days × groups, not tickets;
+    percentiles from histograms within the bound of :func:`rollup.hist_percentile`) when the
+    population is expressible on its key — an unlimited reader or a supervisor (visibility by
+    grid), any filters — and the installed rollup is current; otherwise, or with ``exact``, from
+    the ticket rows (exact percentiles). ``overdue`` is always counted live on the tickets.
 
     Args:
         now: the instant "overdue now" refers to (default: the clock).
+        exact: recount the ticket rows (exact percentiles; slower at scale).
 
     Returns:
         ``(rows, total)``: time groupings in date order, the others by received (descending), then key.
@@ -289,18 +300,11 @@ def summary(session: Session, actor: Actor, date_from: date, date_to: date, grou
         FieldError (422): unknown ``group_by``, a bad period, an unknown filter value.
     """
     q = _prepare(session, actor, date_from, date_to, group_by, filters, now)
-    counts = [metrics.count_sql(name, q.now).label(name) for name in COUNTS]
-    grp = q.group.label("grp")
-    span = _day_range(session, q)
-    if q.local.pg and span is not None:
-        # PostgreSQL: counts and percentiles of every group and the total in one scan
-        rows, total = _summary_pg(session, q, counts, span)
+    rolled = None if exact else _summary_rollup(session, actor, q, date_from, date_to, group_by, filters)
+    if rolled is not None:
+        rows, total = rolled
     else:
-        grouped = session.execute(sa.select(grp, *counts).select_from(q.from_).where(q.where).group_by(grp)).all()
-        rows = {r.grp: SummaryRow(key=r.grp, label="", **{n: int(getattr(r, n)) for n in COUNTS}) for r in grouped}
-        total = SummaryRow(key=None, label="合计", **{n: sum(getattr(r, n) for r in rows.values()) for n in COUNTS})
-        if span is not None:
-            _durations_sqlite(session, q, rows, total, span)
+        rows, total = _summary_raw(session, q)
     labels = group_labels(session, group_by, list(rows))
     for key, row in rows.items():
         row.label = labels[key]
@@ -313,6 +317,77 @@ def summary(session: Session, actor: Actor, date_from: date, date_to: date, grou
     else:
         out.sort(key=lambda r: (-r.received, r.key is None, str(r.key)))
     return out, total
+
+
+def _summary_raw(session: Session, q: _Query) -> tuple[dict[Any, SummaryRow], SummaryRow]:
+    counts = [metrics.count_sql(name, q.now).label(name) for name in COUNTS]
+    grp = q.group.label("grp")
+    span = _day_range(session, q)
+    if q.local.pg and span is not None:
+        # PostgreSQL: counts and percentiles of every group and the total in one scan
+        return _summary_pg(session, q, counts, span)
+    grouped = session.execute(sa.select(grp, *counts).select_from(q.from_).where(q.where).group_by(grp)).all()
+    rows = {r.grp: SummaryRow(key=r.grp, label="", **{n: int(getattr(r, n)) for n in COUNTS}) for r in grouped}
+    total = SummaryRow(key=None, label="合计", **{n: sum(getattr(r, n) for r in rows.values()) for n in COUNTS})
+    if span is not None:
+        _durations_sqlite(session, q, rows, total, span)
+    return rows, total
+
+
+def _rollup_population(session: Session, actor: Actor, filters: Filters):
+    """The population's condition on the rollup's key columns (a function of
+    :func:`rollup.table_columns`), or ``None`` when the reader's visibility is not a condition on
+    the key (departments: co-handling; officers: their enterprises; enterprises)."""
+    scope = scope_of(session, actor)
+    if scope.unlimited:
+        grids = None
+    elif actor.role == "supervisor":
+        grids = scope.grid_ids() or [-1]
+    else:
+        return None
+    filters_of = filters
+
+    def where(columns: Any) -> sa.ColumnElement[bool]:
+        visible = sa.true() if grids is None else columns.grid_id.in_(grids)
+        return sa.and_(visible, filter_condition(session, filters_of, columns))
+    return where
+
+
+def _summary_rollup(session: Session, actor: Actor, q: _Query, date_from: date, date_to: date, group_by: str,
+                    filters: Filters | None) -> tuple[dict[Any, SummaryRow], SummaryRow] | None:
+    where = _rollup_population(session, actor, filters or Filters())
+    if where is None:
+        return None
+    if group_by in ("week", "month", "quarter") and not (date_from >= rollup.FIRST_DAY and date_to <= rollup.LAST_DAY):
+        return None  # the rollup's calendar table names the weeks and months of 1990-2100 only
+    if not rollup.is_current(session):
+        return None  # not installed, or the calendar changed and the fold has not applied it yet
+    counts, hists = rollup.read(session, group_by, (date_from - EPOCH).days, (date_to - EPOCH).days, where)
+    grp = q.group.label("grp")
+    overdue = dict(session.execute(sa.select(grp, sa.func.count()).select_from(q.from_)
+                                   .where(q.where, COUNTS["overdue"].predicate(q.now)).group_by(grp)).all())
+    rows: dict[Any, SummaryRow] = {}
+    total = SummaryRow(key=None, label="合计")
+    everything: dict[str, dict[int, int]] = {d: {} for d in DURATIONS}
+    for key, figures in counts.items():
+        row = rows[key] = SummaryRow(key=key, label="", overdue=int(overdue.get(key, 0)), **figures)
+        per = hists.get(key, {})
+        for d in DURATIONS:
+            hist = per.get(d, {})
+            for b, n in hist.items():
+                everything[d][b] = everything[d].get(b, 0) + n
+            _set_percentiles(row, d, hist)
+    for name in COUNTS:
+        setattr(total, name, sum(getattr(r, name) for r in rows.values()))
+    for d in DURATIONS:
+        _set_percentiles(total, d, everything[d])
+    return rows, total
+
+
+def _set_percentiles(row: SummaryRow, duration: str, hist: dict[int, int]) -> None:
+    for p, frac in PERCENTILES:
+        value = rollup.hist_percentile(hist, frac)
+        setattr(row, f"{duration}_p{p}", round(value, 2) if value is not None else None)
 
 
 def _summary_pg(session: Session, q: _Query, counts: list, span: tuple[date, date]):
@@ -497,13 +572,14 @@ def parse_period(period: str) -> tuple[str, date, date]:
 
 def department_ranking(session: Session, actor: Actor, date_from: date, date_to: date,
                        weights: dict[str, float] | None = None, filters: Filters | None = None,
-                       now: datetime | None = None) -> list[RankingRow]:
+                       now: datetime | None = None, exact: bool = False) -> list[RankingRow]:
     """The department league table (晾晒) over tickets submitted in ``[date_from, date_to]``: the
     :func:`summary` by department, scored with :func:`score` (weights default to the configured
     ones), ranked by score (ties: department code); departments without tickets last, unranked.
-    Used for the monthly and the quarterly ranking alike (SPEC §5, §6)."""
+    Used for the monthly and the quarterly ranking alike (SPEC §5, §6); ``exact`` as in
+    :func:`summary`."""
     weights = ranking_weights() if weights is None else weights
-    rows, _total = summary(session, actor, date_from, date_to, "department", filters, now)
+    rows, _total = summary(session, actor, date_from, date_to, "department", filters, now, exact=exact)
     by_id = {r.key: r for r in rows}
     out = []
     for dept in session.execute(sa.select(Department).order_by(Department.code)).scalars():

@@ -21,7 +21,7 @@ from sqlmodel import Session
 from service.auth.actor import Actor
 from service.calendar.service import get_calendar
 from service.regions.models import Grid
-from service.stats import metrics
+from service.stats import metrics, rollup
 from service.stats.service import GROUPINGS, Filters, department_ranking, drill, summary
 from service.tickets.models import Ticket
 from tests import factories as f
@@ -173,38 +173,59 @@ def recount(rows: list[dict], now: datetime, cal) -> dict:
                              "reopen_rate": ("reopened", "replied"),
                              "return_rate": ("returned", "dispatched")}.items():
         c[name] = round(c[num] / c[den], 4) if c[den] else None
-    for name, (a, b) in {"hours_to_claim": ("dispatched_at", "claimed_at"),
-                         "hours_to_reply": ("submitted_at", "first_replied_at"),
-                         "hours_to_close": ("submitted_at", "closed_at")}.items():
-        values = [cal.working_hours_between(r[a], r[b]) for r in rows if r[a] is not None and r[b] is not None
-                  and (name != "hours_to_close" or r["status"] == "closed")]
+    for name, values in duration_values(rows, cal).items():
         for p, frac in ((50, 0.5), (90, 0.9)):
             v = _p(values, frac)
             c[f"{name}_p{p}"] = round(v, 2) if v is not None else None
     return c
 
 
-def _assert_row(actual, expected: dict, where: str) -> None:
+def duration_values(rows: list[dict], cal) -> dict[str, list[float]]:
+    """The working hours of each duration over ``rows`` (docs/statistics.md), from the calendar."""
+    out = {}
+    for name, (a, b) in {"hours_to_claim": ("dispatched_at", "claimed_at"),
+                         "hours_to_reply": ("submitted_at", "first_replied_at"),
+                         "hours_to_close": ("submitted_at", "closed_at")}.items():
+        out[name] = [cal.working_hours_between(r[a], r[b]) for r in rows if r[a] is not None and r[b] is not None
+                     and (name != "hours_to_close" or r["status"] == "closed")]
+    return out
+
+
+def _assert_row(actual, expected: dict, where: str, values: dict[str, list[float]] | None = None) -> None:
+    """``actual`` equals the recount ``expected``; with ``values`` (the exact durations) the
+    percentiles come from the rollup's histograms and must lie within their stated bound."""
     for name, value in expected.items():
         got = getattr(actual, name)
-        if name.startswith("hours_") and value is not None and got is not None:
+        if name.startswith("hours_") and values is not None and value is not None:
+            duration, p = name.rsplit("_p", 1)
+            exact = _p(values[duration], int(p) / 100)
+            bound = rollup.percentile_error_bound(values[duration], int(p) / 100)
+            assert got is not None and abs(got - exact) <= bound + 0.006, (where, name, got, exact, bound)
+        elif name.startswith("hours_") and value is not None and got is not None:
             assert got == pytest.approx(value, abs=0.011), (where, name)
         else:
             assert got == value, (where, name, got, value)
 
 
-def check_against_recount(session: Session, now: datetime, d_from=D_FROM, d_to=D_TO) -> None:
+def check_against_recount(session: Session, now: datetime, d_from=D_FROM, d_to=D_TO,
+                          groupings=GROUPINGS) -> None:
+    """Every figure of every grouping equals the recount: exactly with ``exact=True`` (the ticket
+    rows), and from the rollup (the default) the counts exactly, the percentiles within the bound."""
     cal = get_calendar(session)
     raw = _raw(session, d_from, d_to)
-    for group_by in GROUPINGS:
-        rows, total = summary(session, Actor.system(), d_from, d_to, group_by, now=now)
-        _assert_row(total, recount(raw, now, cal), f"{group_by}/total")
-        groups: dict = {}
-        for r in raw:
-            groups.setdefault(_key(r, group_by), []).append(r)
-        assert {r.key for r in rows} == set(groups), group_by
-        for row in rows:
-            _assert_row(row, recount(groups[row.key], now, cal), f"{group_by}/{row.key}")
+    assert rollup.is_current(session), "the rollup is installed and current"
+    for group_by in groupings:
+        for exact in (True, False):
+            rows, total = summary(session, Actor.system(), d_from, d_to, group_by, now=now, exact=exact)
+            values = None if exact else duration_values(raw, cal)
+            _assert_row(total, recount(raw, now, cal), f"{group_by}/total/{exact}", values)
+            groups: dict = {}
+            for r in raw:
+                groups.setdefault(_key(r, group_by), []).append(r)
+            assert {r.key for r in rows} == set(groups), group_by
+            for row in rows:
+                values = None if exact else duration_values(groups[row.key], cal)
+                _assert_row(row, recount(groups[row.key], now, cal), f"{group_by}/{row.key}/{exact}", values)
         if group_by in ("day", "week", "month", "quarter"):
             assert [r.key for r in rows] == sorted(r.key for r in rows), "time groups in date order"
 
@@ -278,8 +299,10 @@ def test_filters_narrow_the_population_like_a_where(session: Session, scenario):
         (Filters(service_type="consultation"), lambda r: r["service_type"] == "consultation"),
         (Filters(category_id=cat), lambda r: r["category_id"] == cat),
     ):
-        _rows, total = summary(session, Actor.system(), D_FROM, D_TO, "month", filters, now=NOW)
-        _assert_row(total, recount([r for r in raw if pred(r)], NOW, cal), str(filters))
+        sub = [r for r in raw if pred(r)]
+        for exact in (True, False):
+            _rows, total = summary(session, Actor.system(), D_FROM, D_TO, "month", filters, now=NOW, exact=exact)
+            _assert_row(total, recount(sub, NOW, cal), str(filters), None if exact else duration_values(sub, cal))
     # a region includes its subtree: the county holds every grid
     some_grid = next(r["grid_id"] for r in raw if r["grid_id"] is not None)
     town = session.get(Grid, some_grid).region_id

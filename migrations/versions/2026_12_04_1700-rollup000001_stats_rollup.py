@@ -1,0 +1,76 @@
+"""stats rollup: stats_day, stats_day_hist, stats_delta, working_day, stats_meta (issue 10)
+
+The triggers on ``ticket`` that keep the rollup, the calendar rows and the rollup's contents are
+generated from the metric definitions by ``service.stats.rollup.install`` (run by ``qifu migrate``
+after this migration, and by ``qifu stats rebuild``), not stored here.
+
+Revision ID: rollup000001
+Revises: c7a1e0f3b9d2
+Create Date: 2026-12-04 17:00:00
+
+"""
+from typing import Sequence, Union
+
+from alembic import op
+import sqlalchemy as sa
+
+
+# revision identifiers, used by Alembic.
+revision: str = 'rollup000001'
+down_revision: Union[str, Sequence[str], None] = 'c7a1e0f3b9d2'
+branch_labels: Union[str, Sequence[str], None] = None
+depends_on: Union[str, Sequence[str], None] = None
+
+KEY = ('dn', 'department_id', 'grid_id', 'category_id', 'channel', 'officer_id', 'service_type')
+COUNTS = ('received', 'accepted', 'answered', 'dispatched', 'replied', 'closed', 'closed_on_time',
+          'response_due', 'responded', 'rated', 'satisfied', 'closed_rated', 'reopened', 'returned')
+
+
+def _key(nullable=False):
+    return [sa.Column(name, sa.String(16) if name in ('channel', 'service_type') else sa.Integer(),
+                      nullable=nullable) for name in KEY]
+
+
+def _counts():
+    return [sa.Column(name, sa.Integer(), nullable=False) for name in COUNTS]
+
+
+def upgrade() -> None:
+    """Upgrade schema."""
+    op.create_table('stats_day', *_key(), *_counts(), sa.PrimaryKeyConstraint(*KEY, name='pk_stats_day'))
+    op.create_table('stats_day_hist', *_key(),
+                    sa.Column('duration', sa.SmallInteger(), nullable=False),
+                    sa.Column('bucket', sa.SmallInteger(), nullable=False),
+                    sa.Column('n', sa.Integer(), nullable=False),
+                    sa.PrimaryKeyConstraint(*KEY, 'duration', 'bucket', name='pk_stats_day_hist'))
+    op.create_table('stats_delta', *_key(),
+                    sa.Column('b_hours_to_claim', sa.SmallInteger(), nullable=True),
+                    sa.Column('b_hours_to_reply', sa.SmallInteger(), nullable=True),
+                    sa.Column('b_hours_to_close', sa.SmallInteger(), nullable=True),
+                    *_counts())
+    op.create_table('working_day',
+                    sa.Column('dn', sa.Integer(), autoincrement=False, nullable=False),
+                    sa.Column('cum', sa.BigInteger(), nullable=False),
+                    sa.Column('wd', sa.SmallInteger(), nullable=False),
+                    sa.Column('week', sa.Integer(), nullable=False),
+                    sa.Column('month', sa.Integer(), nullable=False),
+                    sa.Column('quarter', sa.Integer(), nullable=False),
+                    sa.PrimaryKeyConstraint('dn'))
+    op.create_table('stats_meta',
+                    sa.Column('name', sa.String(length=32), nullable=False),
+                    sa.Column('value', sa.String(length=128), nullable=False),
+                    sa.PrimaryKeyConstraint('name'))
+
+
+def downgrade() -> None:
+    """Downgrade schema (the triggers go first: they write stats_delta)."""
+    bind = op.get_bind()
+    if bind.dialect.name == 'postgresql':
+        for name in ('stats_ticket_ins', 'stats_ticket_upd', 'stats_ticket_del', 'stats_ticket_trunc'):
+            op.execute(f'DROP TRIGGER IF EXISTS {name} ON ticket')
+            op.execute(f'DROP FUNCTION IF EXISTS {name}()')
+    else:
+        for name in ('stats_ticket_ins', 'stats_ticket_upd', 'stats_ticket_del'):
+            op.execute(f'DROP TRIGGER IF EXISTS {name}')
+    for table in ('stats_meta', 'working_day', 'stats_delta', 'stats_day_hist', 'stats_day'):
+        op.drop_table(table)

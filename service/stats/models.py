@@ -1,0 +1,80 @@
+"""Tables of the statistics rollup (issue 10; ``docs/statistics.md`` "Rollup").
+
+The rollup holds, per *key* (local submission day number since the calendar's epoch 2004-01-01,
+lead department, grid, category, channel, officer, service type — the finest grain of every SPEC §6
+grouping and filter), the counts of :data:`service.stats.metrics.COUNTS` except ``overdue`` and a
+histogram of each working-hour duration. A missing id is stored as ``0`` and a missing text as
+``''`` (sentinels instead of ``NULL``, so the key can be a primary key and ``ON CONFLICT`` works on
+both PostgreSQL and SQLite).
+
+- ``stats_day`` / ``stats_day_hist``: the folded rollup (counts; histogram rows
+  ``(key, duration, bucket) → n``).
+- ``stats_delta``: append-only changes written by the database triggers on ``ticket``
+  (:mod:`service.stats.rollup`), one row per (key, buckets) of a statement's changed rows, with the
+  signed counts; moved into the two tables above by :func:`service.stats.rollup.fold`.
+- ``working_day``: the working calendar per local day (day number, working seconds before local
+  midnight, working-day flag) and the week/month/quarter the day belongs to.
+- ``stats_meta``: hashes of the installed definitions and calendar.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlmodel import SQLModel
+
+#: The rollup key: (column, type, sentinel for "none").
+KEY_COLUMNS: tuple[tuple[str, type, object], ...] = (
+    ("dn", sa.Integer, None),
+    ("department_id", sa.Integer, 0),
+    ("grid_id", sa.Integer, 0),
+    ("category_id", sa.Integer, 0),
+    ("channel", sa.String(16), ""),
+    ("officer_id", sa.Integer, 0),
+    ("service_type", sa.String(16), ""),
+)
+#: The counts kept (``metrics.COUNTS`` except ``overdue``, which depends on the instant asked).
+ROLLUP_COUNTS: tuple[str, ...] = ("received", "accepted", "answered", "dispatched", "replied", "closed",
+                                  "closed_on_time", "response_due", "responded", "rated", "satisfied",
+                                  "closed_rated", "reopened", "returned")
+#: The durations histogrammed (``metrics.DURATIONS``), in the order of their index ``duration``.
+ROLLUP_DURATIONS: tuple[str, ...] = ("hours_to_claim", "hours_to_reply", "hours_to_close")
+
+metadata = SQLModel.metadata
+
+
+def _key(nullable: bool = False) -> list[sa.Column]:
+    return [sa.Column(name, type_, nullable=nullable) for name, type_, _ in KEY_COLUMNS]
+
+
+def _counts() -> list[sa.Column]:
+    return [sa.Column(name, sa.Integer, nullable=False) for name in ROLLUP_COUNTS]
+
+
+stats_day = sa.Table("stats_day", metadata, *_key(), *_counts(),
+                     sa.PrimaryKeyConstraint(*(c for c, _, _ in KEY_COLUMNS), name="pk_stats_day"))
+
+stats_day_hist = sa.Table("stats_day_hist", metadata, *_key(),
+                          sa.Column("duration", sa.SmallInteger, nullable=False),
+                          sa.Column("bucket", sa.SmallInteger, nullable=False),
+                          sa.Column("n", sa.Integer, nullable=False),
+                          sa.PrimaryKeyConstraint(*(c for c, _, _ in KEY_COLUMNS), "duration", "bucket",
+                                                  name="pk_stats_day_hist"))
+
+# append-only, no key: writers never contend on a row (folded every few seconds)
+stats_delta = sa.Table("stats_delta", metadata, *_key(),
+                       *(sa.Column(f"b_{d}", sa.SmallInteger, nullable=True) for d in ROLLUP_DURATIONS),
+                       *_counts())
+
+working_day = sa.Table(
+    "working_day", metadata,
+    sa.Column("dn", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("cum", sa.BigInteger, nullable=False),   # working seconds from the epoch to local midnight
+    sa.Column("wd", sa.SmallInteger, nullable=False),  # 1 = working day
+    sa.Column("week", sa.Integer, nullable=False),     # day number of the ISO week's Monday
+    sa.Column("month", sa.Integer, nullable=False),    # YYYYMM
+    sa.Column("quarter", sa.Integer, nullable=False),  # YYYYQ
+)
+
+stats_meta = sa.Table("stats_meta", metadata,
+                      sa.Column("name", sa.String(32), primary_key=True),
+                      sa.Column("value", sa.String(128), nullable=False))

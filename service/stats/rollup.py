@@ -1,0 +1,684 @@
+"""The statistics rollup (issue 10): counts and working-hour histograms per (local submission day,
+lead department, grid, category, channel, officer, service type), kept by database triggers on
+``ticket`` that are *generated from* :mod:`service.stats.metrics`, so that every writer (actions,
+set-based SLA sweeps, the one-statement intake, imports, merges, cadences, PATCHes, a hand-written
+``UPDATE``) keeps it by construction. ``docs/statistics.md`` ("Rollup") and ``docs/decisions.md``
+("Statistics rollup") give the design and its reasons.
+
+- :func:`install` (``qifu migrate``, the test database builder, ``qifu stats rebuild``): fills
+  ``working_day``, (re)creates the triggers and rebuilds the rollup when the stored definitions
+  hash differs from the code's. Idempotent.
+- The triggers append the *delta* of each statement (− the contribution of the old rows, + that
+  of the new rows, grouped by key and buckets) to the append-only ``stats_delta``.
+- :func:`fold` moves ``stats_delta`` into ``stats_day`` / ``stats_day_hist`` (Celery beat every
+  ``QIFU_STATS_FOLD_SECONDS``; ``qifu stats fold``). Queries read both, so they are exact before a
+  fold. It also applies a calendar change (holidays entered by an admin) to the histograms.
+- :func:`read` answers the summary's counts and histograms from the rollup;
+  :func:`hist_percentile` turns a histogram into a percentile.
+- :func:`rebuild` recomputes the rollup from the tickets, reports the differences, and repairs.
+
+A row's *contribution*: its key (sentinel ``0``/``''`` for a missing id/text), for each count of
+:data:`ROLLUP_COUNTS` ``CASE WHEN <the metric's predicate> THEN 1 ELSE 0 END``, and for each
+duration the histogram bucket of its working seconds ``round(W(end) − W(start))`` where the
+duration applies (:func:`service.stats.metrics.duration_condition`), else ``NULL``. ``W`` is
+:class:`service.stats.metrics.WorkingClockSQL` over the stored ``working_day`` table.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from types import SimpleNamespace
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.util import ClauseAdapter
+from sqlmodel import Session
+
+from service.calendar.core import EPOCH, WorkingCalendar, WorkingHours
+from service.calendar.service import get_calendar
+from service.db.types import UTCDateTime
+from service.stats.metrics import COUNTS, DURATIONS, LocalTime, T, WorkingClockSQL, duration_condition
+from service.stats.models import (
+    KEY_COLUMNS,
+    ROLLUP_COUNTS,
+    ROLLUP_DURATIONS,
+    stats_day,
+    stats_day_hist,
+    stats_delta,
+    stats_meta,
+    working_day,
+)
+from service.tickets.models import Ticket
+
+log = logging.getLogger("qifu.stats")
+
+KEY = tuple(name for name, _, _ in KEY_COLUMNS)
+#: Bump when the generated SQL changes in a way the hash would not see.
+VERSION = "1"
+#: The days ``working_day`` covers: the API's dates (service.common.schemas, 1990-2100).
+FIRST_DAY, LAST_DAY = date(1990, 1, 1), date(2100, 12, 31)
+FOLD_LOCK = 0x51F0_57A7  # pg_advisory_xact_lock key of fold/rebuild/install
+
+# --------------------------------------------------------------------------- histogram buckets
+
+def _edges() -> tuple[int, ...]:
+    """Bucket edges in working seconds: 0-1 h in 0.25 h steps, then ×1.25 per bucket up to the
+    last edge below 2,000 h (≈1,972 h); above it the overflow bucket."""
+    edges = [900, 1800, 2700]
+    k = 0
+    while 3600 * 1.25 ** k < 2000 * 3600:
+        edges.append(round(3600 * 1.25 ** k))
+        k += 1
+    return tuple(edges)
+
+
+#: ``bucket(s)`` = number of edges ``<= s`` (0 … ``len(EDGES)``; the last is the overflow).
+EDGES: tuple[int, ...] = _edges()
+OVERFLOW = len(EDGES)
+
+
+def bucket_of(seconds: float) -> int:
+    """The bucket of ``round(seconds)`` working seconds (negative: bucket 0)."""
+    return bisect.bisect_right(EDGES, round(seconds))
+
+
+def bucket_bounds(bucket: int) -> tuple[float, float | None]:
+    """``(lower, upper)`` working hours of a bucket (``upper`` None for the overflow bucket)."""
+    lower = EDGES[bucket - 1] / 3600 if bucket > 0 else 0.0
+    upper = EDGES[bucket] / 3600 if bucket < OVERFLOW else None
+    return lower, upper
+
+
+def _value_at_rank(hist: dict[int, int], rank: int) -> float:
+    seen = 0
+    for b in sorted(hist):
+        c = hist[b]
+        if c <= 0:
+            continue
+        if rank < seen + c:
+            lower, upper = bucket_bounds(b)
+            if upper is None:
+                return lower
+            return lower + (rank - seen + 0.5) / c * (upper - lower)
+        seen += c
+    raise ValueError(rank)
+
+
+def hist_percentile(hist: dict[int, int], fraction: float) -> float | None:
+    """The ``fraction`` percentile (working hours) of a histogram ``{bucket: count}``, with
+    ``percentile_cont``'s interpolation between ranks, each rank's value estimated by spreading a
+    bucket's ``c`` values evenly over it (the ``j``-th at ``lower + (j + ½)/c · width``).
+
+    Error bound: every rank's estimate lies in the bucket of the true value, so the result is
+    within the wider of the two buckets holding the ranks it interpolates between: < 0.25 h below
+    1 h, < 25 % of the value above (and ≥ 1,972 h the estimate is the overflow's lower edge).
+    ``None`` for an empty histogram."""
+    n = sum(c for c in hist.values() if c > 0)
+    if n == 0:
+        return None
+    x = fraction * (n - 1)
+    lo = int(x)
+    hi = min(lo + 1, n - 1)
+    a, b = _value_at_rank(hist, lo), _value_at_rank(hist, hi)
+    return a + (x - lo) * (b - a)
+
+
+def percentile_error_bound(values: list[float], fraction: float) -> float:
+    """The bound of :func:`hist_percentile` for these exact values (hours): the width of the wider
+    bucket holding the two ranks interpolated between (infinite in the overflow bucket)."""
+    v = sorted(values)
+    x = fraction * (len(v) - 1)
+    lo = int(x)
+    hi = min(lo + 1, len(v) - 1)
+    widths = []
+    for value in (v[lo], v[hi]):
+        lower, upper = bucket_bounds(bucket_of(value * 3600))
+        widths.append(float("inf") if upper is None else upper - lower)
+    return max(widths)
+
+
+# --------------------------------------------------------------------------- generated SQL
+
+def _bucket_sql(s, lo: int = 0, hi: int = OVERFLOW):
+    """``bucket(s)`` as a binary tree of CASEs over :data:`EDGES` (about 6 comparisons)."""
+    if lo == hi:
+        return sa.literal_column(str(lo))
+    mid = (lo + hi) // 2  # buckets lo..mid are those with s < EDGES[mid]
+    return sa.case((s < EDGES[mid], _bucket_sql(s, lo, mid)), else_=_bucket_sql(s, mid + 1, hi))
+
+
+_R = Ticket.__table__.alias("r")
+_SRC_MARK = "ticket AS r"
+
+
+def _dialect(name: str):
+    if name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.dialect()
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.dialect()
+
+
+def _compile(stmt, dialect_name: str) -> str:
+    return str(stmt.compile(dialect=_dialect(dialect_name), compile_kwargs={"literal_binds": True}))
+
+
+@lru_cache(maxsize=8)
+def contribution_sql(dialect_name: str, hours: WorkingHours, tz: str) -> str:
+    """``SELECT <key>, b_<duration>…, <count>… FROM ({src} AS r …) AS q``: one contribution row
+    per ticket row of ``{src}`` (a table, a transition table or a one-row sub-select of ``NEW``).
+
+    Generated from :data:`metrics.COUNTS` and :func:`metrics.duration_condition` (compiled with
+    literal values), the working clock over ``working_day``, the working periods ``hours`` and
+    the office zone ``tz`` (baked in)."""
+    calendar = WorkingCalendar({}, hours, tz)
+    local = LocalTime(dialect_name, calendar.tz)
+    wc = WorkingClockSQL.on_table(calendar, local, working_day)
+    from_: Any = Ticket.__table__
+    for column in wc.columns():
+        from_ = wc.join(from_, column)
+    now = datetime(2000, 1, 1, tzinfo=UTC)  # no rollup count depends on the instant (overdue is live)
+    seconds = {d: sa.case((duration_condition(DURATIONS[d]),
+                           sa.func.round(wc.clock(DURATIONS[d].end) - wc.clock(DURATIONS[d].start))), else_=None)
+               for d in ROLLUP_DURATIONS}
+    inner = sa.select(
+        local.day_number(T.submitted_at).label("dn"),
+        sa.func.coalesce(T.lead_department_id, 0).label("department_id"),
+        sa.func.coalesce(T.grid_id, 0).label("grid_id"),
+        sa.func.coalesce(T.category_id, 0).label("category_id"),
+        sa.func.coalesce(T.channel, "").label("channel"),
+        sa.func.coalesce(T.officer_id, 0).label("officer_id"),
+        sa.func.coalesce(T.service_type, "").label("service_type"),
+        *(seconds[d].label(f"s_{d}") for d in ROLLUP_DURATIONS),
+        *(sa.case((COUNTS[n].predicate(now), 1), else_=0).label(n) for n in ROLLUP_COUNTS if n != "received"),
+    ).select_from(from_)
+    inner = ClauseAdapter(_R).traverse(inner)
+    text = _compile(inner, dialect_name)
+    if text.count(_SRC_MARK) != 1:
+        raise RuntimeError("contribution SQL: cannot find the source table")
+    text = text.replace(_SRC_MARK, "{src} AS r")
+    q = sa.table("q", *(sa.column(f"s_{d}") for d in ROLLUP_DURATIONS))
+    buckets = ", ".join(
+        f"{_compile(sa.case((q.c[f's_{d}'].is_(None), None), else_=_bucket_sql(q.c[f's_{d}'])), dialect_name)} AS b_{d}".replace("q.", "") for d in ROLLUP_DURATIONS)
+    counts = ", ".join(n for n in ROLLUP_COUNTS if n != "received")
+    return (f"SELECT {', '.join(KEY)}, {buckets}, {counts} FROM ({text}) AS q")
+
+
+def _contrib(dialect_name: str, calendar: WorkingCalendar, src: str) -> str:
+    return contribution_sql(dialect_name, calendar.hours, str(calendar.tz)).replace("{src}", src)
+
+
+def _delta_select(parts: list[tuple[int, str]], dialect_name: str, calendar: WorkingCalendar) -> str:
+    """``SELECT key, buckets, Σ sign·count … GROUP BY key, buckets HAVING <not all zero>`` over the
+    contributions of ``(sign, src)`` parts."""
+    union = " UNION ALL ".join(f"SELECT {sign} AS sg, c.* FROM ({_contrib(dialect_name, calendar, src)}) AS c"
+                               for sign, src in parts)
+    keys = [*KEY, *(f"b_{d}" for d in ROLLUP_DURATIONS)]
+    sums = ["sum(sg) AS received", *(f"sum(sg * {n}) AS {n}" for n in ROLLUP_COUNTS if n != "received")]
+    having = " OR ".join(["sum(sg) <> 0", *(f"sum(sg * {n}) <> 0" for n in ROLLUP_COUNTS if n != "received")])
+    return (f"SELECT {', '.join(keys)}, {', '.join(sums)} FROM ({union}) AS d "
+            f"GROUP BY {', '.join(keys)} HAVING {having}")
+
+
+DELTA_COLUMNS = ", ".join([*KEY, *(f"b_{d}" for d in ROLLUP_DURATIONS), *ROLLUP_COUNTS])
+TRIGGERS = ("stats_ticket_ins", "stats_ticket_upd", "stats_ticket_del", "stats_ticket_trunc")
+
+
+def trigger_ddl(dialect_name: str, calendar: WorkingCalendar) -> list[str]:
+    """The statements that (re)create the triggers on ``ticket`` (drop statements included).
+
+    PostgreSQL: statement-level ``AFTER INSERT/UPDATE/DELETE`` triggers with transition tables
+    (one ``INSERT … SELECT`` per statement, whatever its number of rows) and a ``TRUNCATE``
+    trigger that empties the rollup. SQLite: row-level triggers doing the same per row."""
+    insert = f"INSERT INTO stats_delta ({DELTA_COLUMNS}) "
+    out: list[str] = []
+    if dialect_name == "postgresql":
+        bodies = {
+            "stats_ticket_ins": ("INSERT", "REFERENCING NEW TABLE AS new_rows",
+                                 insert + _delta_select([(1, "new_rows")], dialect_name, calendar) + ";"),
+            "stats_ticket_upd": ("UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
+                                 insert + _delta_select([(-1, "old_rows"), (1, "new_rows")], dialect_name,
+                                                        calendar) + ";"),
+            "stats_ticket_del": ("DELETE", "REFERENCING OLD TABLE AS old_rows",
+                                 insert + _delta_select([(-1, "old_rows")], dialect_name, calendar) + ";"),
+            "stats_ticket_trunc": ("TRUNCATE", "",
+                                   "DELETE FROM stats_delta; DELETE FROM stats_day; DELETE FROM stats_day_hist;"),
+        }
+        for name, (event, referencing, body) in bodies.items():
+            out.append(f"DROP TRIGGER IF EXISTS {name} ON ticket")
+            out.append(f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $qifu$\n"
+                       f"BEGIN\n{body}\nRETURN NULL;\nEND\n$qifu$")
+            out.append(f"CREATE TRIGGER {name} AFTER {event} ON ticket {referencing} FOR EACH STATEMENT "
+                       f"EXECUTE FUNCTION {name}()")
+        return out
+    row = ", ".join(f"{{row}}.{c.name} AS {c.name}" for c in Ticket.__table__.c)
+    new, old = f"(SELECT {row.format(row='NEW')})", f"(SELECT {row.format(row='OLD')})"
+    bodies = {"stats_ticket_ins": ("INSERT", [(1, new)]), "stats_ticket_upd": ("UPDATE", [(-1, old), (1, new)]),
+              "stats_ticket_del": ("DELETE", [(-1, old)])}
+    for name, (event, parts) in bodies.items():
+        out.append(f"DROP TRIGGER IF EXISTS {name}")
+        out.append(f"CREATE TRIGGER {name} AFTER {event} ON ticket BEGIN "
+                   f"{insert}{_delta_select(parts, dialect_name, calendar)}; END")
+    return out
+
+
+def _hash(*parts: Any) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+
+def definitions_hash(dialect_name: str, calendar: WorkingCalendar) -> str:
+    """Hash of everything the stored rollup depends on except the calendar's days: the trigger
+    SQL (metric predicates, working periods, zone), the buckets, the key, the range."""
+    return _ddl_hash(dialect_name, calendar.hours, str(calendar.tz))
+
+
+@lru_cache(maxsize=8)
+def _ddl_hash(dialect_name: str, hours: WorkingHours, tz: str) -> str:
+    return _hash(VERSION, EDGES, KEY, ROLLUP_COUNTS, ROLLUP_DURATIONS, FIRST_DAY, LAST_DAY,
+                 trigger_ddl(dialect_name, WorkingCalendar({}, hours, tz)))
+
+
+def calendar_hash(calendar: WorkingCalendar) -> str:
+    """Hash of the calendar's days as ``working_day`` stores them (overrides, periods, zone)."""
+    return _hash(sorted(calendar.overrides.items()), tuple(calendar.hours.spans), str(calendar.tz))
+
+
+# --------------------------------------------------------------------------- working_day
+
+def working_day_rows(calendar: WorkingCalendar) -> list[dict[str, int]]:
+    """Every day of ``[FIRST_DAY, LAST_DAY]``: day number, ``W`` at local midnight (whole working
+    seconds: ``W`` of the first midnight, then + a working day's seconds after each working day),
+    working-day flag, and the Monday/month/quarter of the day. Years without official data fall
+    back to Monday-Friday (the calendar's rule; its warning is not repeated here)."""
+    calendar_log = logging.getLogger("qifu.calendar")
+    level = calendar_log.level
+    calendar_log.setLevel(logging.ERROR)
+    try:
+        rows = []
+        d = FIRST_DAY
+        one = timedelta(days=1)
+        cum = int(calendar.working_clock(datetime.combine(d, time.min, tzinfo=calendar.tz)))
+        day_seconds = calendar.hours.day_seconds
+        while d <= LAST_DAY:
+            dn = (d - EPOCH).days
+            wd = 1 if calendar.is_working_day(d) else 0
+            rows.append({"dn": dn, "cum": cum, "wd": wd, "week": dn - d.weekday(),
+                         "month": d.year * 100 + d.month, "quarter": d.year * 10 + (d.month + 2) // 3})
+            cum += wd * day_seconds
+            d += one
+        return rows
+    finally:
+        calendar_log.setLevel(level)
+
+
+def _fill_working_day(conn: sa.Connection, rows: list[dict[str, int]]) -> None:
+    conn.execute(sa.delete(working_day))
+    for i in range(0, len(rows), 5000):
+        conn.execute(sa.insert(working_day), rows[i:i + 5000])
+
+
+def _meta(conn: sa.Connection) -> dict[str, str]:
+    return dict(conn.execute(sa.select(stats_meta.c.name, stats_meta.c.value)).all())
+
+
+def _set_meta(conn: sa.Connection, **values: str) -> None:
+    for name, value in values.items():
+        conn.execute(sa.delete(stats_meta).where(stats_meta.c.name == name))
+        conn.execute(sa.insert(stats_meta).values(name=name, value=value))
+
+
+def _lock(conn: sa.Connection, tickets: bool = False) -> None:
+    """Serialise fold/rebuild/install (PostgreSQL advisory lock; SQLite has one writer); with
+    ``tickets`` also hold writers of ``ticket`` off until commit (SHARE lock)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({FOLD_LOCK})")
+        if tickets:
+            conn.exec_driver_sql("LOCK TABLE ticket IN SHARE MODE")
+
+
+# --------------------------------------------------------------------------- install
+
+def _conn(session_or_conn) -> sa.Connection:
+    return session_or_conn.connection() if isinstance(session_or_conn, Session) else session_or_conn
+
+
+def is_current(session: Session) -> bool:
+    """True when the stored rollup matches the code's definitions and the calendar in force (the
+    summary reads the rollup only then; otherwise it recounts the tickets)."""
+    conn = _conn(session)
+    calendar = get_calendar(session)
+    try:
+        meta = _meta(conn)
+    except sa.exc.DBAPIError:  # pragma: no cover - a database older than the rollup migration
+        return False
+    return (meta.get("definitions") == definitions_hash(conn.dialect.name, calendar)
+            and meta.get("calendar") == calendar_hash(calendar))
+
+
+def install(session_or_conn, calendar: WorkingCalendar | None = None, force: bool = False) -> bool:
+    """Install or refresh the rollup on this database: fill ``working_day``, (re)create the
+    triggers on ``ticket``, rebuild ``stats_day``/``stats_day_hist`` from the tickets and store the
+    hashes — when the stored definitions hash differs from the code's (or ``force``). A changed
+    calendar alone is applied incrementally (:func:`apply_calendar`). Idempotent; runs in the
+    caller's transaction. Returns True when something was (re)built.
+
+    Called after ``alembic upgrade head`` by ``qifu migrate`` / ``qifu standalone`` and the test
+    database builder, and by ``qifu stats rebuild``."""
+    conn = _conn(session_or_conn)
+    if calendar is None:
+        calendar = get_calendar(session_or_conn) if isinstance(session_or_conn, Session) else _calendar_of(conn)
+    dialect_name = conn.dialect.name
+    wanted = definitions_hash(dialect_name, calendar)
+    meta = _meta(conn)
+    if meta.get("definitions") == wanted and not force:
+        if meta.get("calendar") != calendar_hash(calendar):
+            apply_calendar(conn, calendar)
+            return True
+        return False
+    _lock(conn, tickets=True)
+    _fill_working_day(conn, working_day_rows(calendar))
+    for statement in trigger_ddl(dialect_name, calendar):
+        conn.exec_driver_sql(statement)
+    _replace(conn, calendar)
+    _set_meta(conn, definitions=wanted, calendar=calendar_hash(calendar))
+    log.info("stats rollup installed (%s)", wanted)
+    return True
+
+
+def _calendar_of(conn: sa.Connection) -> WorkingCalendar:
+    with Session(bind=conn) as session:
+        return get_calendar(session)
+
+
+def apply_calendar(conn: sa.Connection, calendar: WorkingCalendar) -> int:
+    """Apply a changed working calendar (holidays or make-up days entered by an admin, SPEC §4):
+    refresh ``working_day`` and move the histograms of the tickets whose durations end on or after
+    the first changed day (− their buckets under the old days, + under the new, appended to
+    ``stats_delta``), in the caller's transaction with ``ticket`` writers held off. Returns the
+    number of days changed."""
+    dialect_name = conn.dialect.name
+    _lock(conn, tickets=True)
+    rows = working_day_rows(calendar)
+    stored = {r.dn: (r.cum, r.wd) for r in conn.execute(sa.select(working_day.c.dn, working_day.c.cum,
+                                                                     working_day.c.wd))}
+    changed = [r["dn"] for r in rows if stored.get(r["dn"]) != (r["cum"], r["wd"])]
+    if changed:
+        first = EPOCH + timedelta(days=min(changed))
+        since = datetime.combine(first, time.min, tzinfo=calendar.tz)
+        src = ("(SELECT * FROM ticket WHERE claimed_at >= :since OR first_replied_at >= :since "
+               "OR closed_at >= :since)")
+        param = sa.bindparam("since", since, type_=UTCDateTime)
+        insert = f"INSERT INTO stats_delta ({DELTA_COLUMNS}) "
+        conn.execute(sa.text(insert + _delta_select([(-1, src)], dialect_name, calendar)).bindparams(param))
+        _fill_working_day(conn, rows)
+        conn.execute(sa.text(insert + _delta_select([(1, src)], dialect_name, calendar)).bindparams(param))
+    _set_meta(conn, calendar=calendar_hash(calendar))
+    return len(changed)
+
+
+# --------------------------------------------------------------------------- fold
+
+def _upsert_day(source: str, dialect_name: str) -> str:
+    counts = ", ".join(f"sum({n})" for n in ROLLUP_COUNTS)
+    update = ", ".join(f"{n} = stats_day.{n} + excluded.{n}" for n in ROLLUP_COUNTS)
+    return (f"INSERT INTO stats_day ({', '.join(KEY)}, {', '.join(ROLLUP_COUNTS)}) "
+            f"SELECT {', '.join(KEY)}, {counts} FROM {source} WHERE true GROUP BY {', '.join(KEY)} "
+            f"ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET {update}")
+
+
+def _hist_source(source: str) -> str:
+    return " UNION ALL ".join(f"SELECT {', '.join(KEY)}, {i} AS duration, b_{d} AS bucket, received AS n "
+                              f"FROM {source} WHERE b_{d} IS NOT NULL" for i, d in enumerate(ROLLUP_DURATIONS))
+
+
+def _upsert_hist(source: str) -> str:
+    cols = ", ".join([*KEY, "duration", "bucket"])
+    return (f"INSERT INTO stats_day_hist ({cols}, n) SELECT {cols}, sum(n) FROM ({_hist_source(source)}) AS h "
+            f"WHERE true GROUP BY {cols} ON CONFLICT ({cols}) DO UPDATE SET n = stats_day_hist.n + excluded.n")
+
+
+def fold(session_or_conn) -> int:
+    """Move every ``stats_delta`` row into ``stats_day``/``stats_day_hist`` atomically and apply a
+    changed calendar (:func:`apply_calendar`) first; returns the number of delta rows moved.
+    Runs in the caller's transaction (commit it). Safe beside writers and other folds
+    (PostgreSQL: one ``DELETE … RETURNING`` feeding both upserts; an advisory lock)."""
+    conn = _conn(session_or_conn)
+    calendar = get_calendar(session_or_conn) if isinstance(session_or_conn, Session) else _calendar_of(conn)
+    meta = _meta(conn)
+    if meta.get("definitions") != definitions_hash(conn.dialect.name, calendar):
+        install(conn, calendar)
+        return 0
+    if meta.get("calendar") != calendar_hash(calendar):
+        apply_calendar(conn, calendar)
+    _lock(conn)
+    if conn.dialect.name == "postgresql":
+        moved = conn.exec_driver_sql(
+            "WITH moved AS (DELETE FROM stats_delta RETURNING *), "
+            f"d AS ({_upsert_day('moved', 'postgresql')} RETURNING 1), "
+            f"h AS ({_upsert_hist('moved')} RETURNING 1) "
+            "SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM d), (SELECT count(*) FROM h)").one()
+        return int(moved[0])
+    n = conn.exec_driver_sql("SELECT count(*) FROM stats_delta").scalar_one()
+    if n:
+        conn.exec_driver_sql(_upsert_day("stats_delta", "sqlite"))
+        conn.exec_driver_sql(_upsert_hist("stats_delta"))
+        conn.exec_driver_sql("DELETE FROM stats_delta")
+    return int(n)
+
+
+# --------------------------------------------------------------------------- rebuild
+
+def _fresh_day(dialect_name: str, calendar: WorkingCalendar) -> str:
+    sums = ", ".join(["count(*) AS received", *(f"sum({n}) AS {n}" for n in ROLLUP_COUNTS if n != "received")])
+    return (f"SELECT {', '.join(KEY)}, {sums} FROM ({_contrib(dialect_name, calendar, 'ticket')}) AS c "
+            f"GROUP BY {', '.join(KEY)}")
+
+
+def _fresh_hist(dialect_name: str, calendar: WorkingCalendar) -> str:
+    cols = ", ".join([*KEY, "duration", "bucket"])
+    parts = " UNION ALL ".join(f"SELECT {', '.join(KEY)}, {i} AS duration, b_{d} AS bucket FROM c WHERE b_{d} IS NOT NULL"
+                               for i, d in enumerate(ROLLUP_DURATIONS))
+    return (f"WITH c AS ({_contrib(dialect_name, calendar, 'ticket')}) "
+            f"SELECT {cols}, count(*) AS n FROM ({parts}) AS h GROUP BY {cols}")
+
+
+def _live_day() -> str:
+    cols = ", ".join([*KEY, *ROLLUP_COUNTS])
+    sums = ", ".join(f"sum({n}) AS {n}" for n in ROLLUP_COUNTS)
+    having = " OR ".join(f"sum({n}) <> 0" for n in ROLLUP_COUNTS)
+    return (f"SELECT {', '.join(KEY)}, {sums} FROM (SELECT {cols} FROM stats_day UNION ALL "
+            f"SELECT {cols} FROM stats_delta) AS l GROUP BY {', '.join(KEY)} HAVING {having}")
+
+
+def _live_hist() -> str:
+    cols = ", ".join([*KEY, "duration", "bucket"])
+    return (f"SELECT {cols}, sum(n) AS n FROM (SELECT {cols}, n FROM stats_day_hist UNION ALL "
+            f"{_hist_source('stats_delta')}) AS l GROUP BY {cols} HAVING sum(n) <> 0")
+
+
+def _replace(conn: sa.Connection, calendar: WorkingCalendar) -> None:
+    """Replace the rollup by a recount of the tickets (caller holds :func:`_lock` with tickets)."""
+    dialect_name = conn.dialect.name
+    for table in ("stats_delta", "stats_day", "stats_day_hist"):
+        conn.exec_driver_sql(f"DELETE FROM {table}")
+    conn.exec_driver_sql(f"INSERT INTO stats_day ({', '.join([*KEY, *ROLLUP_COUNTS])}) "
+                         f"{_fresh_day(dialect_name, calendar)}")
+    cols = ", ".join([*KEY, "duration", "bucket", "n"])
+    fresh = _fresh_hist(dialect_name, calendar)
+    if dialect_name == "postgresql":
+        conn.exec_driver_sql(f"INSERT INTO stats_day_hist ({cols}) {fresh}")
+    else:  # SQLite: INSERT … WITH is written WITH … INSERT
+        with_part, select_part = fresh.split(") SELECT ", 1)
+        conn.exec_driver_sql(f"{with_part}) INSERT INTO stats_day_hist ({cols}) SELECT {select_part}")
+
+
+@dataclass
+class Difference:
+    """One rollup cell that differs from the recount: ``kind`` "count" (``measure`` a count name)
+    or "hist" (``measure`` = ``<duration>[<bucket>]``); ``key`` the rollup key as a dict."""
+
+    kind: str
+    key: dict[str, Any]
+    measure: str
+    live: int
+    recount: int
+
+    def describe(self) -> str:
+        day = EPOCH + timedelta(days=self.key["dn"])
+        key = " ".join(f"{k}={v!r}" for k, v in self.key.items() if k != "dn")
+        return f"{day} {key} {self.measure}: 汇总={self.live} 重算={self.recount}"
+
+
+@dataclass
+class RebuildReport:
+    """What :func:`rebuild` found (``differences``: empty when the rollup equals the recount) and
+    did (``repaired``: the live rows were replaced; ``installed``: the definitions were outdated
+    and the rollup was installed afresh; ``outdated``: outdated and left as is, check only)."""
+
+    differences: list[Difference] = field(default_factory=list)
+    repaired: bool = False
+    installed: bool = False
+    outdated: bool = False
+
+
+def _diff(conn: sa.Connection, live: str, fresh: str, names: list[str], kind: str) -> list[Difference]:
+    key_cols = list(KEY) + (["duration", "bucket"] if kind == "hist" else [])
+    rows: dict[tuple, dict[str, dict[str, int]]] = {}
+    for side, a, b in (("live", live, fresh), ("recount", fresh, live)):
+        stmt = f"SELECT * FROM ({a}) AS a EXCEPT SELECT * FROM ({b}) AS b"
+        for r in conn.exec_driver_sql(stmt).mappings():
+            key = tuple(r[k] for k in key_cols)
+            rows.setdefault(key, {})[side] = {n: int(r[n]) for n in names}
+    out = []
+    for key, sides in sorted(rows.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        live_v = sides.get("live", {n: 0 for n in names})
+        fresh_v = sides.get("recount", {n: 0 for n in names})
+        as_key = dict(zip(KEY, key[:len(KEY)], strict=True))
+        for n in names:
+            if live_v[n] != fresh_v[n]:
+                measure = n if kind == "count" else f"{ROLLUP_DURATIONS[key[-2]]}[{key[-1]}]"
+                out.append(Difference(kind, as_key, measure, live_v[n], fresh_v[n]))
+    return out
+
+
+def differences(session_or_conn, calendar: WorkingCalendar | None = None) -> list[Difference]:
+    """Every cell where the live rollup (``stats_day`` + ``stats_delta``, histograms alike)
+    differs from a recount of the tickets (``EXCEPT`` both ways; each comparison one statement,
+    one snapshot)."""
+    conn = _conn(session_or_conn)
+    calendar = calendar or (get_calendar(session_or_conn) if isinstance(session_or_conn, Session)
+                            else _calendar_of(conn))
+    d = conn.dialect.name
+    fresh_hist = _fresh_hist(d, calendar)
+    # a WITH cannot sit inside a sub-select on every engine: inline the CTE
+    with_part, select_part = fresh_hist.split(") SELECT ", 1)
+    fresh_hist = "SELECT " + select_part.replace("FROM c WHERE", f"FROM ({with_part[len('WITH c AS ('):]}) AS c WHERE")
+    return (_diff(conn, _live_day(), _fresh_day(d, calendar), list(ROLLUP_COUNTS), "count")
+            + _diff(conn, _live_hist(), fresh_hist, ["n"], "hist"))
+
+
+def rebuild(session_or_conn, check_only: bool = False) -> RebuildReport:
+    """Recompute the rollup from the tickets (one set-based ``INSERT … SELECT … GROUP BY``),
+    compare it with the live rows and report every difference; unless ``check_only``, replace the
+    live rows (in the caller's transaction; ``ticket`` writers wait until it commits). An outdated
+    installation (code changed since ``install``) is installed afresh, or reported when
+    ``check_only``."""
+    conn = _conn(session_or_conn)
+    calendar = get_calendar(session_or_conn) if isinstance(session_or_conn, Session) else _calendar_of(conn)
+    meta = _meta(conn)
+    if meta.get("definitions") != definitions_hash(conn.dialect.name, calendar) or \
+            meta.get("calendar") != calendar_hash(calendar):
+        if check_only:
+            return RebuildReport(outdated=True)
+        install(conn, calendar)
+        return RebuildReport(installed=True, repaired=True, differences=differences(conn, calendar))
+    if not check_only:
+        _lock(conn, tickets=True)
+    found = differences(conn, calendar)
+    report = RebuildReport(differences=found)
+    if found and not check_only:
+        _replace(conn, calendar)
+        report.repaired = True
+    return report
+
+
+# --------------------------------------------------------------------------- reading
+
+def table_columns(table: sa.Table) -> SimpleNamespace:
+    """The population columns of a rollup table as attributes named like ``ticket``'s columns
+    (for :func:`service.stats.service.filter_condition`)."""
+    return SimpleNamespace(lead_department_id=table.c.department_id, grid_id=table.c.grid_id,
+                           category_id=table.c.category_id, channel=table.c.channel,
+                           officer_id=table.c.officer_id, service_type=table.c.service_type)
+
+
+def _group(group_by: str, s) -> tuple[sa.ColumnElement, Any]:
+    """The grouping expression over the union sub-select ``s`` and the FROM clause."""
+    from service.regions.models import Grid
+
+    if group_by == "region":
+        grid = Grid.__table__
+        return grid.c.region_id, s.outerjoin(grid, grid.c.id == s.c.grid_id)
+    if group_by in ("week", "month", "quarter"):
+        return working_day.c[group_by], s.outerjoin(working_day, working_day.c.dn == s.c.dn)
+    column = {"department": "department_id", "grid": "grid_id", "category": "category_id", "officer": "officer_id",
+              "day": "dn"}.get(group_by, group_by)
+    return s.c[column], s
+
+
+def group_key(group_by: str, value: Any) -> Any:
+    """A rollup group value as the summary's key (sentinels → ``None``; days → ISO strings)."""
+    if value is None or value == 0 and group_by not in ("day", "week") or value == "":
+        return None
+    if group_by in ("day", "week"):
+        return (EPOCH + timedelta(days=int(value))).isoformat()
+    if group_by == "month":
+        return f"{int(value) // 100:04d}-{int(value) % 100:02d}"
+    if group_by == "quarter":
+        return f"{int(value) // 10:04d}-Q{int(value) % 10}"
+    return value
+
+
+def read(session: Session, group_by: str, dn_from: int, dn_to: int, where) -> tuple[
+        dict[Any, dict[str, int]], dict[Any, dict[str, dict[int, int]]]]:
+    """Counts and histograms per group of ``group_by`` over the rollup rows with day numbers in
+    ``[dn_from, dn_to]`` matching ``where(columns)`` (a function of :func:`table_columns`).
+
+    Returns ``(counts, hists)``: ``{key: {count: n}}`` (groups with tickets only) and
+    ``{key: {duration: {bucket: n}}}``. Reads ``stats_day`` + ``stats_delta`` (exact before a
+    fold): rows grow with days × key combinations, not with tickets."""
+    def cond(table):
+        return sa.and_(table.c.dn >= dn_from, table.c.dn <= dn_to, where(table_columns(table)))
+
+    cols = [*KEY, *ROLLUP_COUNTS]
+    s = sa.union_all(sa.select(*(stats_day.c[c] for c in cols)).where(cond(stats_day)),
+                     sa.select(*(stats_delta.c[c] for c in cols)).where(cond(stats_delta))).subquery("s")
+    grp, from_ = _group(group_by, s)
+    stmt = (sa.select(grp.label("grp"), *(sa.func.sum(s.c[n]).label(n) for n in ROLLUP_COUNTS))
+            .select_from(from_).group_by(grp).having(sa.func.sum(s.c.received) > 0))
+    counts = {}
+    for r in session.execute(stmt).mappings():
+        counts[group_key(group_by, r["grp"])] = {n: int(r[n]) for n in ROLLUP_COUNTS}
+    branches = [sa.select(*(stats_day_hist.c[c] for c in (*KEY, "duration", "bucket", "n")))
+                .where(cond(stats_day_hist))]
+    for i, d in enumerate(ROLLUP_DURATIONS):
+        branches.append(sa.select(*(stats_delta.c[c] for c in KEY), sa.literal(i).label("duration"),
+                                  stats_delta.c[f"b_{d}"].label("bucket"), stats_delta.c.received.label("n"))
+                        .where(cond(stats_delta), stats_delta.c[f"b_{d}"].is_not(None)))
+    h = sa.union_all(*branches).subquery("s")
+    grp, from_ = _group(group_by, h)
+    stmt = (sa.select(grp.label("grp"), h.c.duration, h.c.bucket, sa.func.sum(h.c.n).label("n"))
+            .select_from(from_).group_by(grp, h.c.duration, h.c.bucket))
+    hists: dict[Any, dict[str, dict[int, int]]] = {}
+    for r in session.execute(stmt).all():
+        if r.n:
+            per = hists.setdefault(group_key(group_by, r.grp), {d: {} for d in ROLLUP_DURATIONS})
+            per[ROLLUP_DURATIONS[r.duration]][int(r.bucket)] = int(r.n)
+    return counts, hists

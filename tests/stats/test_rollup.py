@@ -1,0 +1,416 @@
+"""The statistics rollup (issue 10, docs/statistics.md "Rollup"): kept by the generated triggers
+through every kind of ticket write, it always equals a recount.
+
+- A property test (hypothesis) drives random lifecycles on PostgreSQL and on SQLite — every
+  workflow action from every status, merges, returns, holds, extensions, reopens, the SLA sweeps at
+  a moved clock, an import, a hand-written ``UPDATE`` of category and grid, folds at random
+  moments — then every count of several groupings equals the plain recount (and ``exact=True``),
+  percentiles lie within the stated histogram bound, and ``rebuild --check`` finds nothing.
+- Two sessions racing on one ticket (PostgreSQL, committed): one wins, the rollup equals the recount.
+- ``rebuild`` finds and repairs deliberately corrupted rows; a calendar change is applied by the fold.
+- Percentiles from histograms against the exact ``percentile_cont`` on random data.
+- Bad input for ``exact``; the ``qifu stats rebuild`` / ``fold`` commands.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import time_machine
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from sqlmodel import Session, select
+
+from service import clock
+from service.auth.actor import Actor
+from service.calendar import service as calendar_service
+from service.errors import AppError
+from service.imports import ImportOptions, import_file
+from service.regions.models import Grid
+from service.sla import sweeps
+from service.stats import rollup
+from service.stats.service import summary
+from service.tickets.models import Ticket
+from service.tickets.workflow import TRANSITIONS
+from tests import factories as f
+from tests.factories import SHANGHAI
+from tests.stats.test_stats import _p, _raw, check_against_recount
+
+EXAMPLES = int(os.environ.get("QIFU_ROLLUP_EXAMPLES", "5"))
+GROUPINGS = ("department", "region", "category", "officer", "channel", "week", "month")
+CATEGORIES = ("problem.labour", "problem.transport", "problem.power", "consultation.tax")
+ENTERPRISES = ("ent1", "ent2", "ent3")
+_periods = itertools.count()
+NO_SHRINK = (Phase.explicit, Phase.generate)  # each example drives real services: no shrinking
+
+
+# --------------------------------------------------------------------------- percentiles
+
+@pytest.mark.parametrize("seed", range(20))
+def test_histogram_percentiles_lie_within_the_stated_bound(seed: int):
+    """On random working-hour samples (from minutes to thousands of hours, with ties at 0) the
+    histogram estimate of p50/p90 is within the bound of :func:`rollup.hist_percentile` of the
+    exact ``percentile_cont`` value."""
+    rng = random.Random(seed)
+    n = rng.choice([1, 2, 3, 10, 100, 1000])
+    values = [0.0 if rng.random() < 0.1 else rng.lognormvariate(rng.uniform(-2, 5), rng.uniform(0.2, 2))
+              for _ in range(n)]
+    hist: dict[int, int] = {}
+    for v in values:
+        b = rollup.bucket_of(v * 3600)
+        hist[b] = hist.get(b, 0) + 1
+    for frac in (0.5, 0.9):
+        exact = _p(values, frac)
+        bound = rollup.percentile_error_bound(values, frac)
+        estimate = rollup.hist_percentile(hist, frac)
+        assert abs(estimate - exact) <= bound + 1e-9, (n, frac, estimate, exact, bound)
+        assert bound <= max(0.25, 0.25 * max(values)) or bound == float("inf")
+    assert rollup.hist_percentile({}, 0.5) is None
+
+
+def test_bucket_edges_are_those_documented():
+    assert rollup.EDGES[:5] == (900, 1800, 2700, 3600, 4500)
+    assert all(b / a == pytest.approx(1.25, abs=1e-3) for a, b in itertools.pairwise(rollup.EDGES[3:]))
+    assert 1900 * 3600 < rollup.EDGES[-1] < 2000 * 3600
+    assert rollup.bucket_of(-5) == 0 and rollup.bucket_of(899.6) == 1 and rollup.bucket_of(10**9) == rollup.OVERFLOW
+
+
+# --------------------------------------------------------------------------- random lifecycles
+
+def _period() -> tuple[date, date]:
+    """A fresh month-long period per example (examples share the database)."""
+    start = date(2011, 1, 3) + timedelta(days=35 * next(_periods))
+    return start, start + timedelta(days=27)
+
+
+def _at(day: date, hours: float) -> datetime:
+    return datetime.combine(day, time(8, 30), tzinfo=SHANGHAI) + timedelta(hours=hours)
+
+
+def _import(session: Session, tmp: Path, day: date, n: int) -> None:
+    from tests.imports.test_import import write_csv
+
+    rows = []
+    for i in range(2):
+        when = _at(day, 3 + i)
+        replied = _at(day + timedelta(days=3), 2) if i == 0 else None
+        rows.append([f"R{n}-{i}", f"U{n}", f"导入诉求{i}", when.strftime("%Y/%m/%d %H:%M:%S"), "正文",
+                     "已协调解决。" if replied else "", replied.strftime("%Y/%m/%d %H:%M:%S") if replied else ""])
+    import_file(session, write_csv(tmp / f"import-{n}.csv", rows), ImportOptions())
+
+
+def _act(session: Session, ticket: Ticket, action: str) -> None:
+    """One action through the services in a savepoint; a refusal (409/422) changes nothing."""
+    try:
+        body = f.action_body(session, ticket, action)  # merge/link: another ticket (committed)
+        with session.begin_nested():
+            f.act(session, ticket, action, body)
+    except AppError:
+        pass
+    session.expire_all()
+
+
+def drive(session: Session, data, tmp: Path) -> tuple[date, date, datetime]:
+    """Random lifecycles in a period of their own; returns ``(first day, last day, now)``."""
+    first, last = _period()
+    tickets: list[Ticket] = []
+    hours = 0.0
+    for _ in range(data.draw(st.integers(2, 5), label="tickets")):
+        hours += data.draw(st.floats(0.1, 30), label="gap")
+        with time_machine.travel(_at(first, hours), tick=False):
+            enterprise = data.draw(st.sampled_from(ENTERPRISES), label="enterprise")
+            # on behalf: officer1 serves ent1 (a hotline call)
+            by = data.draw(st.sampled_from([None, "officer1"]), label="by") if enterprise == "ent1" else None
+            tickets.append(f.submit(session, enterprise=enterprise,
+                                    category_code=data.draw(st.sampled_from(CATEGORIES), label="category"),
+                                    by=by, priority=data.draw(st.sampled_from(["normal", "urgent"]))))
+    imported = False
+    grids = list(session.execute(sa.select(Grid.id)).scalars())
+    categories = [f.category(session, c).id for c in CATEGORIES]
+    for _ in range(data.draw(st.integers(4, 18), label="steps")):
+        hours += data.draw(st.floats(0.05, 90), label="advance")
+        now = _at(first, hours)
+        kind = data.draw(st.sampled_from(["action"] * 6 + ["sweep", "patch", "import", "fold"]), label="kind")
+        with time_machine.travel(now, tick=False):
+            if kind == "action":
+                ticket = f.reload(session, data.draw(st.sampled_from(tickets), label="ticket"))
+                legal = sorted(a.value for (s, a) in TRANSITIONS if s.value == ticket.status)
+                _act(session, ticket, data.draw(st.sampled_from(legal), label="action"))
+            elif kind == "sweep":
+                sweeps.send_reminders(session, now)
+                sweeps.mark_overdue(session, now)
+                sweeps.auto_close(session, now)
+            elif kind == "patch":  # a hand-written UPDATE (no service): the triggers still see it
+                ticket = data.draw(st.sampled_from(tickets), label="patched")
+                session.execute(sa.update(Ticket).where(Ticket.id == ticket.id).values(
+                    category_id=data.draw(st.sampled_from(categories)), grid_id=data.draw(st.sampled_from(grids))))
+            elif kind == "import" and not imported:
+                _import(session, tmp, first + timedelta(days=2), next(_periods))
+                imported = True
+            elif kind == "fold":
+                rollup.fold(session)
+    session.flush()
+    return first, last, _at(first, hours)
+
+
+def _check(session: Session, first: date, last: date, now: datetime) -> None:
+    check_against_recount(session, now, first, last, groupings=GROUPINGS)
+    assert rollup.differences(session) == []
+    rollup.fold(session)
+    assert rollup.rebuild(session, check_only=True).differences == []
+    check_against_recount(session, now, first, last, groupings=("department", "day"))
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, phases=NO_SHRINK,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_lifecycles_keep_the_rollup_equal_to_a_recount_postgresql(session: Session, tmp_path: Path, data):
+    first, last, now = drive(session, data, tmp_path)
+    _check(session, first, last, now)
+
+
+@pytest.fixture(scope="module")
+def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sa.Engine]:
+    from service.db import make_engine
+    from tests.scratch_db import build_database
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('rollup') / 'qifu.db'}"
+    build_database(url, enterprises=20)
+    engine = make_engine(url)
+    yield engine
+    engine.dispose()
+
+
+@settings(max_examples=max(2, EXAMPLES - 2), deadline=None, derandomize=True, phases=NO_SHRINK,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_lifecycles_keep_the_rollup_equal_to_a_recount_sqlite(sqlite_engine: sa.Engine, tmp_path: Path,
+                                                                     data):
+    with Session(sqlite_engine) as lite:
+        first, last, now = drive(lite, data, tmp_path)
+        lite.commit()
+        _check(lite, first, last, now)
+        lite.commit()
+
+
+# --------------------------------------------------------------------------- repair, calendar
+
+def test_rebuild_finds_and_repairs_corrupted_rows(session: Session):
+    first = date(2009, 5, 4)
+    with time_machine.travel(_at(first, 1), tick=False):
+        a = f.make_ticket(session, "closed", commit=False)
+        f.make_ticket(session, "dispatched", commit=False, channel="hotline", by="officer1")
+    rollup.fold(session)
+    assert rollup.rebuild(session, check_only=True).differences == []
+    dn = (first - date(2004, 1, 1)).days
+    session.execute(sa.text("UPDATE stats_day SET closed = closed + 3 WHERE dn = :dn AND closed > 0"), {"dn": dn})
+    session.execute(sa.text("DELETE FROM stats_day_hist WHERE dn = :dn AND duration = 2"), {"dn": dn})
+    session.execute(sa.text("INSERT INTO stats_delta (dn, department_id, grid_id, category_id, channel, officer_id, "
+                            "service_type, received, accepted, answered, dispatched, replied, closed, closed_on_time, "
+                            "response_due, responded, rated, satisfied, closed_rated, reopened, returned) "
+                            "VALUES (:dn, 0, 0, 0, 'web', 0, 'problem', 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)"),
+                    {"dn": dn})
+    report = rollup.rebuild(session, check_only=True)
+    found = {(d.kind, d.measure, d.live, d.recount) for d in report.differences}
+    assert ("count", "closed", 4, 1) in found
+    assert ("count", "received", 2, 0) in found
+    assert any(kind == "hist" and m.startswith("hours_to_close[") and (live, re) == (0, 1)
+               for kind, m, live, re in found)
+    assert not report.repaired and report.differences[0].describe().startswith(str(first))
+    repaired = rollup.rebuild(session)
+    assert repaired.repaired and {(d.kind, d.measure) for d in repaired.differences} == \
+        {(d.kind, d.measure) for d in report.differences}
+    assert rollup.rebuild(session, check_only=True).differences == []
+    assert summary(session, Actor.system(), first, first, "grid")[1].closed == 1
+    assert a.status == "closed"
+
+
+def test_a_calendar_change_is_applied_by_the_fold(session: Session):
+    """An admin enters a holiday inside tickets' durations: until the fold applies it the summary
+    recounts the tickets (never a stale figure); after it the rollup equals the recount again."""
+    first = date(2013, 4, 8)  # a Monday
+    with time_machine.travel(_at(first, 1), tick=False):
+        t = f.make_ticket(session, "in_progress", commit=False)
+    with time_machine.travel(_at(first + timedelta(days=3), 2), tick=False):
+        f.act(session, t, "reply")
+        f.act(session, t, "confirm")
+    now = _at(first + timedelta(days=5), 0)
+    check_against_recount(session, now, first, first + timedelta(days=6), groupings=("department",))
+    before = summary(session, Actor.system(), first, first, "department", now=now, exact=True)[1]
+    calendar_service.set_overrides(session, [(first + timedelta(days=1), False, "测试假日")])
+    try:
+        assert not rollup.is_current(session)
+        after = summary(session, Actor.system(), first, first, "department", now=now)[1]
+        assert after.hours_to_close_p50 == summary(session, Actor.system(), first, first, "department", now=now,
+                                                   exact=True)[1].hours_to_close_p50
+        assert after.hours_to_close_p50 == pytest.approx(before.hours_to_close_p50 - 7, abs=0.01)  # one day fewer
+        rollup.fold(session)
+        assert rollup.is_current(session)
+        check_against_recount(session, now, first, first + timedelta(days=6), groupings=("department", "day"))
+        assert rollup.rebuild(session, check_only=True).differences == []
+    finally:
+        calendar_service.delete_override(session, first + timedelta(days=1))
+        rollup.fold(session)
+    assert rollup.is_current(session)
+
+
+def test_supervisor_of_a_region_reads_the_rollup_within_its_grids(session: Session):
+    """A region's supervisor reads the rollup (visibility = the region's grids) and gets the same
+    figures as the recount of the tickets it may see; departments and officers recount."""
+    from service.stats.service import Filters, _rollup_population
+    from service.tickets.visibility import region_subtree_ids
+
+    first = date(2014, 6, 2)
+    with time_machine.travel(_at(first, 1), tick=False):
+        for ent in ENTERPRISES:
+            f.make_ticket(session, "dispatched", enterprise=ent, commit=False)
+    grids = dict(session.execute(sa.select(Grid.id, Grid.region_id)).all())
+    raw = _raw(session, first, first)
+    region = next(grids[r["grid_id"]] for r in raw if r["grid_id"] is not None)
+    sup = Actor(user_id=0, role="supervisor", region_id=region)
+    assert _rollup_population(session, sup, Filters()) is not None
+    assert _rollup_population(session, f.actor(session, "dept_rsj"), Filters()) is None
+    subtree = set(region_subtree_ids(session, region))
+    expected = sum(1 for r in raw if grids.get(r["grid_id"]) in subtree)
+    for exact in (False, True):
+        rows, total = summary(session, sup, first, first, "grid", exact=exact)
+        assert total.received == expected and sum(r.received for r in rows) == expected
+
+
+# --------------------------------------------------------------------------- a race (committed)
+
+@pytest.fixture(scope="module")
+def committed_url(worker_id: str) -> Iterator[str]:
+    """A database of this module's own: the race commits."""
+    from tests.conftest import PG_SERVER
+    from tests.scratch_db import scratch_database
+
+    with scratch_database(PG_SERVER, f"qifu_rollup_race_{worker_id}_{os.getpid()}", enterprises=20) as url:
+        yield url
+
+
+def test_two_sessions_racing_on_one_ticket_leave_the_rollup_equal_to_a_recount(committed_url: str):
+    """Two departments' handlers act on one dispatched ticket at once (claim against return),
+    while a fold runs: one action wins, the other gets a 409; the rollup (live and after another
+    fold) equals the recount."""
+    from service.db import make_engine
+    from service.ticketing import service as ticket_service
+
+    engine = make_engine(committed_url)
+    try:
+        with Session(engine, expire_on_commit=False) as s:
+            ticket = f.make_ticket(s, "dispatched")
+            number, handler = ticket.number, f.default_actor(s, ticket, "claim")
+            s.commit()
+        barrier = threading.Barrier(3, timeout=30)
+
+        def side(i: int):
+            with Session(engine, expire_on_commit=False) as s:
+                if i == 2:
+                    barrier.wait()
+                    moved = rollup.fold(s)
+                    s.commit()
+                    return moved
+                t = ticket_service.get_visible_ticket(s, handler, number)
+                barrier.wait()  # both have read the same version
+                try:
+                    ticket_service.apply_action(s, handler, t, ("claim", "return")[i], f.BODIES[("claim", "return")[i]])
+                    s.commit()
+                    return t.status
+                except AppError as exc:
+                    s.rollback()
+                    return exc
+
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            results = list(pool.map(side, range(3)))
+        wins = [r for r in results[:2] if isinstance(r, str)]
+        assert len(wins) == 1 and isinstance([r for r in results[:2] if not isinstance(r, str)][0], AppError), results
+        with Session(engine) as s:
+            assert rollup.rebuild(s, check_only=True).differences == []
+            day = clock.now().astimezone(SHANGHAI).date()
+            for exact in (False, True):
+                total = summary(s, Actor.system(), day, day, "department", exact=exact)[1]
+                assert total.received >= 1 and total.dispatched == total.received
+            rollup.fold(s)
+            s.commit()
+            assert rollup.rebuild(s, check_only=True).differences == []
+            assert s.exec(select(Ticket).where(Ticket.number == number)).one().status == wins[0]
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------- API and CLI
+
+@pytest.mark.parametrize("value", ["maybe", "2", ""])
+def test_exact_must_be_a_boolean(client, login, value):
+    sup = login("supervisor1")
+    resp = client.get("/api/v1/stats/summary", params={"date_from": "2026-01-01", "date_to": "2026-01-31",
+                                                        "exact": value}, headers=sup)
+    assert resp.status_code == 422, resp.text
+    assert any("exact" in e.get("field", "") for e in resp.json().get("errors", [])), resp.json()
+    resp = client.get("/api/v1/stats/ranking", params={"period": "2026-01", "exact": value}, headers=sup)
+    assert resp.status_code == 422
+
+
+def test_exact_true_and_false_answer_the_same_counts(session: Session, client, login):
+    first = date(2015, 3, 2)
+    with time_machine.travel(_at(first, 1), tick=False):
+        f.make_ticket(session, "closed", commit=False)
+        f.make_ticket(session, "rejected", commit=False)
+    session.flush()
+    sup = login("supervisor1")
+    answers = [client.get("/api/v1/stats/summary", headers=sup, params={
+        "date_from": str(first), "date_to": str(first), "group_by": "category", "exact": exact}).json()
+        for exact in ("false", "true")]
+    counts = [{k: v for k, v in a["total"].items() if not k.startswith("hours_")} for a in answers]
+    assert counts[0] == counts[1] and counts[0]["received"] == 2
+
+
+def test_rebuild_and_fold_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from typer.testing import CliRunner
+
+    from qifu.cli import app
+    from service.config import get_settings
+    from service.db import get_engine, make_engine
+    from tests.scratch_db import build_database
+
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    build_database(url, enterprises=5)
+    monkeypatch.setenv("QIFU_DATABASE_URL", url)
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    try:
+        engine = make_engine(url)
+        with Session(engine) as s:
+            f.make_ticket(s, "closed")
+            s.commit()
+        runner = CliRunner()
+        ok = runner.invoke(app, ["stats", "rebuild", "--check"])
+        assert ok.exit_code == 0 and "一致" in ok.output, ok.output
+        assert runner.invoke(app, ["stats", "fold"]).exit_code == 0
+        with engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE stats_day SET closed = closed + 1")
+        bad = runner.invoke(app, ["stats", "rebuild", "--check"])
+        assert bad.exit_code == 1 and "closed" in bad.output, bad.output
+        fixed = runner.invoke(app, ["stats", "rebuild"])
+        assert fixed.exit_code == 0 and "已按重算结果修复" in fixed.output, fixed.output
+        assert runner.invoke(app, ["stats", "rebuild", "--check"]).exit_code == 0
+        missing = runner.invoke(app, ["stats"])
+        assert missing.exit_code == 2
+        today = clock.now().astimezone(SHANGHAI).date()
+        shown = runner.invoke(app, ["stats", "--from", str(today), "--to", str(today), "--format", "json", "--exact"])
+        assert shown.exit_code == 0 and '"received": 1' in shown.output, shown.output
+        engine.dispose()
+    finally:
+        get_engine().dispose()
+        get_settings.cache_clear()
+        get_engine.cache_clear()
