@@ -1,5 +1,6 @@
 """The statistics benchmark's harness (bench/stats.py, issue 10) on a small database: the chunked
-load gives the documented mix and restores every index, and the timing run's recount holds."""
+load gives the documented mix and restores every index, and the timing run's recount and its
+comparison with the exact path (the rollup against the raw rows) hold."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def bench_url() -> str:
             before = set(conn.execute(sa.text("SELECT indexdef FROM pg_indexes WHERE tablename = 'ticket'"))
                          .scalars())
         bench.load_tickets(url, 3000, step=1000)
+        bench.fold_rollup(url)
         with engine.connect() as conn:
             after = set(conn.execute(sa.text("SELECT indexdef FROM pg_indexes WHERE tablename = 'ticket'"))
                         .scalars())
@@ -49,10 +51,11 @@ def test_load_gives_the_documented_mix(bench_url: str) -> None:
 def test_service_run_recounts(bench_url: str) -> None:
     args = argparse.Namespace(groupings="department,region,day", periods="1y", via="service", repeat=1,
                               plain_repeat=1, drill_repeat=1, port=0, workers=1, user="supervisor1",
-                              exact_check="")
+                              exact_check="1y")
     meta: dict = {}
     results = bench.run(args, bench_url, meta)
     summaries = [r for r in results if r["grouping"] in ("department", "region", "day")]
     assert meta["tickets"] == 3000
     assert len(summaries) == 3 and all(r["recount"] == "ok" and r["tickets"] > 0 for r in summaries)
     assert {r["grouping"] for r in results} >= {"ranking monthly", "ranking quarterly"}
+    assert meta["exact_check"].startswith("1 year, every grouping: ok"), meta["exact_check"]
