@@ -106,7 +106,7 @@ JOIN cat c ON c.rn = 1 + (g.i / 7) % (SELECT count(*) FROM cat)
 CROSS JOIN LATERAL (SELECT random() + 0 * g.i AS r1, random() + 0 * g.i AS r2, random() + 0 * g.i AS r3,
                            random() + 0 * g.i AS r4, random() + 0 * g.i AS r5) v
 CROSS JOIN LATERAL (
-    SELECT :now - interval '1826 days' * (1 - (g.i - v.r1) / CAST(:n AS float8)) AS sub,  -- in id order
+    SELECT :now - interval '1 day' * :days * (1 - (g.i - v.r1) / CAST(:n AS float8)) AS sub,  -- in id order
            interval '1 hour' * (1 + 30 * v.r2) AS h1,            -- accepted/answered
            interval '1 hour' * (1 + 40 * v.r5) AS h2,            -- claimed after dispatch
            interval '1 day' * (1 + 25 * v.r3 * v.r2) AS h3       -- replied after claim
@@ -130,10 +130,10 @@ CROSS JOIN LATERAL (
 """
 
 
-def load_tickets(url: str, n: int, seed: float = 0.42, step: int = 1_000_000) -> float:
+def load_tickets(url: str, n: int, seed: float = 0.42, step: int = 1_000_000, days: int = 1826) -> float:
     """Bulk-load ``n`` tickets, ``step`` per statement (each its own transaction), with the secondary
-    indexes of ``ticket`` dropped during the load and rebuilt after it; returns the seconds it took
-    (load + index rebuild + ``VACUUM ANALYZE``)."""
+    indexes of ``ticket`` dropped during the load and rebuilt after it, submitted over the ``days``
+    before ``NOW``; returns the seconds it took (load + index rebuild + ``VACUUM ANALYZE``)."""
     engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     t0 = time.perf_counter()
     with engine.connect() as conn:
@@ -149,7 +149,7 @@ def load_tickets(url: str, n: int, seed: float = 0.42, step: int = 1_000_000) ->
         for start in range(0, n, step):
             count = min(step, n - start)
             t1 = time.perf_counter()
-            conn.execute(sa.text(LOAD_SQL), {"lo": start + 1, "hi": start + count, "n": n, "now": NOW,
+            conn.execute(sa.text(LOAD_SQL), {"lo": start + 1, "hi": start + count, "n": n, "days": days, "now": NOW,
                                              "channels": CHANNELS})
             print(f"  rows {start + count:,}: {time.perf_counter() - t1:.1f} s", flush=True)
         t1 = time.perf_counter()
@@ -418,6 +418,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="repetitions of each summary (service and HTTP)")
     parser.add_argument("--plain-repeat", type=int, default=2, help="repetitions of each plain GROUP BY (0: skip)")
     parser.add_argument("--drill-repeat", type=int, default=1, help="repetitions of each drill-down page")
+    parser.add_argument("--days", type=int, default=1826,
+                        help="spread the tickets over this many days before NOW (default five years); "
+                             "e.g. --tickets 340000 --days 62: the density of 10 M over five years")
     parser.add_argument("--db", default="qifu_bench_stats")
     parser.add_argument("--pg-url", default=PG_SERVER)
     parser.add_argument("--reuse", action="store_true", help="time on the database already built")
@@ -441,7 +444,7 @@ def main() -> None:
         create_database(args.pg_url, args.db)
         build_database(url)
         print(f"schema + seeds: {time.perf_counter() - t0:.1f} s", flush=True)
-        meta["load_s"] = round(load_tickets(url, args.tickets), 1)
+        meta["load_s"] = round(load_tickets(url, args.tickets, days=args.days), 1)
         meta["fold_s"] = fold_rollup(url)
         meta["build_s"] = round(time.perf_counter() - t0, 1)
         print(f"load {args.tickets:,} tickets: {meta['load_s']:.1f} s; build total: {meta['build_s']:.1f} s; "
