@@ -624,6 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--app", default="qifu.app:app", help="ASGI application to serve (default qifu.app:app)")
     p.add_argument("--server", choices=["qifu", "uvicorn"], default="qifu",
                    help="qifu serve (default: a socket per worker) or plain uvicorn --workers (one shared socket)")
+    p.add_argument("--port", type=int, default=0, help="port of the API (default: a free one)")
     p.add_argument("--keep", action="store_true", help="keep the database afterwards")
     p.add_argument("--timeline", action="store_true",
                    help="print the API phase per second (responses, p50/p99/max) and each client's mean latency")
@@ -640,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Result] = []
     ok = True
     if not args.no_api:
-        port = free_port()
+        port = args.port or free_port()
         base = f"http://127.0.0.1:{port}"
         env_extra = dict(kv.split("=", 1) for kv in args.env)
         if args.open311:  # the per-key throttle runs but does not refuse

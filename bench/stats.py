@@ -1,32 +1,51 @@
-"""Statistics benchmark (SPEC §6, issue 10): the summary of every grouping over a large ticket table.
+"""Statistics benchmark (SPEC §6, issue 10): the summary of every grouping over a large ticket table,
+through the service and through HTTP.
 
     uv run python bench/stats.py                        # 100,000 tickets
     uv run python bench/stats.py --tickets 1000000      # 1 M (about a minute to build)
-    uv run python bench/stats.py --tickets 10000000     # 10 M (≈ 10 GB of disk)
-    uv run python bench/stats.py --reuse --tickets ...  # time again on the database already built
+    uv run python bench/stats.py --tickets 10000000 --db qifu_bench_stats10m --build-only
+                                                        # 10 M: ≈ 4 GB, 19 min on a loaded 2-core host
+    uv run python bench/stats.py --reuse --db qifu_bench_stats10m          # time again, no rebuild
+    uv run python bench/stats.py --reuse --db ... --periods 1m --via service --groupings month,grid
 
 What it does:
 
 1. builds a fresh PostgreSQL database (``--db``, default ``qifu_bench_stats``, on ``--pg-url``):
    Alembic migrations to head and the seed county (:func:`tests.scratch_db.build_database`);
-2. bulk-loads ``--tickets`` tickets submitted over the five years before ``NOW`` with one set-based
-   ``INSERT ... SELECT FROM generate_series`` (secondary indexes dropped during the load and rebuilt
-   after it, exactly as the migrations define them), with a realistic mix: 10 channels, every
-   category (its default department, its service type), the enterprises' grids and officers;
-   5 % rejected, 78 % closed (8 % of them late, 30 % rated basically satisfied, 55 % satisfied,
-   10 % closed without feedback), the rest open in every status, with deadlines (some passed: overdue
-   now), 6 % returned, 4 % reopened, consultations partly answered directly; milestones a few
-   working hours to a few weeks apart. Then ``VACUUM ANALYZE``;
-3. times :func:`service.stats.service.summary` (every SPEC §6 measure: 15 counts, 7 rates, 6
-   working-hour percentiles) for every grouping over the last month, year and five years,
-   ``--repeat`` times each, and prints p50/p99 (with few repetitions p99 is the maximum); beside it
-   the plain ``SELECT <group>, count(*) ... GROUP BY`` over the same rows (the floor any query on
-   the raw table pays), and the recount check (the summary's total received = the plain count).
+2. bulk-loads ``--tickets`` tickets submitted over the five years before ``NOW``, in submission
+   order (ids grow with ``submitted_at``, as in production, so a month's rows lie together on
+   disk), with set-based ``INSERT ... SELECT FROM generate_series`` statements of 1 M rows, each
+   its own transaction (secondary indexes dropped during the load and rebuilt after it, exactly as
+   the migrations define them), with a realistic mix: 10 channels, every category (its default
+   department, its service type), the enterprises' grids and officers; 5 % rejected, 78 % closed
+   (8 % of them late, 30 % rated basically satisfied, 55 % satisfied, 10 % closed without
+   feedback), the rest open in every status, with deadlines (some passed: overdue now), 6 %
+   returned, 4 % reopened, consultations partly answered directly; milestones a few working hours
+   to a few weeks apart. Then ``VACUUM ANALYZE``. Prints the time of each step;
+3. times, for every grouping of ``service.stats.service.GROUPINGS`` over the last month, year and
+   five years (``--periods``), ``--repeat`` times each, p50 and p99 (nearest rank: with fewer than
+   100 repetitions p99 is the maximum):
+   (a) :func:`service.stats.service.summary` for the seeded supervisor ``supervisor1`` (the whole
+   county; every SPEC §6 measure), with ``now = NOW``;
+   (b) ``GET /api/v1/stats/summary`` through the real API (``qifu serve`` on ``--port``, logged in
+   as ``supervisor1``; the API's "now" is the clock), with one keep-alive httpx client;
+   (c) beside them, in the same run, the plain ``SELECT <group>, count(*), count(*) FILTER
+   (closed) ... GROUP BY`` over the same rows (``--plain-repeat`` times: the floor any query on the
+   raw table pays);
+   (d) the recount check: the total received and closed of (a) and (b) and the sum of their
+   groups' received equal the plain counts;
+   then the monthly (2026-05) and quarterly (2026-Q1) department ranking (service and
+   ``GET /stats/ranking``) and the first page of the drill-down list (``GET /stats/tickets``,
+   measure ``received``) per period; with ``--exact-check 1m`` (once the rollup exists) every count
+   of every group and of the total equals the ``exact=True`` path (the raw rows) over that period.
+   Prints a table with the load average beside each row; ``--json`` writes the figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import sys
 import time
@@ -87,7 +106,7 @@ JOIN cat c ON c.rn = 1 + (g.i / 7) % (SELECT count(*) FROM cat)
 CROSS JOIN LATERAL (SELECT random() + 0 * g.i AS r1, random() + 0 * g.i AS r2, random() + 0 * g.i AS r3,
                            random() + 0 * g.i AS r4, random() + 0 * g.i AS r5) v
 CROSS JOIN LATERAL (
-    SELECT :now - interval '1826 days' * v.r1 AS sub,
+    SELECT :now - interval '1 day' * :days * (1 - (g.i - v.r1) / CAST(:n AS float8)) AS sub,  -- in id order
            interval '1 hour' * (1 + 30 * v.r2) AS h1,            -- accepted/answered
            interval '1 hour' * (1 + 40 * v.r5) AS h2,            -- claimed after dispatch
            interval '1 day' * (1 + 25 * v.r3 * v.r2) AS h3       -- replied after claim
@@ -111,8 +130,10 @@ CROSS JOIN LATERAL (
 """
 
 
-def load_tickets(url: str, n: int, seed: float = 0.42) -> float:
-    """Bulk-load ``n`` tickets; returns the seconds it took (load + index rebuild + analyze)."""
+def load_tickets(url: str, n: int, seed: float = 0.42, step: int = 1_000_000, days: int = 1826) -> float:
+    """Bulk-load ``n`` tickets, ``step`` per statement (each its own transaction), with the secondary
+    indexes of ``ticket`` dropped during the load and rebuilt after it, submitted over the ``days``
+    before ``NOW``; returns the seconds it took (load + index rebuild + ``VACUUM ANALYZE``)."""
     engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     t0 = time.perf_counter()
     with engine.connect() as conn:
@@ -125,86 +146,315 @@ def load_tickets(url: str, n: int, seed: float = 0.42) -> float:
         conn.execute(sa.text("SET synchronous_commit = off"))
         conn.execute(sa.text("SET maintenance_work_mem = '512MB'"))
         conn.execute(sa.text("SELECT setseed(:s)"), {"s": seed})
-        step = 1_000_000
         for start in range(0, n, step):
             count = min(step, n - start)
-            conn.execute(sa.text(LOAD_SQL), {"lo": start + 1, "hi": start + count, "now": NOW,
+            t1 = time.perf_counter()
+            conn.execute(sa.text(LOAD_SQL), {"lo": start + 1, "hi": start + count, "n": n, "days": days, "now": NOW,
                                              "channels": CHANNELS})
+            print(f"  rows {start + count:,}: {time.perf_counter() - t1:.1f} s", flush=True)
+        t1 = time.perf_counter()
         for _, ddl in indexes:
             conn.execute(sa.text(ddl))
+        print(f"  indexes rebuilt: {time.perf_counter() - t1:.1f} s", flush=True)
+        t1 = time.perf_counter()
         conn.execute(sa.text("VACUUM ANALYZE ticket"))
+        print(f"  vacuum analyze: {time.perf_counter() - t1:.1f} s", flush=True)
     engine.dispose()
     return time.perf_counter() - t0
 
 
-def plain_group_by(session: Session, group_by: str, first: date, last: date) -> int:
-    """The floor: ``SELECT <group>, count(*) FROM ticket WHERE submitted in period GROUP BY 1``."""
+def fold_rollup(url: str) -> float | None:
+    """The statistics rollup's triggers kept it during the load (its changes appended to
+    ``stats_delta``); fold them into ``stats_day`` as the beat would (``qifu stats fold``).
+    Returns the seconds it took, ``None`` without a rollup."""
+    try:
+        from service.stats.rollup import fold
+    except ImportError:  # before the rollup (issue 10)
+        return None
+    engine = sa.create_engine(url)
+    t0 = time.perf_counter()
+    with Session(engine) as session:
+        moved = fold(session)
+        session.commit()
+    seconds = round(time.perf_counter() - t0, 1)
+    engine.dispose()
+    print(f"  rollup fold: {moved:,} changes in {seconds:.1f} s", flush=True)
+    return seconds
+
+
+PLAIN_EXPR = {"department": "lead_department_id", "region": "g.region_id", "grid": "t.grid_id",
+              "category": "category_id", "service_type": "service_type", "channel": "channel",
+              "officer": "t.officer_id",
+              "day": "to_char(submitted_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD')",
+              "week": "date_trunc('week', submitted_at AT TIME ZONE 'Asia/Shanghai')",
+              "month": "to_char(submitted_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM')",
+              "quarter": "to_char(submitted_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-\"Q\"Q')"}
+
+
+def plain_group_by(session: Session, group_by: str, first: date, last: date) -> tuple[int, int]:
+    """The floor: ``SELECT <group>, count(*), count(*) FILTER (closed) FROM ticket WHERE submitted in
+    period GROUP BY 1``; returns ``(received, closed)`` summed over the groups."""
     from service.stats.service import period_bounds
 
-    expr = {"department": "lead_department_id", "region": "g.region_id", "grid": "t.grid_id",
-            "category": "category_id", "service_type": "service_type", "channel": "channel",
-            "officer": "t.officer_id", "day": "to_char(submitted_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM-DD')",
-            "week": "date_trunc('week', submitted_at AT TIME ZONE 'Asia/Shanghai')",
-            "month": "to_char(submitted_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-MM')",
-            "quarter": "to_char(submitted_at AT TIME ZONE 'Asia/Shanghai', 'YYYY-\"Q\"Q')"}[group_by]
     join = "LEFT JOIN grid g ON g.id = t.grid_id" if group_by == "region" else ""
     start, end = period_bounds(first, last)
-    rows = session.execute(sa.text(f"SELECT {expr}, count(*) FROM ticket t {join} "
-                                   "WHERE submitted_at >= :s AND submitted_at < :e GROUP BY 1"),
+    rows = session.execute(sa.text(f"SELECT {PLAIN_EXPR[group_by]}, count(*), "
+                                   "count(*) FILTER (WHERE status = 'closed') FROM ticket t "
+                                   f"{join} WHERE submitted_at >= :s AND submitted_at < :e GROUP BY 1"),
                            {"s": start, "e": end}).all()
-    return sum(r[1] for r in rows)
+    return sum(r[1] for r in rows), sum(r[2] for r in rows)
 
 
 def _pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile by nearest rank; with fewer than 100 values p99 is the maximum."""
     v = sorted(values)
     return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
+
+
+def _load() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def _timed(fn, repeat: int) -> tuple[list[float], object]:
+    """Call ``fn`` ``repeat`` times; ``(milliseconds of each call, the last result)``."""
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(1000 * (time.perf_counter() - t0))
+    return times, out
+
+
+def _stat(times: list[float]) -> dict:
+    return {"p50_ms": round(statistics.median(times), 1), "p99_ms": round(_pct(times, 0.99), 1), "n": len(times)}
+
+
+def _cell(row: dict, key: str) -> str:
+    v = row.get(key)
+    return f"{v['p50_ms']:>8.0f} ms{v['p99_ms']:>7.0f} ms" if v else f"{'-':>11}{'-':>10}"
+
+
+def supervisor_actor(session: Session, username: str):
+    """The :class:`Actor` of a seeded supervisor (``supervisor1``: the whole county)."""
+    from service.auth.actor import actor_of
+    from service.users.models import User
+
+    user = session.execute(sa.select(User).where(User.username == username)).scalar_one()
+    return actor_of(user)
+
+
+class Api:
+    """The real API (``qifu serve``) on ``port`` against ``url``, logged in as ``username``."""
+
+    def __init__(self, url: str, port: int, workers: int, username: str) -> None:
+        import httpx
+
+        from bench.intake import start_api, wait_ready
+
+        os.environ.setdefault("QIFU_ENVIRONMENT", "development")
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc = start_api(url, port, workers, [], {})
+        wait_ready(self.base, self.proc)
+        self.client = httpx.Client(base_url=self.base, timeout=600)
+        r = self.client.post("/api/v1/auth/token", data={"username": username, "password": PASSWORD})
+        r.raise_for_status()
+        self.client.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+
+    def get(self, path: str, **params) -> dict:
+        r = self.client.get(f"/api/v1/stats/{path}", params=params)
+        if r.status_code != 200:
+            raise SystemExit(f"GET {path} {params}: {r.status_code} {r.text[:500]}")
+        return r.json()
+
+    def close(self) -> None:
+        from bench.intake import stop_api
+
+        self.client.close()
+        stop_api(self.proc)
+
+
+def exact_check(session: Session, actor, first: date, last: date, groupings: list[str]) -> str:
+    """After the rollup: every count of every group and of the total equals the ``exact=True`` path
+    (the raw-row computation) for one period; percentiles: the largest difference in hours."""
+    from service.stats.metrics import COUNTS
+    from service.stats.service import summary
+
+    bad, worst = [], 0.0
+    for g in groupings:
+        fast = summary(session, actor, first, last, g, now=NOW)
+        exact = summary(session, actor, first, last, g, now=NOW, exact=True)
+        session.rollback()
+        pairs = [("total", fast[1], exact[1])]
+        fr, er = {r.key: r for r in fast[0]}, {r.key: r for r in exact[0]}
+        if set(fr) != set(er):
+            bad.append(f"{g}: groups differ {sorted(set(fr) ^ set(er), key=str)[:5]}")
+        pairs += [(k, fr[k], er[k]) for k in fr.keys() & er.keys()]
+        for key, a, b in pairs:
+            da, db = a.as_dict(), b.as_dict()
+            for name in COUNTS:
+                if da.get(name) != db.get(name):
+                    bad.append(f"{g}/{key}/{name}: {da.get(name)} != {db.get(name)}")
+            for name, v in da.items():
+                if name.startswith("hours_") and isinstance(v, (int, float)) and isinstance(db.get(name), (int, float)):
+                    worst = max(worst, abs(v - db[name]))
+    head = "ok" if not bad else f"{len(bad)} MISMATCH: " + "; ".join(bad[:5])
+    return f"{head} (largest working-hour percentile difference {worst:.2f} h)"
+
+
+def run(args: argparse.Namespace, url: str, meta: dict) -> list[dict]:
+    from service.stats.service import GROUPINGS, department_ranking, summary
+
+    engine = sa.create_engine(url)
+    groupings = [g for g in args.groupings.split(",") if g] or list(GROUPINGS)
+    periods = {PERIOD_KEYS[p]: PERIODS[PERIOD_KEYS[p]] for p in args.periods.split(",") if p}
+    vias = set(args.via.split(","))
+    api = Api(url, args.port, args.workers, args.user) if "http" in vias else None
+    results: list[dict] = []
+    try:
+        with Session(engine) as session:
+            actor = supervisor_actor(session, args.user)
+            meta["tickets"] = session.execute(sa.text("SELECT count(*) FROM ticket")).scalar_one()
+            print(f"tickets in the table: {meta['tickets']:,}; service now = {NOW.isoformat()} "
+                  f"(HTTP: the clock); actor {args.user}; repeat {args.repeat}, plain {args.plain_repeat}; "
+                  f"load average {_load()}", flush=True)
+            print(f"{'grouping':<13}{'period':<9}{'tickets':>10}{'groups':>7} | {'service p50':>11}{'p99':>10}"
+                  f" | {'HTTP p50':>11}{'p99':>10} | {'GROUP BY p50':>12}{'p99':>9} | {'load':>14} | recount",
+                  flush=True)
+            for period, (first, last) in periods.items():
+                for g in groupings:
+                    row: dict = {"grouping": g, "period": period, "date_from": str(first), "date_to": str(last)}
+                    checks = []
+                    if "service" in vias:
+                        def svc(g=g, first=first, last=last):
+                            out = summary(session, actor, first, last, g, now=NOW)
+                            session.rollback()
+                            return out
+                        times, (rows, tot) = _timed(svc, args.repeat)
+                        row["service"] = _stat(times)
+                        row["tickets"], row["groups"] = tot.received, len(rows)
+                        checks.append(("service", tot.received, tot.closed, sum(r.received for r in rows)))
+                    if api is not None:
+                        times, body = _timed(lambda g=g, first=first, last=last: api.get(
+                            "summary", date_from=str(first), date_to=str(last), group_by=g), args.repeat)
+                        row["http"] = _stat(times)
+                        row.setdefault("tickets", body["total"]["received"])
+                        row.setdefault("groups", len(body["rows"]))
+                        checks.append(("http", body["total"]["received"], body["total"]["closed"],
+                                       sum(r["received"] for r in body["rows"])))
+                    if args.plain_repeat:
+                        def plain(g=g, first=first, last=last):
+                            out = plain_group_by(session, g, first, last)
+                            session.rollback()
+                            return out
+                        times, (received, closed) = _timed(plain, args.plain_repeat)
+                        row["plain"] = _stat(times)
+                        bad = [f"{via}: received {r}/{s} closed {c} vs plain {received}/{closed}"
+                               for via, r, c, s in checks if not (r == s == received and c == closed)]
+                        row["recount"] = "ok" if not bad else "MISMATCH " + "; ".join(bad)
+                    else:
+                        row["recount"] = "not checked"
+                    row["load"] = _load()
+                    results.append(row)
+                    print(f"{g:<13}{period:<9}{row.get('tickets', 0):>10,}{row.get('groups', 0):>7} | "
+                          f"{_cell(row, 'service')} | {_cell(row, 'http')} | {_cell(row, 'plain'):>21} | "
+                          f"{row['load']:>14} | {row['recount']}",
+                          flush=True)
+
+            for kind, period in RANKINGS.items():
+                row = {"grouping": f"ranking {kind}", "period": period}
+                first_last = {"monthly": (date(2026, 5, 1), date(2026, 5, 31)),
+                              "quarterly": (date(2026, 1, 1), date(2026, 3, 31))}[kind]
+                if "service" in vias:
+                    def rank(first_last=first_last):
+                        out = department_ranking(session, actor, *first_last, now=NOW)
+                        session.rollback()
+                        return out
+                    times, _ = _timed(rank, args.repeat)
+                    row["service"] = _stat(times)
+                if api is not None:
+                    times, body = _timed(lambda period=period: api.get("ranking", period=period), args.repeat)
+                    row["http"] = _stat(times)
+                    row["groups"] = len(body["rows"])
+                row["load"] = _load()
+                results.append(row)
+                print(f"ranking {kind} {period}: service {row.get('service')} HTTP {row.get('http')} "
+                      f"load {row['load']}", flush=True)
+            if api is not None:
+                for period, (first, last) in periods.items():
+                    times, body = _timed(lambda first=first, last=last: api.get(
+                        "tickets", date_from=str(first), date_to=str(last), measure="received", limit=100),
+                        args.drill_repeat)
+                    row = {"grouping": "drill-down received, first 100", "period": period,
+                           "http": _stat(times), "tickets": body["count"], "load": _load()}
+                    results.append(row)
+                    print(f"drill-down {period}: {row['http']} count {body['count']:,} load {row['load']}", flush=True)
+            if args.exact_check:
+                import inspect
+
+                if "exact" not in inspect.signature(summary).parameters:
+                    meta["exact_check"] = "not available (summary has no exact= path: no rollup)"
+                else:
+                    first, last = PERIODS[PERIOD_KEYS[args.exact_check]]
+                    t0 = time.perf_counter()
+                    meta["exact_check"] = (f"{PERIOD_KEYS[args.exact_check]}, every grouping: "
+                                           + exact_check(session, actor, first, last, groupings)
+                                           + f"; {time.perf_counter() - t0:.0f} s")
+                print(f"exact check: {meta['exact_check']}", flush=True)
+    finally:
+        if api is not None:
+            api.close()
+        engine.dispose()
+    return results
+
+
+PERIOD_KEYS = {"1m": "1 month", "1y": "1 year", "5y": "5 years"}
+RANKINGS = {"monthly": "2026-05", "quarterly": "2026-Q1"}
+PASSWORD = "qifu-demo-2026"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tickets", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=5, help="repetitions of each summary (service and HTTP)")
+    parser.add_argument("--plain-repeat", type=int, default=2, help="repetitions of each plain GROUP BY (0: skip)")
+    parser.add_argument("--drill-repeat", type=int, default=1, help="repetitions of each drill-down page")
+    parser.add_argument("--days", type=int, default=1826,
+                        help="spread the tickets over this many days before NOW (default five years); "
+                             "e.g. --tickets 340000 --days 62: the density of 10 M over five years")
     parser.add_argument("--db", default="qifu_bench_stats")
     parser.add_argument("--pg-url", default=PG_SERVER)
     parser.add_argument("--reuse", action="store_true", help="time on the database already built")
+    parser.add_argument("--build-only", action="store_true", help="build the database and stop")
     parser.add_argument("--groupings", default="", help="comma-separated subset (default: all)")
+    parser.add_argument("--periods", default="1m,1y,5y", help="comma-separated subset of 1m, 1y, 5y")
+    parser.add_argument("--via", default="service,http", help="service, http or both (service,http)")
+    parser.add_argument("--port", type=int, default=18020, help="port of the API for the HTTP timings")
+    parser.add_argument("--workers", type=int, default=1, help="API processes for the HTTP timings")
+    parser.add_argument("--user", default="supervisor1", help="seeded supervisor to log in as")
+    parser.add_argument("--exact-check", default="", choices=["", *PERIOD_KEYS],
+                        help="compare every count with the exact=True path over this period (rollup)")
+    parser.add_argument("--json", type=Path, help="write the figures to this file")
     args = parser.parse_args()
 
-    from service.auth.actor import Actor
-    from service.stats.service import GROUPINGS, summary
-
     url = f"{args.pg_url}/{args.db}"
+    meta: dict = {"db": args.db, "date": datetime.now(UTC).isoformat(timespec="seconds"), "load_start": _load(),
+                  "argv": sys.argv[1:]}
     if not args.reuse:
         t0 = time.perf_counter()
         create_database(args.pg_url, args.db)
         build_database(url)
         print(f"schema + seeds: {time.perf_counter() - t0:.1f} s", flush=True)
-        print(f"load {args.tickets:,} tickets: {load_tickets(url, args.tickets):.1f} s", flush=True)
-    engine = sa.create_engine(url)
-    groupings = [g for g in args.groupings.split(",") if g] or list(GROUPINGS)
-    with Session(engine) as session:
-        total = session.execute(sa.text("SELECT count(*) FROM ticket")).scalar_one()
-        print(f"tickets in the table: {total:,}; now = {NOW.isoformat()}; repeat {args.repeat}")
-        print(f"{'grouping':<13}{'period':<9}{'rows':>8}{'groups':>8}   {'summary p50':>12}{'p99':>9}"
-              f"   {'GROUP BY p50':>13}{'p99':>9}   recount")
-        for period, (first, last) in PERIODS.items():
-            for g in groupings:
-                s_times, p_times = [], []
-                for _ in range(args.repeat):
-                    t0 = time.perf_counter()
-                    rows, tot = summary(session, Actor.system(), first, last, g, now=NOW)
-                    s_times.append(time.perf_counter() - t0)
-                    session.rollback()
-                    t0 = time.perf_counter()
-                    plain = plain_group_by(session, g, first, last)
-                    p_times.append(time.perf_counter() - t0)
-                    session.rollback()
-                ok = "ok" if tot.received == plain == sum(r.received for r in rows) else "MISMATCH"
-                print(f"{g:<13}{period:<9}{tot.received:>8}{len(rows):>8}   "
-                      f"{1000 * statistics.median(s_times):>9.0f} ms{1000 * _pct(s_times, 0.99):>6.0f} ms   "
-                      f"{1000 * statistics.median(p_times):>10.0f} ms{1000 * _pct(p_times, 0.99):>6.0f} ms   {ok}",
-                      flush=True)
-    engine.dispose()
+        meta["load_s"] = round(load_tickets(url, args.tickets, days=args.days), 1)
+        meta["fold_s"] = fold_rollup(url)
+        meta["build_s"] = round(time.perf_counter() - t0, 1)
+        print(f"load {args.tickets:,} tickets: {meta['load_s']:.1f} s; build total: {meta['build_s']:.1f} s; "
+              f"load average {_load()}", flush=True)
+        if args.build_only:
+            return
+    results = run(args, url, meta)
+    meta["load_end"] = _load()
+    if args.json:
+        args.json.write_text(json.dumps({"meta": meta, "results": results}, ensure_ascii=False, indent=1))
 
 
 if __name__ == "__main__":
