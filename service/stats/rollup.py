@@ -266,7 +266,8 @@ def trigger_ddl(dialect_name: str, calendar: WorkingCalendar) -> list[str]:
                                  delta([(-1, "old_rows"), (1, "new_rows")])),
             "stats_ticket_del": ("DELETE", "REFERENCING OLD TABLE AS old_rows", delta([(-1, "old_rows")])),
             "stats_ticket_trunc": ("TRUNCATE", "",
-                                   "DELETE FROM stats_delta; DELETE FROM stats_day; DELETE FROM stats_day_hist;"),
+                                   "DELETE FROM stats_delta; DELETE FROM stats_day; DELETE FROM stats_day_hist; "
+                                   "DELETE FROM stats_dim_day; DELETE FROM stats_dim_hist;"),
         }
         for name, (event, referencing, body) in bodies.items():
             out.append(f"DROP TRIGGER IF EXISTS {name} ON ticket")
