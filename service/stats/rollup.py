@@ -29,6 +29,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -237,6 +238,28 @@ def _delta_select(parts: list[tuple[int, str]], dialect_name: str, calendar: Wor
             f"GROUP BY {', '.join(keys)} HAVING {having}")
 
 
+def input_columns(dialect_name: str, calendar: WorkingCalendar) -> tuple[str, ...]:
+    """The ``ticket`` columns a row's contribution reads (taken from the generated SQL itself, so
+    it follows the metric definitions): an update changing none of them changes no figure."""
+    text = contribution_sql(dialect_name, calendar.hours, str(calendar.tz), True)
+    if re.search(r'\br\."', text):  # pragma: no cover - a quoted column name would escape the scan
+        raise RuntimeError("contribution SQL: a quoted column of ticket")
+    names = {c.name for c in Ticket.__table__.c}
+    found = tuple(sorted(set(re.findall(r"\br\.(\w+)", text)) & names))
+    if "submitted_at" not in found:  # pragma: no cover - the key's day comes from it
+        raise RuntimeError("contribution SQL: cannot find its input columns")
+    return found
+
+
+def _changed(rows: str, other: str, inputs: tuple[str, ...]) -> str:
+    """The rows of transition table ``rows`` whose rollup inputs differ from the same ticket's row
+    in ``other`` (or that have no such row)."""
+    mine = ", ".join(f"a.{c}" for c in inputs)
+    theirs = ", ".join(f"b.{c}" for c in inputs)
+    return (f"(SELECT a.* FROM {rows} AS a LEFT JOIN {other} AS b ON b.id = a.id "
+            f"WHERE b.id IS NULL OR ROW({mine}) IS DISTINCT FROM ROW({theirs}))")
+
+
 DELTA_COLUMNS = ", ".join([*KEY, *(f"b_{d}" for d in ROLLUP_DURATIONS), *ROLLUP_COUNTS])
 TRIGGERS = ("stats_ticket_ins", "stats_ticket_upd", "stats_ticket_del", "stats_ticket_trunc")
 
@@ -250,6 +273,7 @@ def trigger_ddl(dialect_name: str, calendar: WorkingCalendar) -> list[str]:
     insert = f"INSERT INTO stats_delta ({DELTA_COLUMNS}) "
     out: list[str] = []
     if dialect_name == "postgresql":
+        inputs = input_columns(dialect_name, calendar)
         # a new ticket normally has no milestone yet: its statement skips the working-hour part
         milestones = " OR ".join(f"{c} IS NOT NULL" for c in dict.fromkeys(
             c for d in ROLLUP_DURATIONS for c in (DURATIONS[d].start, DURATIONS[d].end) if c != "submitted_at"))
@@ -262,8 +286,10 @@ def trigger_ddl(dialect_name: str, calendar: WorkingCalendar) -> list[str]:
                        "END IF;")
         bodies = {
             "stats_ticket_ins": ("INSERT", "REFERENCING NEW TABLE AS new_rows", insert_body),
+            # only the rows whose rollup inputs changed (a reminder, a hold, a text edit: none)
             "stats_ticket_upd": ("UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
-                                 delta([(-1, "old_rows"), (1, "new_rows")])),
+                                 delta([(-1, _changed("old_rows", "new_rows", inputs)),
+                                        (1, _changed("new_rows", "old_rows", inputs))])),
             "stats_ticket_del": ("DELETE", "REFERENCING OLD TABLE AS old_rows", delta([(-1, "old_rows")])),
             "stats_ticket_trunc": ("TRUNCATE", "",
                                    "DELETE FROM stats_delta; DELETE FROM stats_day; DELETE FROM stats_day_hist; "

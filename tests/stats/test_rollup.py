@@ -450,3 +450,22 @@ def test_rebuild_and_fold_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         get_engine().dispose()
         get_settings.cache_clear()
         get_engine.cache_clear()
+
+
+def test_an_update_of_no_rollup_input_appends_no_delta(session: Session):
+    """PostgreSQL's UPDATE trigger only recounts rows whose rollup inputs changed (the inputs are
+    read from the generated SQL); a changed input still appends its delta."""
+    first = date(2009, 9, 7)
+    with time_machine.travel(_at(first, 1), tick=False):
+        t = f.make_ticket(session, "dispatched", commit=False)
+    rollup.fold(session)
+    ddl = " ".join(rollup.trigger_ddl("postgresql", calendar_service.get_calendar(session)))
+    assert "IS DISTINCT FROM" in ddl
+    inputs = rollup.input_columns("postgresql", calendar_service.get_calendar(session))
+    assert {"status", "category_id", "submitted_at", "closed_at"} <= set(inputs) and "title" not in inputs
+    session.execute(sa.update(Ticket).where(Ticket.id == t.id).values(title="改过的标题", remind_count=3))
+    assert session.execute(sa.text("SELECT count(*) FROM stats_delta")).scalar_one() == 0
+    other = f.category(session, "problem.power").id
+    session.execute(sa.update(Ticket).where(Ticket.id == t.id).values(category_id=other))
+    assert session.execute(sa.text("SELECT count(*) FROM stats_delta")).scalar_one() == 2
+    assert rollup.differences(session) == []
