@@ -43,6 +43,17 @@ def upgrade() -> None:
                     sa.Column('bucket', sa.SmallInteger(), nullable=False),
                     sa.Column('n', sa.Integer(), nullable=False),
                     sa.PrimaryKeyConstraint(*KEY, 'duration', 'bucket', name='pk_stats_day_hist'))
+    for name in ('stats_dim_day', 'stats_dim_hist'):
+        dim_key = [sa.Column('dim', sa.String(16), nullable=False), sa.Column('key', sa.String(16), nullable=False),
+                   sa.Column('dn', sa.Integer(), nullable=False)]
+        if name == 'stats_dim_day':
+            op.create_table(name, *dim_key, *_counts(), sa.PrimaryKeyConstraint('dim', 'key', 'dn', name='pk_stats_dim_day'))
+        else:
+            op.create_table(name, *dim_key,
+                            sa.Column('duration', sa.SmallInteger(), nullable=False),
+                            sa.Column('bucket', sa.SmallInteger(), nullable=False),
+                            sa.Column('n', sa.Integer(), nullable=False),
+                            sa.PrimaryKeyConstraint('dim', 'key', 'dn', 'duration', 'bucket', name='pk_stats_dim_hist'))
     op.create_table('stats_delta', *_key(),
                     sa.Column('b_hours_to_claim', sa.SmallInteger(), nullable=True),
                     sa.Column('b_hours_to_reply', sa.SmallInteger(), nullable=True),
@@ -78,5 +89,6 @@ def downgrade() -> None:
     op.drop_index('ix_ticket_running_due', table_name='ticket',
                   postgresql_where=sa.text("due_at IS NOT NULL AND due_step <> 'feedback'"),
                   sqlite_where=sa.text("due_at IS NOT NULL AND due_step <> 'feedback'"))
-    for table in ('stats_meta', 'working_day', 'stats_delta', 'stats_day_hist', 'stats_day'):
+    for table in ('stats_meta', 'working_day', 'stats_delta', 'stats_dim_hist', 'stats_dim_day', 'stats_day_hist',
+                  'stats_day'):
         op.drop_table(table)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -44,12 +45,16 @@ from service.calendar.service import get_calendar
 from service.db.types import UTCDateTime
 from service.stats.metrics import COUNTS, DURATIONS, LocalTime, T, WorkingClockSQL, duration_condition
 from service.stats.models import (
+    DIM_KEY,
+    DIMS,
     KEY_COLUMNS,
     ROLLUP_COUNTS,
     ROLLUP_DURATIONS,
     stats_day,
     stats_day_hist,
     stats_delta,
+    stats_dim_day,
+    stats_dim_hist,
     stats_meta,
     working_day,
 )
@@ -59,7 +64,7 @@ log = logging.getLogger("qifu.stats")
 
 KEY = tuple(name for name, _, _ in KEY_COLUMNS)
 #: Bump when the generated SQL changes in a way the hash would not see.
-VERSION = "1"
+VERSION = "2"
 #: The days ``working_day`` covers: the API's dates (service.common.schemas, 1990-2100).
 FIRST_DAY, LAST_DAY = date(1990, 1, 1), date(2100, 12, 31)
 FOLD_LOCK = 0x51F0_57A7  # pg_advisory_xact_lock key of fold/rebuild/install
@@ -233,6 +238,28 @@ def _delta_select(parts: list[tuple[int, str]], dialect_name: str, calendar: Wor
             f"GROUP BY {', '.join(keys)} HAVING {having}")
 
 
+def input_columns(dialect_name: str, calendar: WorkingCalendar) -> tuple[str, ...]:
+    """The ``ticket`` columns a row's contribution reads (taken from the generated SQL itself, so
+    it follows the metric definitions): an update changing none of them changes no figure."""
+    text = contribution_sql(dialect_name, calendar.hours, str(calendar.tz), True)
+    if re.search(r'\br\."', text):  # pragma: no cover - a quoted column name would escape the scan
+        raise RuntimeError("contribution SQL: a quoted column of ticket")
+    names = {c.name for c in Ticket.__table__.c}
+    found = tuple(sorted(set(re.findall(r"\br\.(\w+)", text)) & names))
+    if "submitted_at" not in found:  # pragma: no cover - the key's day comes from it
+        raise RuntimeError("contribution SQL: cannot find its input columns")
+    return found
+
+
+def _changed(rows: str, other: str, inputs: tuple[str, ...]) -> str:
+    """The rows of transition table ``rows`` whose rollup inputs differ from the same ticket's row
+    in ``other`` (or that have no such row)."""
+    mine = ", ".join(f"a.{c}" for c in inputs)
+    theirs = ", ".join(f"b.{c}" for c in inputs)
+    return (f"(SELECT a.* FROM {rows} AS a LEFT JOIN {other} AS b ON b.id = a.id "
+            f"WHERE b.id IS NULL OR ROW({mine}) IS DISTINCT FROM ROW({theirs}))")
+
+
 DELTA_COLUMNS = ", ".join([*KEY, *(f"b_{d}" for d in ROLLUP_DURATIONS), *ROLLUP_COUNTS])
 TRIGGERS = ("stats_ticket_ins", "stats_ticket_upd", "stats_ticket_del", "stats_ticket_trunc")
 
@@ -246,6 +273,7 @@ def trigger_ddl(dialect_name: str, calendar: WorkingCalendar) -> list[str]:
     insert = f"INSERT INTO stats_delta ({DELTA_COLUMNS}) "
     out: list[str] = []
     if dialect_name == "postgresql":
+        inputs = input_columns(dialect_name, calendar)
         # a new ticket normally has no milestone yet: its statement skips the working-hour part
         milestones = " OR ".join(f"{c} IS NOT NULL" for c in dict.fromkeys(
             c for d in ROLLUP_DURATIONS for c in (DURATIONS[d].start, DURATIONS[d].end) if c != "submitted_at"))
@@ -258,11 +286,14 @@ def trigger_ddl(dialect_name: str, calendar: WorkingCalendar) -> list[str]:
                        "END IF;")
         bodies = {
             "stats_ticket_ins": ("INSERT", "REFERENCING NEW TABLE AS new_rows", insert_body),
+            # only the rows whose rollup inputs changed (a reminder, a hold, a text edit: none)
             "stats_ticket_upd": ("UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
-                                 delta([(-1, "old_rows"), (1, "new_rows")])),
+                                 delta([(-1, _changed("old_rows", "new_rows", inputs)),
+                                        (1, _changed("new_rows", "old_rows", inputs))])),
             "stats_ticket_del": ("DELETE", "REFERENCING OLD TABLE AS old_rows", delta([(-1, "old_rows")])),
             "stats_ticket_trunc": ("TRUNCATE", "",
-                                   "DELETE FROM stats_delta; DELETE FROM stats_day; DELETE FROM stats_day_hist;"),
+                                   "DELETE FROM stats_delta; DELETE FROM stats_day; DELETE FROM stats_day_hist; "
+                                   "DELETE FROM stats_dim_day; DELETE FROM stats_dim_hist;"),
         }
         for name, (event, referencing, body) in bodies.items():
             out.append(f"DROP TRIGGER IF EXISTS {name} ON ticket")
@@ -294,7 +325,7 @@ def definitions_hash(dialect_name: str, calendar: WorkingCalendar) -> str:
 
 @lru_cache(maxsize=8)
 def _ddl_hash(dialect_name: str, hours: WorkingHours, tz: str) -> str:
-    return _hash(VERSION, EDGES, KEY, ROLLUP_COUNTS, ROLLUP_DURATIONS, FIRST_DAY, LAST_DAY,
+    return _hash(VERSION, EDGES, KEY, DIMS, ROLLUP_COUNTS, ROLLUP_DURATIONS, FIRST_DAY, LAST_DAY,
                  trigger_ddl(dialect_name, WorkingCalendar({}, hours, tz)))
 
 
@@ -471,8 +502,48 @@ def _upsert_hist(source: str) -> str:
             f"WHERE true GROUP BY {cols} ON CONFLICT ({cols}) DO UPDATE SET n = stats_day_hist.n + excluded.n")
 
 
+def _dims(source: str, cols: str) -> str:
+    """The rows of ``source`` (a table or sub-select with the rollup key) once per dimension of
+    :data:`DIMS`: ``SELECT dim, key, dn, <cols>`` (``key``: the dimension's value as text)."""
+    def key(column: str | None) -> str:
+        if column is None:
+            return "''"
+        return column if column in ("channel", "service_type") else f"CAST({column} AS VARCHAR(16))"
+    return " UNION ALL ".join(f"SELECT '{dim}' AS dim, {key(column)} AS key, dn, {cols} FROM {source}"
+                              for dim, column in DIMS)
+
+
+def _dim_day_select(source: str, having: bool = False) -> str:
+    """``source``'s counts summed per ``(dim, key, dn)``."""
+    sums = ", ".join(f"sum({n}) AS {n}" for n in ROLLUP_COUNTS)
+    cond = (" HAVING " + " OR ".join(f"sum({n}) <> 0" for n in ROLLUP_COUNTS)) if having else ""
+    return (f"SELECT {', '.join(DIM_KEY)}, {sums} FROM ({_dims(source, ', '.join(ROLLUP_COUNTS))}) AS m "
+            f"WHERE true GROUP BY {', '.join(DIM_KEY)}{cond}")
+
+
+def _dim_hist_select(hist_source: str, having: bool = False) -> str:
+    """A histogram source's ``n`` summed per ``(dim, key, dn, duration, bucket)``."""
+    cols = ", ".join([*DIM_KEY, "duration", "bucket"])
+    cond = " HAVING sum(n) <> 0" if having else ""
+    return (f"SELECT {cols}, sum(n) AS n FROM ({_dims(hist_source, 'duration, bucket, n')}) AS m "
+            f"WHERE true GROUP BY {cols}{cond}")
+
+
+def _upsert_dim_day(source: str) -> str:
+    update = ", ".join(f"{n} = stats_dim_day.{n} + excluded.{n}" for n in ROLLUP_COUNTS)
+    return (f"INSERT INTO stats_dim_day ({', '.join([*DIM_KEY, *ROLLUP_COUNTS])}) {_dim_day_select(source)} "
+            f"ON CONFLICT ({', '.join(DIM_KEY)}) DO UPDATE SET {update}")
+
+
+def _upsert_dim_hist(source: str) -> str:
+    cols = ", ".join([*DIM_KEY, "duration", "bucket"])
+    return (f"INSERT INTO stats_dim_hist ({cols}, n) {_dim_hist_select(f'({_hist_source(source)}) AS hs')} "
+            f"ON CONFLICT ({cols}) DO UPDATE SET n = stats_dim_hist.n + excluded.n")
+
+
 def fold(session_or_conn) -> int:
-    """Move every ``stats_delta`` row into ``stats_day``/``stats_day_hist`` atomically and apply a
+    """Move every ``stats_delta`` row into ``stats_day``/``stats_day_hist`` and, aggregated per
+    dimension, into ``stats_dim_day``/``stats_dim_hist`` atomically and apply a
     changed calendar (:func:`apply_calendar`) first; returns the number of delta rows moved.
     Runs in the caller's transaction (commit it). Safe beside writers and other folds
     (PostgreSQL: one ``DELETE … RETURNING`` feeding both upserts; an advisory lock)."""
@@ -489,13 +560,18 @@ def fold(session_or_conn) -> int:
         moved = conn.exec_driver_sql(
             "WITH moved AS (DELETE FROM stats_delta RETURNING *), "
             f"d AS ({_upsert_day('moved', 'postgresql')} RETURNING 1), "
-            f"h AS ({_upsert_hist('moved')} RETURNING 1) "
-            "SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM d), (SELECT count(*) FROM h)").one()
+            f"h AS ({_upsert_hist('moved')} RETURNING 1), "
+            f"dd AS ({_upsert_dim_day('moved')} RETURNING 1), "
+            f"dh AS ({_upsert_dim_hist('moved')} RETURNING 1) "
+            "SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM d), (SELECT count(*) FROM h), "
+            "(SELECT count(*) FROM dd), (SELECT count(*) FROM dh)").one()
         return int(moved[0])
     n = conn.exec_driver_sql("SELECT count(*) FROM stats_delta").scalar_one()
     if n:
         conn.exec_driver_sql(_upsert_day("stats_delta", "sqlite"))
         conn.exec_driver_sql(_upsert_hist("stats_delta"))
+        conn.exec_driver_sql(_upsert_dim_day("stats_delta"))
+        conn.exec_driver_sql(_upsert_dim_hist("stats_delta"))
         conn.exec_driver_sql("DELETE FROM stats_delta")
     return int(n)
 
@@ -533,7 +609,7 @@ def _live_hist() -> str:
 def _replace(conn: sa.Connection, calendar: WorkingCalendar) -> None:
     """Replace the rollup by a recount of the tickets (caller holds :func:`_lock` with tickets)."""
     dialect_name = conn.dialect.name
-    for table in ("stats_delta", "stats_day", "stats_day_hist"):
+    for table in ("stats_delta", "stats_day", "stats_day_hist", "stats_dim_day", "stats_dim_hist"):
         conn.exec_driver_sql(f"DELETE FROM {table}")
     conn.exec_driver_sql(f"INSERT INTO stats_day ({', '.join([*KEY, *ROLLUP_COUNTS])}) "
                          f"{_fresh_day(dialect_name, calendar)}")
@@ -544,12 +620,23 @@ def _replace(conn: sa.Connection, calendar: WorkingCalendar) -> None:
     else:  # SQLite: INSERT … WITH is written WITH … INSERT
         with_part, select_part = fresh.split(") SELECT ", 1)
         conn.exec_driver_sql(f"{with_part}) INSERT INTO stats_day_hist ({cols}) SELECT {select_part}")
+    _fill_dims(conn)
+
+
+def _fill_dims(conn: sa.Connection) -> None:
+    """Fill the per-dimension level from ``stats_day``/``stats_day_hist`` (set-based regrouping)."""
+    conn.exec_driver_sql(f"INSERT INTO stats_dim_day ({', '.join([*DIM_KEY, *ROLLUP_COUNTS])}) "
+                         f"{_dim_day_select('stats_day')}")
+    conn.exec_driver_sql(f"INSERT INTO stats_dim_hist ({', '.join([*DIM_KEY, 'duration', 'bucket', 'n'])}) "
+                         f"{_dim_hist_select('stats_day_hist')}")
 
 
 @dataclass
 class Difference:
     """One rollup cell that differs from the recount: ``kind`` "count" (``measure`` a count name)
-    or "hist" (``measure`` = ``<duration>[<bucket>]``); ``key`` the rollup key as a dict."""
+    or "hist" (``measure`` = ``<duration>[<bucket>]``), ``key`` the rollup key as a dict; or
+    "dim_count"/"dim_hist": a per-dimension row (``key`` = ``{dim, key, dn}``) that differs from
+    ``stats_day``/``stats_day_hist`` regrouped (live = the dimension row, recount = the regrouping)."""
 
     kind: str
     key: dict[str, Any]
@@ -576,7 +663,8 @@ class RebuildReport:
 
 
 def _diff(conn: sa.Connection, live: str, fresh: str, names: list[str], kind: str) -> list[Difference]:
-    key_cols = list(KEY) + (["duration", "bucket"] if kind == "hist" else [])
+    base = list(DIM_KEY) if kind.startswith("dim_") else list(KEY)
+    key_cols = base + (["duration", "bucket"] if kind.endswith("hist") else [])
     rows: dict[tuple, dict[str, dict[str, int]]] = {}
     # one statement (one snapshot on PostgreSQL): each side computed once, compared both ways
     stmt = (f"WITH l AS ({live}), f AS ({fresh}) "
@@ -589,10 +677,10 @@ def _diff(conn: sa.Connection, live: str, fresh: str, names: list[str], kind: st
     for key, sides in sorted(rows.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
         live_v = sides.get("live", {n: 0 for n in names})
         fresh_v = sides.get("recount", {n: 0 for n in names})
-        as_key = dict(zip(KEY, key[:len(KEY)], strict=True))
+        as_key = dict(zip(base, key[:len(base)], strict=True))
         for n in names:
             if live_v[n] != fresh_v[n]:
-                measure = n if kind == "count" else f"{ROLLUP_DURATIONS[key[-2]]}[{key[-1]}]"
+                measure = n if kind.endswith("count") else f"{ROLLUP_DURATIONS[key[-2]]}[{key[-1]}]"
                 out.append(Difference(kind, as_key, measure, live_v[n], fresh_v[n]))
     return out
 
@@ -600,7 +688,8 @@ def _diff(conn: sa.Connection, live: str, fresh: str, names: list[str], kind: st
 def differences(session_or_conn, calendar: WorkingCalendar | None = None) -> list[Difference]:
     """Every cell where the live rollup (``stats_day`` + ``stats_delta``, histograms alike)
     differs from a recount of the tickets (``EXCEPT`` both ways; the counts in one statement, the
-    histograms in another)."""
+    histograms in another), and every per-dimension row (``stats_dim_day``/``stats_dim_hist``)
+    that differs from ``stats_day``/``stats_day_hist`` regrouped (the fold moves both at once)."""
     conn = _conn(session_or_conn)
     calendar = calendar or (get_calendar(session_or_conn) if isinstance(session_or_conn, Session)
                             else _calendar_of(conn))
@@ -609,8 +698,13 @@ def differences(session_or_conn, calendar: WorkingCalendar | None = None) -> lis
     # a WITH cannot sit inside a sub-select on every engine: inline the CTE
     with_part, select_part = fresh_hist.split(") SELECT ", 1)
     fresh_hist = "SELECT " + select_part.replace("FROM c WHERE", f"FROM ({with_part[len('WITH c AS ('):]}) AS c WHERE")
+    nonzero = " OR ".join(f"{n} <> 0" for n in ROLLUP_COUNTS)
+    dim_day = f"SELECT {', '.join([*DIM_KEY, *ROLLUP_COUNTS])} FROM stats_dim_day WHERE {nonzero}"
+    dim_hist = f"SELECT {', '.join([*DIM_KEY, 'duration', 'bucket', 'n'])} FROM stats_dim_hist WHERE n <> 0"
     return (_diff(conn, _live_day(), _fresh_day(d, calendar), list(ROLLUP_COUNTS), "count")
-            + _diff(conn, _live_hist(), fresh_hist, ["n"], "hist"))
+            + _diff(conn, _live_hist(), fresh_hist, ["n"], "hist")
+            + _diff(conn, dim_day, _dim_day_select("stats_day", having=True), list(ROLLUP_COUNTS), "dim_count")
+            + _diff(conn, dim_hist, _dim_hist_select("stats_day_hist", having=True), ["n"], "dim_hist"))
 
 
 def rebuild(session_or_conn, check_only: bool = False) -> RebuildReport:
@@ -710,4 +804,94 @@ def read(session: Session, group_by: str, dn_from: int, dn_to: int, where) -> tu
         if r.n:
             per = hists.setdefault(group_key(group_by, r.grp), {d: {} for d in ROLLUP_DURATIONS})
             per[ROLLUP_DURATIONS[r.duration]][int(r.bucket)] = int(r.n)
+    return counts, hists
+
+
+#: The dimension of :data:`DIMS` each grouping reads (region: the grid's, regrouped by its region).
+GROUPING_DIM = {"department": "department", "region": "grid", "grid": "grid", "category": "category",
+                "channel": "channel", "officer": "officer", "service_type": "service_type",
+                "day": "all", "week": "all", "month": "all", "quarter": "all"}
+
+
+def _dim_value(dim: str, key: str) -> Any:
+    return key if dim in ("channel", "service_type", "all") else int(key)
+
+
+def read_dims(session: Session, group_by: str, dn_from: int, dn_to: int) -> tuple[
+        dict[Any, dict[str, int]], dict[Any, dict[str, dict[int, int]]]]:
+    """As :func:`read` for the *whole* population (no filter, unlimited visibility), from the
+    per-dimension level: ``stats_dim_day``/``stats_dim_hist`` of the grouping's dimension
+    (:data:`GROUPING_DIM`; time groupings: ``all`` by day, grouped by ``working_day``'s week/month/
+    quarter) plus the not yet folded ``stats_delta`` regrouped the same way (exact before a fold).
+    Rows read: days × the dimension's values, whatever the other dimensions."""
+    from service.regions.models import Grid
+
+    dim = GROUPING_DIM[group_by]
+    column = dict(DIMS)[dim]
+    timed = group_by in ("week", "month", "quarter")
+
+    def delta_key():
+        if column is None:
+            return sa.literal("").label("key")
+        return sa.cast(stats_delta.c[column], sa.String(16)).label("key")
+
+    def in_days(table):
+        return sa.and_(table.c.dn >= dn_from, table.c.dn <= dn_to)
+
+    def grouped(s):
+        if timed:
+            return working_day.c[group_by], s.join(working_day, working_day.c.dn == s.c.dn)
+        return (s.c.dn if group_by == "day" else s.c.key), s
+
+    def as_key(value: Any) -> Any:
+        if group_by in ("day", "week", "month", "quarter"):
+            return group_key(group_by, value)
+        return _dim_value(dim, value)
+
+    s = sa.union_all(
+        sa.select(stats_dim_day.c.key, stats_dim_day.c.dn, *(stats_dim_day.c[n] for n in ROLLUP_COUNTS))
+        .where(stats_dim_day.c.dim == dim, in_days(stats_dim_day)),
+        sa.select(delta_key(), stats_delta.c.dn, *(stats_delta.c[n] for n in ROLLUP_COUNTS))
+        .where(in_days(stats_delta))).subquery("s")
+    grp, from_ = grouped(s)
+    stmt = (sa.select(grp.label("grp"), *(sa.func.sum(s.c[n]).label(n) for n in ROLLUP_COUNTS))
+            .select_from(from_).group_by(grp))
+    raw_counts = {as_key(r["grp"]): {n: int(r[n]) for n in ROLLUP_COUNTS} for r in session.execute(stmt).mappings()}
+    branches = [sa.select(stats_dim_hist.c.key, stats_dim_hist.c.dn, stats_dim_hist.c.duration,
+                          stats_dim_hist.c.bucket, stats_dim_hist.c.n)
+                .where(stats_dim_hist.c.dim == dim, in_days(stats_dim_hist))]
+    for i, d in enumerate(ROLLUP_DURATIONS):
+        branches.append(sa.select(delta_key(), stats_delta.c.dn, sa.literal(i).label("duration"),
+                                  stats_delta.c[f"b_{d}"].label("bucket"), stats_delta.c.received.label("n"))
+                        .where(in_days(stats_delta), stats_delta.c[f"b_{d}"].is_not(None)))
+    h = sa.union_all(*branches).subquery("h")
+    grp, from_ = grouped(h)
+    stmt = (sa.select(grp.label("grp"), h.c.duration, h.c.bucket, sa.func.sum(h.c.n).label("n"))
+            .select_from(from_).group_by(grp, h.c.duration, h.c.bucket))
+    raw_hists: dict[Any, dict[str, dict[int, int]]] = {}
+    for r in session.execute(stmt).all():
+        if r.n:
+            per = raw_hists.setdefault(as_key(r.grp), {d: {} for d in ROLLUP_DURATIONS})
+            per[ROLLUP_DURATIONS[r.duration]][int(r.bucket)] = int(r.n)
+    # the id dimensions' "none" (0) and the text ones' ('') → None; region: the grids' regions
+    if group_by == "region":
+        ids = [k for k in raw_counts if k]
+        region_of = dict(session.execute(sa.select(Grid.id, Grid.region_id).where(Grid.id.in_(ids))).all()) if ids else {}
+        mapping = {k: region_of.get(k) for k in set(raw_counts) | set(raw_hists)}
+    elif group_by in ("day", "week", "month", "quarter"):
+        mapping = {k: k for k in set(raw_counts) | set(raw_hists)}
+    else:
+        mapping = {k: group_key(group_by, k) for k in set(raw_counts) | set(raw_hists)}
+    counts: dict[Any, dict[str, int]] = {}
+    for k, figures in raw_counts.items():
+        into = counts.setdefault(mapping[k], {n: 0 for n in ROLLUP_COUNTS})
+        for n, v in figures.items():
+            into[n] += v
+    counts = {k: v for k, v in counts.items() if v["received"] > 0}
+    hists: dict[Any, dict[str, dict[int, int]]] = {}
+    for k, per in raw_hists.items():
+        into_h = hists.setdefault(mapping[k], {d: {} for d in ROLLUP_DURATIONS})
+        for d, hist in per.items():
+            for b, n in hist.items():
+                into_h[d][b] = into_h[d].get(b, 0) + n
     return counts, hists

@@ -286,8 +286,11 @@ def summary(session: Session, actor: Actor, date_from: date, date_to: date, grou
     Read from the rollup (:mod:`service.stats.rollup`: rows grow with days × groups, not tickets;
     percentiles from histograms within the bound of :func:`rollup.hist_percentile`) when the
     population is expressible on its key — an unlimited reader or a supervisor (visibility by
-    grid), any filters — and the installed rollup is current; otherwise, or with ``exact``, from
-    the ticket rows (exact percentiles). ``overdue`` is always counted live on the tickets.
+    grid), any filters — and the installed rollup is current: without filters and for an
+    unlimited reader from the per-dimension level (``stats_dim_day``, :func:`rollup.read_dims`),
+    otherwise from ``stats_day`` (:func:`rollup.read`); :func:`summary_path` tells which. Otherwise,
+    or with ``exact``, from the ticket rows (exact percentiles). ``overdue`` is always counted
+    live on the tickets.
 
     Args:
         now: the instant "overdue now" refers to (default: the clock).
@@ -353,16 +356,43 @@ def _rollup_population(session: Session, actor: Actor, filters: Filters):
     return where
 
 
+def _choose_path(session: Session, actor: Actor, date_from: date, date_to: date, group_by: str,
+                 filters: Filters | None, exact: bool) -> tuple[str, Any]:
+    """``(path, where)``: "dim" (the per-dimension level: no filter, unlimited visibility),
+    "fine" (``stats_day`` narrowed by ``where``) or "exact" (the ticket rows)."""
+    if exact:
+        return "exact", None
+    filters = filters or Filters()
+    where = _rollup_population(session, actor, filters)
+    if where is None:
+        return "exact", None
+    if group_by in ("week", "month", "quarter") and not (date_from >= rollup.FIRST_DAY and date_to <= rollup.LAST_DAY):
+        return "exact", None  # the rollup's calendar table names the weeks and months of 1990-2100 only
+    if not rollup.is_current(session):
+        return "exact", None  # not installed, or the calendar changed and the fold has not applied it yet
+    if filters == Filters() and scope_of(session, actor).unlimited:
+        return "dim", None
+    return "fine", where
+
+
+def summary_path(session: Session, actor: Actor, date_from: date, date_to: date, group_by: str = "department",
+                 filters: Filters | None = None, exact: bool = False) -> str:
+    """Which source :func:`summary` reads for these arguments: "dim" (``stats_dim_day``: no
+    filter and unlimited visibility), "fine" (``stats_day`` narrowed to the population) or
+    "exact" (the ticket rows). For tests and diagnostics."""
+    return _choose_path(session, actor, date_from, date_to, group_by, filters, exact)[0]
+
+
 def _summary_rollup(session: Session, actor: Actor, q: _Query, date_from: date, date_to: date, group_by: str,
                     filters: Filters | None) -> tuple[dict[Any, SummaryRow], SummaryRow] | None:
-    where = _rollup_population(session, actor, filters or Filters())
-    if where is None:
+    path, where = _choose_path(session, actor, date_from, date_to, group_by, filters, False)
+    if path == "exact":
         return None
-    if group_by in ("week", "month", "quarter") and not (date_from >= rollup.FIRST_DAY and date_to <= rollup.LAST_DAY):
-        return None  # the rollup's calendar table names the weeks and months of 1990-2100 only
-    if not rollup.is_current(session):
-        return None  # not installed, or the calendar changed and the fold has not applied it yet
-    counts, hists = rollup.read(session, group_by, (date_from - EPOCH).days, (date_to - EPOCH).days, where)
+    dn_from, dn_to = (date_from - EPOCH).days, (date_to - EPOCH).days
+    if path == "dim":
+        counts, hists = rollup.read_dims(session, group_by, dn_from, dn_to)
+    else:
+        counts, hists = rollup.read(session, group_by, dn_from, dn_to, where)
     grp = q.group.label("grp")
     overdue = dict(session.execute(sa.select(grp, sa.func.count()).select_from(q.from_)
                                    .where(q.where, COUNTS["overdue"].predicate(q.now)).group_by(grp)).all())

@@ -38,7 +38,7 @@ from service.imports import ImportOptions, import_file
 from service.regions.models import Grid
 from service.sla import sweeps
 from service.stats import rollup
-from service.stats.service import summary
+from service.stats.service import Filters, summary, summary_path
 from service.tickets.models import Ticket
 from service.tickets.workflow import TRANSITIONS
 from tests import factories as f
@@ -162,12 +162,39 @@ def drive(session: Session, data, tmp: Path) -> tuple[date, date, datetime]:
     return first, last, _at(first, hours)
 
 
+DIM_GROUPINGS = ("department", "region", "grid", "category", "service_type", "channel", "officer",
+                 "day", "week", "month", "quarter")
+
+
+def check_dim_path(session: Session, first: date, last: date, now: datetime,
+                   groupings: tuple[str, ...] = DIM_GROUPINGS) -> None:
+    """Unfiltered summaries of an unlimited reader come from the per-dimension level and equal the
+    exact recount (counts exactly; percentiles within the bound, as the fine path's). A filtered one
+    keeps the fine path and agrees with the dim path's group."""
+    system = Actor.system()
+    for group_by in groupings:
+        assert summary_path(session, system, first, last, group_by) == "dim", group_by
+        assert summary_path(session, system, first, last, group_by, exact=True) == "exact"
+        rows, total = summary(session, system, first, last, group_by, now=now)
+        exact_rows, exact_total = summary(session, system, first, last, group_by, now=now, exact=True)
+        assert total.counts() == exact_total.counts(), group_by
+        assert {r.key: r.counts() for r in rows} == {r.key: r.counts() for r in exact_rows}, group_by
+    channel = Filters(channel="web")
+    assert summary_path(session, system, first, last, "department", channel) == "fine"
+    fine = summary(session, system, first, last, "channel", channel, now=now)[1]
+    dim = {r.key: r for r in summary(session, system, first, last, "channel", now=now)[0]}
+    assert fine.counts() == (dim["web"].counts() if "web" in dim else fine.counts())
+
+
 def _check(session: Session, first: date, last: date, now: datetime) -> None:
     check_against_recount(session, now, first, last, groupings=GROUPINGS)
+    check_dim_path(session, first, last, now)  # before a fold: stats_dim_day + stats_delta
     assert rollup.differences(session) == []
     rollup.fold(session)
+    assert session.execute(sa.text("SELECT count(*) FROM stats_delta")).scalar_one() == 0
     assert rollup.rebuild(session, check_only=True).differences == []
     check_against_recount(session, now, first, last, groupings=("department", "day"))
+    check_dim_path(session, first, last, now, ("department", "region", "category", "month", "week"))
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, phases=NO_SHRINK,
@@ -219,8 +246,17 @@ def test_rebuild_finds_and_repairs_corrupted_rows(session: Session):
                             "response_due, responded, rated, satisfied, closed_rated, reopened, returned) "
                             "VALUES (:dn, 0, 0, 0, 'web', 0, 'problem', 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)"),
                     {"dn": dn})
+    session.execute(sa.text("UPDATE stats_dim_day SET replied = replied + 5 WHERE dn = :dn AND dim = 'channel' "
+                            "AND key = 'hotline'"), {"dn": dn})
+    session.execute(sa.text("DELETE FROM stats_dim_hist WHERE dn = :dn AND dim = 'all' AND duration = 0"),
+                    {"dn": dn})
     report = rollup.rebuild(session, check_only=True)
     found = {(d.kind, d.measure, d.live, d.recount) for d in report.differences}
+    assert ("dim_count", "replied", 5, 0) in found
+    dim_rows = [d for d in report.differences if d.kind.startswith("dim_")]
+    assert any(d.kind == "dim_count" and d.key == {"dim": "channel", "key": "hotline", "dn": dn} for d in dim_rows)
+    assert any(d.kind == "dim_hist" and d.key["dim"] == "all" and d.measure.startswith("hours_to_claim[")
+               and d.live == 0 and d.recount >= 1 for d in dim_rows)
     assert ("count", "closed", 4, 1) in found
     assert ("count", "received", 2, 0) in found
     assert any(kind == "hist" and m.startswith("hours_to_close[") and (live, re) == (0, 1)
@@ -414,3 +450,22 @@ def test_rebuild_and_fold_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         get_engine().dispose()
         get_settings.cache_clear()
         get_engine.cache_clear()
+
+
+def test_an_update_of_no_rollup_input_appends_no_delta(session: Session):
+    """PostgreSQL's UPDATE trigger only recounts rows whose rollup inputs changed (the inputs are
+    read from the generated SQL); a changed input still appends its delta."""
+    first = date(2009, 9, 7)
+    with time_machine.travel(_at(first, 1), tick=False):
+        t = f.make_ticket(session, "dispatched", commit=False)
+    rollup.fold(session)
+    ddl = " ".join(rollup.trigger_ddl("postgresql", calendar_service.get_calendar(session)))
+    assert "IS DISTINCT FROM" in ddl
+    inputs = rollup.input_columns("postgresql", calendar_service.get_calendar(session))
+    assert {"status", "category_id", "submitted_at", "closed_at"} <= set(inputs) and "title" not in inputs
+    session.execute(sa.update(Ticket).where(Ticket.id == t.id).values(title="改过的标题", remind_count=3))
+    assert session.execute(sa.text("SELECT count(*) FROM stats_delta")).scalar_one() == 0
+    other = f.category(session, "problem.power").id
+    session.execute(sa.update(Ticket).where(Ticket.id == t.id).values(category_id=other))
+    assert session.execute(sa.text("SELECT count(*) FROM stats_delta")).scalar_one() == 2
+    assert rollup.differences(session) == []
