@@ -12,7 +12,7 @@ def test_beat_entries_name_registered_tasks():
     app = get_celery()
     entries = {k: v for k, v in beat_schedule(get_settings()).items() if k.startswith("triage-")}
     assert {v["task"] for v in entries.values()} == {
-        "triage.refresh_hot_issues", "triage.sweep_duplicate_index", "triage.harvest_replies"}
+        "triage.refresh_hot_issues", "triage.sweep_duplicate_index", "triage.harvest_replies", "triage.train"}
     for entry in entries.values():
         assert entry["task"] in app.tasks
 
