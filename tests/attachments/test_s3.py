@@ -4,10 +4,11 @@ configured as in production: an ``s3://bucket/prefix`` URL and ``endpoint_url``/
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
+
+from bench.harness import free_port
 
 pytest.importorskip("s3fs")
 moto_server = pytest.importorskip("moto.server")
@@ -19,21 +20,9 @@ from tests import factories as f  # noqa: E402
 from tests.attachments import samples as s  # noqa: E402
 
 
-def _free_port() -> int:
-    """A free port of this helper's range (18050-18059), else any free one."""
-    for port in [*range(18050, 18060), 0]:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return sock.getsockname()[1]
-    raise RuntimeError("no free port")
-
-
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=_free_port(), verbose=False)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     try:

@@ -15,7 +15,6 @@ specification's element names (:mod:`tests.open311.spec`).
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import requests
 from georeport import GeoReport
 from sqlmodel import Session, select
 
+from bench.harness import free_port
 from service.auth.actor import Actor
 from service.db import make_engine
 from service.enterprises.models import Enterprise
@@ -39,18 +39,8 @@ from tests.open311.spec import REQUEST_FIELDS, check_xml
 from tests.scratch_db import scratch_database
 
 ROOT = Path(__file__).resolve().parents[2]
-PORTS = range(18040, 18050)  # helper "open311": 18000 + 4*10 .. +9
 
 
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.skip("no free port in 18040-18049")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +60,7 @@ def live():
             uscc = ent2.uscc
             session.commit()
         engine.dispose()
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "QIFU_DATABASE_URL": url, "QIFU_ENVIRONMENT": "test", "QIFU_LOG_LEVEL": "WARNING"}
         proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "qifu.app:app", "--host", "127.0.0.1",
                                  "--port", str(port), "--log-level", "warning"], cwd=ROOT, env=env,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -51,13 +50,11 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
+from bench.harness import free_port  # noqa: E402
+
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 class Api:
@@ -108,7 +105,7 @@ def _make_tickets(base: str) -> None:
 def server() -> Iterator[str]:
     """``qifu serve`` on a free port over a fresh migrated, seeded database with some tickets."""
     with scratch_database(PG_SERVER, f"qifu_test_dashboard_{os.getpid()}", enterprises=40) as url:
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "QIFU_DATABASE_URL": url, "QIFU_ENVIRONMENT": "test", "QIFU_REDIS_URL": ""}
         log_path = ARTIFACTS / f"dashboard-server-{os.getpid()}.log"
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
