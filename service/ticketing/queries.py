@@ -15,7 +15,7 @@ from service.auth.actor import Actor
 from service.calendar.service import get_calendar
 from service.common.enums import STATUS_LABELS, Role
 from service.common.schemas import INT32_MAX
-from service.errors import FieldError, NotFound, TicketNotFound
+from service.errors import FieldError, NotFound
 from service.sla.deadlines import deadline_view
 from service.tickets import schemas
 from service.tickets.models import Ticket, TicketCoDepartment, TicketEvent
@@ -38,23 +38,6 @@ def ticket_read(session: Session, ticket: Ticket, actor: Actor) -> schemas.Ticke
     data.update(status_label=STATUS_LABELS[ticket.status], co_department_ids=sorted(co), duplicate_of=dup)
     data.update(deadline_view(get_calendar(session), ticket, clock.now()))
     return schemas.TicketRead.model_validate(data)
-
-
-def get_visible_ticket(session: Session, actor: Actor, number: str, *, for_update: bool = False) -> Ticket:
-    """Load the ticket ``number`` if ``actor`` may see it.
-
-    Raises:
-        TicketNotFound (404): no such ticket, or not visible to ``actor`` (SPEC §1).
-    """
-    if "\x00" in number:  # cannot exist (and PostgreSQL refuses NUL in text)
-        raise TicketNotFound(f"工单 {number!r} 不存在")
-    stmt = select(Ticket).where(Ticket.number == number, ticket_visibility(session, actor))
-    if for_update:
-        stmt = stmt.with_for_update()
-    ticket = session.exec(stmt).first()
-    if ticket is None:
-        raise TicketNotFound(f"工单 {number} 不存在")
-    return ticket
 
 
 #: Event payload entries that name another ticket (merge's ``into``, link's ``other``).

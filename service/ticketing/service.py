@@ -17,13 +17,13 @@ from service.ticketing.queries import (
     SORT_KEYS,
     TicketFilter,
     find_ticket,
-    get_visible_ticket,
     list_events,
     list_tickets,
     ticket_read,
 )
 from service.ticketing.submission import IdempotencyMismatch, create_ticket, request_hash, submit_ticket
 from service.tickets.numbering import next_ticket_number, reserve_ticket_numbers
+from service.tickets.visibility import get_visible_ticket
 
 __all__ = [
     "ACTION_BODIES", "HANDLERS", "ON_BEHALF_ROLES", "SELF_SERVICE_CHANNELS", "SORT_KEYS", "Action",

@@ -41,7 +41,7 @@ from sqlmodel import Session, select
 from service.auth.actor import Actor
 from service.common.trees import subtree_ids
 from service.enterprises.models import Enterprise
-from service.errors import FieldError, NotFound
+from service.errors import FieldError, NotFound, TicketNotFound
 from service.regions.models import Grid, Region
 from service.tickets.models import Ticket, TicketCoDepartment
 from service.users.models import OfficerGrid, User
@@ -227,6 +227,23 @@ def ticket_visibility(session: Session, actor: Actor) -> sa.ColumnElement[bool]:
     """A SQL condition on :class:`Ticket` that is true exactly for the tickets ``actor`` may see
     (:meth:`Scope.tickets`)."""
     return Scope(session, actor).tickets()
+
+
+def get_visible_ticket(session: Session, actor: Actor, number: str, *, for_update: bool = False) -> Ticket:
+    """Load the ticket ``number`` if ``actor`` may see it.
+
+    Raises:
+        TicketNotFound (404): no such ticket, or not visible to ``actor`` (SPEC §1).
+    """
+    if "\x00" in number:  # cannot exist (and PostgreSQL refuses NUL in text)
+        raise TicketNotFound(f"工单 {number!r} 不存在")
+    stmt = select(Ticket).where(Ticket.number == number, ticket_visibility(session, actor))
+    if for_update:
+        stmt = stmt.with_for_update()
+    ticket = session.exec(stmt).first()
+    if ticket is None:
+        raise TicketNotFound(f"工单 {number} 不存在")
+    return ticket
 
 
 def enterprise_visibility(session: Session, actor: Actor) -> sa.ColumnElement[bool]:

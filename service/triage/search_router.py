@@ -10,15 +10,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response, status
 from pydantic import BaseModel
-from sqlmodel import Session, select
 
 from service.auth.actor import Actor
 from service.auth.dependencies import SessionDep, require_roles
 from service.common.openapi import problem_responses
 from service.common.schemas import ApiDate, Id, QueryId
-from service.errors import TicketNotFound
-from service.tickets.models import Ticket
-from service.tickets.visibility import ticket_visibility
+from service.tickets.visibility import get_visible_ticket
 from service.triage import duplicates, hotspots, knowledge
 
 router = APIRouter(tags=["triage"])
@@ -29,16 +26,6 @@ KnowledgeReader = Answerer
 KnowledgeWriter = Annotated[Actor, Depends(require_roles("officer", "admin"))]
 HotReader = Annotated[Actor, Depends(require_roles("supervisor", "admin"))]
 Search = Annotated[str | None, Query(max_length=200, pattern=r"^[^\x00]*$", description="检索词（中文分词后全文检索）")]
-
-
-def _visible_ticket(session: Session, actor: Actor, number: str) -> Ticket:
-    """The ticket ``number`` if ``actor`` may see it (SPEC §1), else 404."""
-    if "\x00" in number:
-        raise TicketNotFound(f"工单 {number!r} 不存在")
-    ticket = session.exec(select(Ticket).where(Ticket.number == number, ticket_visibility(session, actor))).first()
-    if ticket is None:
-        raise TicketNotFound(f"工单 {number} 不存在")
-    return ticket
 
 
 # ------------------------------------------------------------------ duplicates
@@ -53,7 +40,7 @@ class DuplicatesRead(BaseModel):
             summary="疑似重复诉求（同一网格内未办结的相似工单）")
 def ticket_duplicates(number: str, session: SessionDep, actor: StaffReader,
                       limit: Annotated[int, Query(ge=1, le=50)] = 10) -> DuplicatesRead:
-    ticket = _visible_ticket(session, actor, number)
+    ticket = get_visible_ticket(session, actor, number)
     return DuplicatesRead(number=ticket.number,
                           candidates=duplicates.find_duplicates(session, actor, ticket, limit=limit))
 
@@ -65,7 +52,7 @@ def ticket_duplicates(number: str, session: SessionDep, actor: StaffReader,
             responses=problem_responses(403, 404), summary="答复参考：相似的知识库条目与历史答复")
 def answer_suggestions(number: str, session: SessionDep, actor: Answerer,
                        limit: Annotated[int, Query(ge=1, le=20)] = 5) -> knowledge.AnswerSuggestions:
-    ticket = _visible_ticket(session, actor, number)
+    ticket = get_visible_ticket(session, actor, number)
     return knowledge.answer_suggestions(session, ticket, limit=limit)
 
 
