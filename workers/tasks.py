@@ -66,12 +66,9 @@ def relay_outbox() -> list[int]:
 
 @shared_task(name="notifications.deliver")
 def deliver(delivery_ids: list[int]) -> list[str]:
-    """Deliver notifications (webhook, e-mail); each delivery in its own transaction."""
-    states = []
-    for delivery_id in delivery_ids:
-        with session_scope() as session:
-            states.append(notifications.deliver(session, delivery_id))
-    return states
+    """Deliver notifications (webhook, e-mail); each delivery in its own transaction
+    (:func:`service.notifications.service.deliver_batch`)."""
+    return _in_session(lambda session: notifications.deliver_batch(session, delivery_ids))
 
 
 @shared_task(name="notifications.retry_failed")

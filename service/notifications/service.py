@@ -17,7 +17,9 @@ import email.utils
 import hashlib
 import hmac
 import json
+import os
 import smtplib
+import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -95,8 +97,29 @@ def _send_webhook(target: str, notification: Notification, ticket_number: str | 
     }, ensure_ascii=False, sort_keys=True).encode()
     headers = {"Content-Type": "application/json", "X-Qifu-Delivery": str(notification.id),
                "X-Qifu-Signature": sign(body, settings.webhook_secret)}
-    response = httpx.post(target, content=body, headers=headers, timeout=10.0)
+    response = http_client().post(target, content=body, headers=headers)
     response.raise_for_status()
+
+
+_http: tuple[int, httpx.Client] | None = None
+_http_lock = threading.Lock()
+
+
+def http_client() -> httpx.Client:
+    """The process's one HTTP client for webhooks (10 s timeout): its connections are kept alive
+    and its TLS context (the CA bundle) is loaded once. ``httpx.post`` built a new client per
+    delivery, and loading the CA bundle took ~80 ms of CPU each time: most of a delivery's cost
+    (docs/reliability.md §2). Made again in a forked child (a Celery pool process), since
+    connections must not be shared across ``fork``; thread-safe (the embedded worker threads)."""
+    global _http
+    pid = os.getpid()
+    current = _http
+    if current is not None and current[0] == pid:
+        return current[1]
+    with _http_lock:
+        if _http is None or _http[0] != pid:
+            _http = (pid, httpx.Client(timeout=10.0))
+        return _http[1]
 
 
 def email_message(target: str, notification: Notification, ticket_number: str | None = None) -> EmailMessage:
@@ -137,14 +160,24 @@ SENDERS = {"webhook": _send_webhook, "email": _send_email}
 
 
 def deliver(session: Session, delivery_id: int) -> str:
-    """Attempt one delivery; returns its state afterwards. Idempotent: a ``sent`` or ``dead``
-    delivery is left alone. The row is locked while sending so two workers never send it twice
-    at once. Failures schedule a retry with exponential backoff, then dead-letter.
+    """Attempt one delivery; returns its state afterwards (``sent``, ``failed``, ``dead``;
+    ``missing`` when no such row, or when another transaction holds its lock: that one sends it,
+    or the stale sweep of :func:`retry_failed` queues it again). Idempotent: a ``sent`` or
+    ``dead`` delivery is left alone. The row is locked (``FOR UPDATE SKIP LOCKED``) while sending,
+    so two workers never send it twice at once; the caller commits right after, and a crash
+    between the send and that commit is the one way a receiver gets a delivery twice (same
+    ``X-Qifu-Delivery``: at-least-once, workers.md). Failures schedule a retry with exponential
+    backoff (``QIFU_DELIVERY_BACKOFF_SECONDS`` doubling), then dead-letter after
+    ``QIFU_DELIVERY_MAX_ATTEMPTS`` (SPEC §9).
     """
-    stmt = select(NotificationDelivery).where(NotificationDelivery.id == delivery_id)
+    stmt = (select(NotificationDelivery, Notification, Ticket.number)
+            .join(Notification, Notification.id == NotificationDelivery.notification_id)
+            .outerjoin(Ticket, Ticket.id == Notification.ticket_id)
+            .where(NotificationDelivery.id == delivery_id)
+            .execution_options(populate_existing=True))  # the row as locked, not as cached
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
+        stmt = stmt.with_for_update(of=NotificationDelivery, skip_locked=True)
     elif dialect == "sqlite":
         # No row locks on SQLite: take the database write lock first (a no-op UPDATE, waiting on
         # busy_timeout). Reading first and writing after the send failed with "database is
@@ -152,15 +185,15 @@ def deliver(session: Session, delivery_id: int) -> str:
         # left the delivery pending for good. The send is bounded by its 10 s timeout.
         session.execute(sa.update(NotificationDelivery).where(NotificationDelivery.id == delivery_id)
                         .values(attempts=NotificationDelivery.attempts))
-    delivery = session.exec(stmt).first()
-    if delivery is None or delivery.state in ("sent", "dead"):
-        return delivery.state if delivery else "missing"
+    row = session.exec(stmt).first()  # one round trip: the delivery (locked), its notification, the number
+    if row is None:
+        return "missing"
+    delivery, notification, number = row
+    if delivery.state in ("sent", "dead"):
+        return delivery.state
     settings = get_settings()
-    notification = session.get(Notification, delivery.notification_id)
     delivery.attempts += 1
     try:
-        number = (session.execute(sa.select(Ticket.number).where(Ticket.id == notification.ticket_id)).scalar()
-                  if notification.ticket_id is not None else None)
         SENDERS[delivery.channel](delivery.target, notification, number)
     except Exception as exc:  # noqa: BLE001 - any failure is recorded and retried
         delivery.last_error = f"{type(exc).__name__}: {exc}"[:500]
@@ -174,6 +207,32 @@ def deliver(session: Session, delivery_id: int) -> str:
         delivery.state, delivery.sent_at, delivery.next_attempt_at = "sent", clock.now(), None
     session.flush()
     return delivery.state
+
+
+def deliver_batch(session: Session, delivery_ids: Sequence[int]) -> list[str]:
+    """Deliver ``delivery_ids`` (one ``notifications.deliver`` message: up to 200) in order, each
+    in its own transaction (:func:`deliver`, then a commit), on one session and connection
+    (the first one also holds the read below).
+    Returns each one's state afterwards, as :func:`deliver` does.
+
+    First one query reads which of them are still to be sent (``pending`` or ``failed``): the
+    others (``sent``, ``dead``, unknown) are answered from it without a lock or a transaction
+    each. A message queued again by the stale sweep of :func:`retry_failed` for deliveries that
+    were only waiting in a long queue (not lost) then costs one query, not one per delivery.
+    """
+    ids = list(delivery_ids)
+    if not ids:
+        return []
+    states = dict(session.execute(sa.select(NotificationDelivery.id, NotificationDelivery.state)
+                                  .where(NotificationDelivery.id.in_(ids))).all())
+    out = []
+    for delivery_id in ids:
+        state = states.get(delivery_id, "missing")
+        if state in ("pending", "failed"):
+            state = deliver(session, delivery_id)
+            session.commit()
+        out.append(state)
+    return out
 
 
 def retry_failed(session: Session) -> int:
