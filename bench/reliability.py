@@ -4,6 +4,7 @@
     uv run python bench/reliability.py pg-restart --clients 16 --duration 12
     uv run python bench/reliability.py worker-kill --kills 100     # the run of tests/reliability/test_reliability.py, bigger
     uv run python bench/reliability.py redis-down --submissions 10000
+    uv run python bench/reliability.py deliver-rate --deliveries 2000   # one worker's webhook deliveries per second
 
 ``pg-restart``: a private PostgreSQL cluster (``bench.harness.PrivatePostgres``: initdb on a free
 port; the shared server is never touched), migrated and seeded; the production command ``qifu serve
@@ -203,10 +204,83 @@ def _with_db_and_redis(args) -> dict:
             if args.run == "worker-kill":
                 return worker_kill_run(url, redis, kills=args.kills, seed=args.seed, whole_every=args.whole_every,
                                        per_cycle=(args.armed, args.closing))
-            return redis_down_run(url, redis, submissions=args.submissions, stale_seconds=args.stale_seconds)
+            return redis_down_run(url, redis, submissions=args.submissions, stale_seconds=args.stale_seconds,
+                                  stall_seconds=args.stall_seconds)
         finally:
             if redis.proc is not None:
                 redis.stop()
+
+
+def deliver_rate(pg_url: str, deliveries: int = 2000, per_task: int = 1) -> dict:
+    """One solo Celery worker (as in the Redis-down run) delivering ``deliveries`` webhook
+    deliveries queued as ``notifications.deliver`` messages of ``per_task`` ids each (a
+    submission or an action queues one or two); returns deliveries per second from the first
+    message to the last ``sent``, and whether each reached the receiver exactly once."""
+    import os
+
+    os.environ.setdefault("QIFU_ENVIRONMENT", "test")
+    import sqlalchemy as sa
+
+    from service.db import make_engine
+    from tests import factories as f
+    from tests.notifications.test_notifications import SECRET, WebhookReceiver, wait_until
+    from tests.scratch_db import scratch_database
+    from tests.workers.test_celery_integration import PrivateRedis, Workers
+    from workers.celery_app import make_celery
+
+    with scratch_database(pg_url, f"qifu_bench_rate_{uuid.uuid4().hex[:6]}", enterprises=20) as url:
+        engine = make_engine(url)
+        from sqlmodel import Session
+
+        with Session(engine) as s:
+            ticket = f.make_ticket(s, "submitted", enterprise="ent1")
+            s.commit()
+            ticket_id, user_id = ticket.id, ticket.submitted_by_id or ticket.officer_id
+        with engine.begin() as conn:
+            nids = conn.execute(sa.text(
+                "INSERT INTO notification (user_id, ticket_id, kind, title, body, payload, created_at) "
+                "SELECT :u, :t, 'submitted', '新工单：演练 ' || g, '', '{}', now() FROM generate_series(1, :n) g "
+                "RETURNING id"), {"u": user_id, "t": ticket_id, "n": deliveries}).scalars().all()
+            ids = conn.execute(sa.text(
+                "INSERT INTO notification_delivery (notification_id, channel, target, state, attempts) "
+                "SELECT unnest(CAST(:n AS int[])), 'webhook', :target, 'pending', 0 RETURNING id"),
+                {"n": list(nids), "target": "placeholder"}).scalars().all()
+        redis = PrivateRedis()
+        redis.start()
+        try:
+            with WebhookReceiver() as receiver:
+                with engine.begin() as conn:
+                    conn.execute(sa.text("UPDATE notification_delivery SET target = :t WHERE id = ANY(:ids)"),
+                                 {"t": receiver.url, "ids": list(ids)})
+                env = {"QIFU_DATABASE_URL": url, "QIFU_REDIS_URL": redis.url, "QIFU_WEBHOOK_URL": receiver.url,
+                       "QIFU_WEBHOOK_SECRET": SECRET, "QIFU_DELIVERY_STALE_SECONDS": "3600"}
+                workers = Workers(env)
+                try:
+                    workers.main()
+                    app = make_celery(redis.url)
+                    began = time.monotonic()
+                    for start in range(0, len(ids), per_task):
+                        app.send_task("notifications.deliver", kwargs={"delivery_ids": ids[start:start + per_task]},
+                                      queue="notifications", retry=False, ignore_result=True)
+
+                    def sent() -> int:
+                        with engine.connect() as conn:
+                            return conn.execute(sa.text("SELECT count(*) FROM notification_delivery "
+                                                        "WHERE state = 'sent' AND id = ANY(:ids)"),
+                                                {"ids": list(ids)}).scalar()
+
+                    wait_until(lambda: sent() == len(ids), timeout=3600, interval=0.5)
+                    elapsed = time.monotonic() - began
+                finally:
+                    workers.stop_all()
+                per = receiver.per_delivery()
+        finally:
+            redis.stop()
+            engine.dispose()
+    return {"deliveries": len(ids), "per_task": per_task, "seconds": round(elapsed, 1),
+            "per_second": round(len(ids) / elapsed, 1), "received": sum(per.values()),
+            "loadavg": open("/proc/loadavg").read().split()[:3],
+            "ok": per == Counter({str(n): 1 for n in nids})}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,12 +299,20 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--closing", type=int, default=2, help="replied tickets auto-closed per cycle")
     r = sub.add_parser("redis-down")
     r.add_argument("--submissions", type=int, default=10_000)
-    r.add_argument("--stale-seconds", type=float, default=60.0, help="QIFU_DELIVERY_STALE_SECONDS of the run")
-    for q in (w, r):
+    r.add_argument("--stale-seconds", type=float, default=10.0, help="QIFU_DELIVERY_STALE_SECONDS of the run")
+    r.add_argument("--stall-seconds", type=float, default=300.0,
+                   help="give up waiting for the deliveries when none was sent for this long (>> stale)")
+    d = sub.add_parser("deliver-rate")
+    d.add_argument("--deliveries", type=int, default=2000)
+    d.add_argument("--per-task", type=int, default=1, help="delivery ids per notifications.deliver message")
+    for q in (w, r, d):
         q.add_argument("--pg-url", default="postgresql+psycopg://postgres@127.0.0.1:5432")
     args = parser.parse_args(argv)
     if args.run == "pg-restart":
         result = pg_restart(args.clients, args.duration, args.restarts, args.workers)
+    elif args.run == "deliver-rate":
+        result = deliver_rate(args.pg_url, args.deliveries, args.per_task)
+        print(json.dumps(result, ensure_ascii=False, indent=1))
     else:
         result = _with_db_and_redis(args)
         print(json.dumps(result, ensure_ascii=False, indent=1))

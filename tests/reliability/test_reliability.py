@@ -94,6 +94,34 @@ def deliveries_of(engine, ticket_ids: list[int]) -> list[tuple[int, int, str]]:
             {"ids": ticket_ids}).all()]
 
 
+def only_in_broker(engine, ticket_ids: list[int]) -> set[int]:
+    """The tickets' deliveries still ``pending`` whose outbox messages were all relayed: their
+    only message is in Redis (queued, or taken by the worker and not yet acknowledged)."""
+    with engine.connect() as conn:
+        unrelayed = conn.execute(sa.text("SELECT kwargs FROM outbox_message WHERE sent_at IS NULL "
+                                         "AND task = 'notifications.deliver'")).scalars().all()
+        pending = set(conn.execute(sa.text(
+            "SELECT d.id FROM notification_delivery d JOIN notification n ON n.id = d.notification_id "
+            "WHERE n.ticket_id = ANY(:ids) AND d.state = 'pending'"), {"ids": ticket_ids}).scalars())
+    for k in unrelayed:
+        pending -= set(k.get("delivery_ids", ()))
+    return pending
+
+
+def queued_again(engine, delivery_ids: set[int]) -> int:
+    """How many of ``delivery_ids`` have more than one ``notifications.deliver`` outbox message
+    (queued again by the stale sweep of ``notifications.retry_failed``)."""
+    if not delivery_ids:
+        return 0
+    with engine.connect() as conn:
+        kwargs = conn.execute(sa.text("SELECT kwargs FROM outbox_message WHERE task = 'notifications.deliver' "
+                                      "AND id >= (SELECT min(id) FROM outbox_message WHERE task = 'notifications.deliver' "
+                                      "AND CAST(kwargs AS jsonb)->'delivery_ids' @> to_jsonb(CAST(:d AS int)))"),
+                              {"d": min(delivery_ids)}).scalars().all()
+    seen = Counter(d for k in kwargs for d in k.get("delivery_ids", ()) if d in delivery_ids)
+    return sum(1 for v in seen.values() if v > 1)
+
+
 def pending_outbox_for(engine, delivery_ids: set[int]) -> int:
     with engine.connect() as conn:
         rows = conn.execute(sa.text("SELECT kwargs FROM outbox_message WHERE sent_at IS NULL")).scalars().all()
@@ -157,10 +185,15 @@ def test_postgres_restarted_twice_under_load_loses_and_doubles_nothing():
 
 # =========================================================================== 2. Redis down
 
-def redis_down_run(db_url: str, redis: PrivateRedis, submissions: int = 30, stale_seconds: float = 5.0) -> dict:
+def redis_down_run(db_url: str, redis: PrivateRedis, submissions: int = 30, stale_seconds: float = 5.0,
+                   stall_seconds: float = 60.0) -> dict:
     """Submit ``submissions`` tickets through ``qifu serve``, accept and dispatch each (the officer
     is notified of the submission, the department's handlers of the dispatch: a webhook delivery
-    each); Redis is stopped for the middle third. Returns figures and ``ok``."""
+    each); Redis is stopped for the middle third. Then wait until every delivery is ``sent``,
+    giving up only when none was sent for ``stall_seconds`` (keep it well above
+    ``stale_seconds``, the ``QIFU_DELIVERY_STALE_SECONDS`` after which a delivery the restarted
+    Redis forgot is queued again). Returns figures (with ``pending_rows``: the rows still pending,
+    read before the database goes) and ``ok``."""
     engine = make_engine(db_url)
     people = submitters(db_url)
     with WebhookReceiver() as receiver:
@@ -179,13 +212,23 @@ def redis_down_run(db_url: str, redis: PrivateRedis, submissions: int = 30, stal
             tickets: list[tuple[int, str]] = []  # (third, number)
             outage = slow = 0.0
             held = 0
+            in_broker: set[int] = set()
             third = max(1, submissions // 3)
             with httpx.Client(base_url=server.url, timeout=30) as http:
                 for i in range(submissions):
                     part = min(i // third, 2)
+                    if i == max(0, third - 2):
+                        # hold the webhook from here on (each delivery's first request, < the 10 s
+                        # send timeout): the worker blocks on one, so the messages queued behind it
+                        # are still in Redis when it stops — not left to the worker's pace
+                        receiver.hold_first = 8.0
                     if i == third:
+                        first = _ids(engine, [n for _, n in tickets])
+                        wait_until(lambda ids=first: bool(only_in_broker(engine, ids)), timeout=10)
+                        in_broker = only_in_broker(engine, first)
                         redis.stop()
                         outage = time.monotonic()
+                        receiver.release()
                     if i == 2 * third:
                         middle = [n for p, n in tickets if p == 1]
                         ids = _ids(engine, middle)
@@ -212,9 +255,13 @@ def redis_down_run(db_url: str, redis: PrivateRedis, submissions: int = 30, stal
                         statuses[done.status_code] += 1
                     slow = max(slow, time.monotonic() - started)
             ids = _ids(engine, [n for _, n in tickets])
+            submitted = time.monotonic()
             # every notification delivered: the outbox relayed (periodic relay after the outage)
             done = wait_while_progressing(lambda: all(s == "sent" for _, _, s in deliveries_of(engine, ids)),
-                                          lambda: sum(s == "sent" for _, _, s in deliveries_of(engine, ids)), stall=60)
+                                          lambda: sum(s == "sent" for _, _, s in deliveries_of(engine, ids)),
+                                          stall=stall_seconds)
+            drained = time.monotonic() - submitted
+            pending_rows = _unsent(engine, ids)
             wait_until(redis.idle, timeout=20)
             time.sleep(0.5)
             rows = deliveries_of(engine, ids)
@@ -228,6 +275,7 @@ def redis_down_run(db_url: str, redis: PrivateRedis, submissions: int = 30, stal
             result = {
                 "submissions": submissions, "statuses": dict(statuses), "tickets": len(tickets),
                 "deliveries": len(rows), "held_in_outbox_during_outage": held,
+                "in_redis_when_stopped": len(in_broker), "queued_again": queued_again(engine, in_broker),
                 "outage_seconds": round(outage, 1), "slowest_submit_accept_s": round(slow, 2),
                 "all_sent": done, "delivered_once": per == expected,
                 "duplicates": sum(v - 1 for v in per.values() if v > 1),
@@ -236,10 +284,12 @@ def redis_down_run(db_url: str, redis: PrivateRedis, submissions: int = 30, stal
                 "request_id": {"echoed": echoed == rid, "in_request_log": request_logged,
                                "in_task_log": {"task started", "task finished"} <= task_events},
                 "states": dict(Counter(st for _, _, st in rows)),
+                "drain_after_last_request_s": round(drained, 1), "pending_rows": pending_rows,
                 "outbox_pending_after": pending_outbox_for(engine, {d for d, _, _ in rows}),
                 "worker_alive": workers.main().pid == main_pid,
                 "ok": done and per == expected and set(statuses) <= {200, 201} and len(tickets) == submissions
-                and held > 0 and len(rows) > submissions and all(r["valid"] for r in receiver.requests),
+                and held > 0 and len(rows) > submissions and all(r["valid"] for r in receiver.requests)
+                and len(in_broker) > 0,
             }
             return result
         finally:
@@ -251,6 +301,26 @@ def redis_down_run(db_url: str, redis: PrivateRedis, submissions: int = 30, stal
             engine.dispose()
             if os.environ.get("QIFU_RELIABILITY_DEBUG"):
                 print("".join(server.lines)[-5000:], "".join(workers.procs[0].output)[-5000:])
+
+
+def _unsent(engine, ticket_ids: list[int], sample: int = 10) -> dict:
+    """The tickets' deliveries not ``sent``: how many, and a sample with their attempts, next
+    attempt, last error and how many outbox messages (relayed or not) carry their id."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT d.id, d.state, d.attempts, d.next_attempt_at, d.last_error, n.created_at FROM notification_delivery d "
+            "JOIN notification n ON n.id = d.notification_id WHERE n.ticket_id = ANY(:ids) AND d.state <> 'sent' "
+            "ORDER BY d.id"), {"ids": ticket_ids}).all()
+        out = []
+        for r in rows[:sample]:
+            messages = conn.execute(sa.text(
+                "SELECT count(*) FILTER (WHERE sent_at IS NOT NULL), count(*) FILTER (WHERE sent_at IS NULL) "
+                "FROM outbox_message WHERE task = 'notifications.deliver' "
+                "AND CAST(kwargs AS jsonb)->'delivery_ids' @> to_jsonb(CAST(:d AS int))"), {"d": r.id}).one()
+            out.append({"id": r.id, "state": r.state, "attempts": r.attempts,
+                        "next_attempt_at": str(r.next_attempt_at), "last_error": r.last_error,
+                        "notified_at": str(r.created_at), "outbox_relayed": messages[0], "outbox_pending": messages[1]})
+    return {"count": len(rows), "sample": out}
 
 
 def _ids(engine, numbers: list[str]) -> list[int]:
