@@ -473,6 +473,44 @@ def test_retry_failed_claims_each_delivery_once(session, env_setter):
         assert not set(second) & set(mine)
 
 
+def test_deliveries_the_broker_lost_are_queued_again_once_a_period_and_sent_once(session, env_setter, receiver):
+    """Redis restarted empty (no persistence) forgets the queued ``notifications.deliver``
+    messages, whose outbox rows are already stamped sent: the deliveries stay ``pending``. The
+    stale sweep queues each again ``QIFU_DELIVERY_STALE_SECONDS`` after its notification, once a
+    period; the original message arriving late as well (only slow, not lost) sends nothing twice,
+    and a message naming sent deliveries is answered from one read (SPEC §9)."""
+    env_setter(QIFU_WEBHOOK_URL=receiver.url, QIFU_WEBHOOK_SECRET=SECRET, QIFU_DELIVERY_STALE_SECONDS=60)
+    with time_machine.travel(MONDAY, tick=False) as traveller:
+        ticket = f.make_ticket(session, "dispatched", lead_department="RSJ", co_departments=["JXJ"])
+        mine = [d.id for d in deliveries_of(session, ticket)]
+        assert len(mine) >= 3 and all(d.state == "pending" for d in deliveries_of(session, ticket))
+
+        traveller.move_to(MONDAY + timedelta(seconds=59))  # not yet stale: maybe only queued behind others
+        before = max_outbox_id(session)
+        notifications.retry_failed(session)
+        assert not set(queued_delivery_ids(session, before)) & set(mine)
+
+        traveller.move_to(MONDAY + timedelta(seconds=60))
+        before = max_outbox_id(session)
+        notifications.retry_failed(session)
+        middle = max_outbox_id(session)
+        notifications.retry_failed(session)  # the same period: claimed already
+        assert sorted(d for d in queued_delivery_ids(session, before) if d in mine) == sorted(mine)
+        assert not set(queued_delivery_ids(session, middle)) & set(mine)
+
+        assert notifications.deliver(session, mine[0]) == "sent"  # one original message was only slow
+        traveller.move_to(MONDAY + timedelta(seconds=120))
+        before = max_outbox_id(session)
+        notifications.retry_failed(session)  # the next period: the still pending ones once more
+        assert sorted(d for d in queued_delivery_ids(session, before) if d in mine) == sorted(mine[1:])
+
+        # every copy arrives (the originals, both re-queued ones): each delivery sent once
+        assert notifications.deliver_batch(session, mine + mine[1:] + mine[1:]) == ["sent"] * (3 * len(mine) - 2)
+        assert notifications.deliver_batch(session, [10**9]) == ["missing"]
+    assert receiver.per_delivery() == Counter({str(d.notification_id): 1 for d in deliveries_of(session, ticket)})
+    assert all((d.state, d.attempts) == ("sent", 1) for d in deliveries_of(session, ticket))
+
+
 @pytest.fixture
 def committed_failed_deliveries(engine, env_setter):
     """Three failed deliveries of a committed ticket, due for retry; removed afterwards."""
