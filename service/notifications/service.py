@@ -219,6 +219,8 @@ def deliver_batch(session: Session, delivery_ids: Sequence[int]) -> list[str]:
     others (``sent``, ``dead``, unknown) are answered from it without a lock or a transaction
     each. A message queued again by the stale sweep of :func:`retry_failed` for deliveries that
     were only waiting in a long queue (not lost) then costs one query, not one per delivery.
+    A database error propagates (the task fails); the deliveries not yet committed stay
+    ``pending`` and the stale sweep queues them again (SPEC §9: nothing accepted is lost).
     """
     ids = list(delivery_ids)
     if not ids:
