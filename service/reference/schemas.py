@@ -97,8 +97,9 @@ class CategoryRead(_CodedRead):
 
 
 #: WGS 84 latitude and longitude of an enterprise's site, degrees (issue 12; Open311 ``lat``/``long``).
-Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
-Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+#: Strict: a JSON number only (``true`` or ``"30.5"`` is a 422, not a coordinate).
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False, strict=True)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False, strict=True)]
 
 
 def _check_uscc(value: str | None) -> str | None:
