@@ -626,6 +626,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="qifu serve (default: a socket per worker) or plain uvicorn --workers (one shared socket)")
     p.add_argument("--port", type=int, default=0, help="port of the API (default: a free one)")
     p.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    p.add_argument("--ready-timeout", type=float, default=60,
+                   help="seconds to wait for /readyz (default 60; more on a loaded machine, where the API "
+                        "processes get a small share of the CPU to start)")
     p.add_argument("--timeline", action="store_true",
                    help="print the API phase per second (responses, p50/p99/max) and each client's mean latency")
     args = p.parse_args(argv)
@@ -648,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
             env_extra.setdefault("QIFU_OPEN311_REQUESTS_PER_KEY_PER_MINUTE", "100000000")
         server = start_api(url, port, args.workers, args.uvicorn_arg, env_extra, args.app, args.server)
         try:
-            wait_ready(base, server)
+            wait_ready(base, server, args.ready_timeout)
             tokens = login_all(base)
             cfg = {"base": base, "host": "127.0.0.1", "port": port, "clients": args.clients,
                    "tokens": [tokens[u] for u in ENTERPRISE_USERS], "duration": args.duration,

@@ -42,9 +42,14 @@ class EnterpriseSeed:
     contact_name: str = ""
     contact_phone: str = ""
     address: str = ""
+    #: only where the data exists (``pinned`` in enterprises.yaml): WGS 84 degrees, an e-mail address
+    latitude: float | None = None
+    longitude: float | None = None
+    contact_email: str | None = None
 
 
-_PINNABLE = {"name", "industry", "grid", "tags", "contact_name", "contact_phone", "address"}
+_PINNABLE = {"name", "industry", "grid", "tags", "contact_name", "contact_phone", "address",
+             "latitude", "longitude", "contact_email"}
 
 
 def county_short_name(name: str) -> str:

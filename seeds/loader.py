@@ -371,7 +371,8 @@ def _load_enterprises(session: Session, spec: dict[str, Any], count: int, region
 
     rows = [{"uscc": s.uscc, "name": s.name, "industry": s.industry, "grid_id": grids[s.grid].id,
              "tags": list(s.tags), "contact_name": s.contact_name, "contact_phone": s.contact_phone,
-             "address": s.address, "officer_id": officer_for(s)} for s in seeds]
+             "address": s.address, "latitude": s.latitude, "longitude": s.longitude,
+             "contact_email": s.contact_email, "officer_id": officer_for(s)} for s in seeds]
     enterprises = _upsert(session, Enterprise, "uscc", rows, counts, "enterprises", update=False)
 
     first = min(int(spec.get("users_for_first", 0)), len(seeds))

@@ -101,6 +101,15 @@ class Settings(BaseSettings):
         open311_requests_per_key_per_minute: requests one Open311 API key may make per minute
             (a moving window over the ``rate_limit_url`` storage, shared by every API process);
             0 = no limit.
+        open311_media_fetch_hosts: the hosts whose Open311 ``media_url`` a worker fetches and
+            stores as an attachment (a JSON list of host names, ``host`` or ``host:port``, lower
+            case; docs/open311.md "media_url"). Empty (the default) = fetching off: offices run on
+            intranets, and the URL stays on the request as a link.
+        open311_media_fetch_allow_private: also fetch from private, loopback, link-local and other
+            non-public addresses (default False: an allowed name that resolves to such an address
+            is refused, against server-side request forgery).
+        open311_media_fetch_timeout_seconds: the whole fetch of one ``media_url`` (connect, each
+            read, and the body as a whole), seconds; default 10.
         jwt_secret_file: where ``qifu standalone`` keeps the JWT secret it generated when
             ``jwt_secret`` is not set (empty = beside the SQLite file, ``<db>.secret``, or
             ``./qifu.secret`` for another database).
@@ -203,6 +212,9 @@ class Settings(BaseSettings):
     # Open311 GeoReport v2 (issue 12, docs/open311.md)
     open311_jurisdiction_id: str = "qifu"
     open311_requests_per_key_per_minute: int = Field(default=600, ge=0)
+    open311_media_fetch_hosts: list[str] = Field(default_factory=list)
+    open311_media_fetch_allow_private: bool = False
+    open311_media_fetch_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     jwt_secret_file: str = ""
     # attachments (issue 12, docs/attachments.md): sizes and types checked on the bytes
     attachment_storage_url: str = ""

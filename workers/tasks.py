@@ -10,6 +10,7 @@ from service import jobs
 from service.db import session_scope
 from service.notifications import service as notifications
 from service.observability.metrics import timed_sweep
+from service.open311 import media as open311_media
 from service.sla import sweeps
 from service.stats import rollup
 
@@ -69,6 +70,14 @@ def deliver(delivery_ids: list[int]) -> list[str]:
     """Deliver notifications (webhook, e-mail); each delivery in its own transaction
     (:func:`service.notifications.service.deliver_batch`)."""
     return _in_session(lambda session: notifications.deliver_batch(session, delivery_ids))
+
+
+@shared_task(name="open311.fetch_media")
+def fetch_open311_media(ticket_id: int) -> str:
+    """Fetch an Open311 request's ``media_url`` and store it as an attachment (docs/open311.md);
+    queued through the outbox by the submission. Never raises for the URL: a failure is logged and
+    the URL stays on the request. Returns the outcome's state."""
+    return _in_session(lambda session: open311_media.fetch_media(session, ticket_id)).state
 
 
 @shared_task(name="notifications.retry_failed")

@@ -139,3 +139,11 @@ class RowRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
+
+
+#: An e-mail address (254 characters, RFC 5321 §4.5.3.1.3): ``user_account.email`` (where the
+#: user's notification e-mails go, and for an enterprise user the sender address the e-mail
+#: intake recognises) and ``enterprise.contact_email`` (docs/mail_intake.md). ``local@domain``
+#: with a dot in the domain; no blanks.
+EmailAddress = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254,
+                                                pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]

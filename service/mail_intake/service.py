@@ -13,8 +13,8 @@ One message at a time, each in its own transaction (:func:`intake_message`):
      ``<ticket-<number>.<uuid>@qifu>``, else the ticket number appears in the subject) and the
      sender is a registered contact of that ticket's enterprise → ``add_info`` on the ticket
      (``comment`` when the ticket is closed or rejected: SPEC §3 allows add_info on open tickets only);
-   - the sender is a registered contact (the e-mail of an active enterprise user) of exactly one
-     enterprise → a new ticket, channel ``email``, through :func:`service.ticketing.submission.submit_ticket`
+   - the sender is a registered contact (the e-mail of an active enterprise user, or an
+     enterprise's ``contact_email``) of exactly one enterprise → a new ticket, channel ``email``, through :func:`service.ticketing.submission.submit_ticket`
      (the JSON API's intake), category ``QIFU_MAIL_DEFAULT_CATEGORY`` for an officer to triage;
    - otherwise → ``quarantined`` until an officer attaches it to an enterprise or discards it.
 3. The attachments go to the ticket (:func:`store_attachments`: types and sizes checked on the
@@ -41,6 +41,7 @@ from service.auth.actor import Actor
 from service.categories.models import Category
 from service.common.enums import OPEN_STATUSES, Channel, Role
 from service.config import Settings, get_settings
+from service.enterprises.models import Enterprise
 from service.errors import AppError, Conflict, FieldError, NotAllowed, NotFound
 from service.mail_intake.models import InboundMail
 from service.mail_intake.parsing import MailAttachment, ParsedMail, parse_message
@@ -109,9 +110,11 @@ def _latest_event_id(session: Session, ticket: Ticket, action: str) -> int | Non
 
 @dataclass(frozen=True)
 class Contact:
-    """A registered enterprise contact: an active enterprise user with an e-mail address."""
+    """A registered enterprise contact: an active enterprise user with an e-mail address, or the
+    enterprise's own ``contact_email`` (``user_id`` None: the enterprise acts without a user, as
+    :meth:`actor` shows)."""
 
-    user_id: int
+    user_id: int | None
     username: str
     enterprise_id: int
 
@@ -122,8 +125,11 @@ class Contact:
 
 
 class SenderDirectory:
-    """Registered senders by address (lower case), read once per poll: the e-mail of every active
-    enterprise user (``user_account.email``; SPEC §1: an enterprise acts through its users)."""
+    """Registered senders by address (lower case), read once per poll (two queries): the e-mail
+    of every active enterprise user (``user_account.email``; SPEC §1: an enterprise acts through
+    its users), and every enterprise's ``contact_email`` (issue 12: a message from it is from that
+    enterprise). An address that is both a user's and their enterprise's contact e-mail is the user
+    (the ticket names its submitter)."""
 
     def __init__(self, contacts: dict[str, list[Contact]]) -> None:
         self.contacts = contacts
@@ -139,6 +145,14 @@ class SenderDirectory:
             key = address.strip().lower()
             if key:
                 contacts.setdefault(key, []).append(Contact(user_id, username, enterprise_id))
+        enterprises = session.execute(
+            sa.select(Enterprise.id, Enterprise.contact_email)
+            .where(Enterprise.contact_email.is_not(None)).order_by(Enterprise.id)).all()
+        for enterprise_id, address in enterprises:
+            key = address.strip().lower()
+            known = contacts.setdefault(key, []) if key else None
+            if known is not None and all(c.enterprise_id != enterprise_id for c in known):
+                known.append(Contact(None, f"enterprise:{enterprise_id}", enterprise_id))
         return cls(contacts)
 
     def lookup(self, address: str) -> list[Contact]:

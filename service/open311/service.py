@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import re
 import secrets
@@ -37,7 +38,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlmodel import Session, select
 
-from service import clock
+from service import clock, jobs
 from service.auth.actor import Actor
 from service.auth.throttle import Counter, Limit, UserRequestLimit
 from service.categories.models import Category
@@ -50,6 +51,9 @@ from service.enterprises.models import Enterprise
 from service.enterprises.uscc import InvalidUSCC, normalize_uscc
 from service.errors import AppError, FieldError, NotFound, TooManyRequests
 from service.open311 import schemas
+from service.open311.media import PAYLOAD_KEY
+from service.open311.media import TASK as FETCH_MEDIA_TASK
+from service.open311.media import wants_fetch as media_wants_fetch
 from service.open311.models import Open311Key
 from service.sla.deadlines import running_deadline
 from service.ticketing import intake_pg
@@ -58,6 +62,8 @@ from service.tickets.models import IdempotencyKey, Ticket, TicketEvent
 from service.tickets.schemas import TicketCreate
 from service.tickets.visibility import ticket_visibility
 from service.users.models import User
+
+log = logging.getLogger("qifu.open311")
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
 #: When this implementation of the endpoint last changed (discovery ``changeset``).
@@ -73,8 +79,6 @@ MAX_DESCRIPTION = 4000
 MAX_REQUESTS = 1000
 DEFAULT_RANGE_DAYS = 90
 MAX_IDS = 100
-#: The submit event's payload member that holds what came through Open311.
-PAYLOAD_KEY = "open311"
 
 #: Statuses shown as ``closed`` (a merged ticket is a rejected duplicate: closed too).
 CLOSED = frozenset({TicketStatus.closed.value, TicketStatus.rejected.value})
@@ -578,12 +582,14 @@ async def submit_request(session: Session, key: KeyInfo, params: dict[str, str],
         return TicketCreate(title=sub.title, description=sub.description, category_code=sub.service.code,
                             priority=sub.priority, channel=Channel(key.channel), enterprise_id=enterprise_id)
 
+    # a media_url to fetch needs its outbox message in the ticket's transaction: the general path
+    fetch_media = media_wants_fetch(sub.payload)
     try:
         if key.enterprise_id is not None:
             if not sub.has_location and not key.enterprise_address:
                 raise _no_location()
             data = ticket_data(key.enterprise_id)
-            if intake_pg.applies(session, actor):
+            if not fetch_media and intake_pg.applies(session, actor):
                 read = await intake_pg.submit(session, actor, data, idempotency_key, sub.payload)
                 if read is not None:
                     return _post_answer(read.number, read.accept_by or read.due_at, sub)
@@ -600,9 +606,11 @@ async def submit_request(session: Session, key: KeyInfo, params: dict[str, str],
                 if not sub.has_location and not row[1]:
                     raise _no_location()
                 enterprise_id = row[0]
-            ticket, _created = ticket_service.submit_ticket(session, actor, ticket_data(enterprise_id),
-                                                            idempotency_key=idempotency_key,
-                                                            event_payload=sub.payload)
+            ticket, created = ticket_service.submit_ticket(session, actor, ticket_data(enterprise_id),
+                                                           idempotency_key=idempotency_key,
+                                                           event_payload=sub.payload)
+            if created and fetch_media:
+                jobs.enqueue(session, FETCH_MEDIA_TASK, ticket_id=ticket.id)
             return ticket.number, ticket.accept_by or ticket.due_at
 
         number, due = await commit_in_thread(session, work)
@@ -620,6 +628,9 @@ async def submit_request(session: Session, key: KeyInfo, params: dict[str, str],
 
 
 def _post_answer(number: str, due: datetime | None, sub: Submission) -> dict[str, Any]:
+    if sub.payload[PAYLOAD_KEY].get("media_url") and not media_wants_fetch(sub.payload):
+        log.info("open311 media_url kept as a link: fetching is off (QIFU_OPEN311_MEDIA_FETCH_HOSTS)",
+                 extra={"ticket": number})
     return {"service_request_id": number, "token": sub.digest, "service_notice": _notice(due),
             "account_id": sub.account_id}
 
@@ -737,7 +748,7 @@ def _request_select() -> sa.Select:
     submit = sa.orm.aliased(TicketEvent)
     survivor = sa.orm.aliased(Ticket)
     return (sa.select(Ticket, Category.code, Category.name, Department.name, Enterprise.address, submit.payload,
-                      survivor.number)
+                      survivor.number, Enterprise.latitude, Enterprise.longitude)
             .join(Category, Category.id == Ticket.category_id)
             .join(Enterprise, Enterprise.id == Ticket.enterprise_id)
             .outerjoin(Department, Department.id == Ticket.lead_department_id)
@@ -751,9 +762,16 @@ def _w3c(value: datetime | None) -> str | None:
 
 def _request_view(row: Any) -> dict[str, Any]:
     """One request as GeoReport v2 shows it. No contact data (names, phones, e-mail, USCC) and
-    no internal notes: what the enterprise itself sees of its ticket, less the people."""
-    ticket, code, name, department, enterprise_address, payload, survivor = row
+    no internal notes: what the enterprise itself sees of its ticket, less the people.
+
+    Location: the request's own (``address_string``, ``lat``/``long``); where it has none, the
+    enterprise's on file: its ``address``, and its coordinates unless the request named an
+    address of its own (a point elsewhere would contradict it)."""
+    ticket, code, name, department, enterprise_address, payload, survivor, ent_lat, ent_long = row
     extra = (payload or {}).get(PAYLOAD_KEY) or {}
+    lat, long = extra.get("lat"), extra.get("long")
+    if lat is None and not extra.get("address_string") and not extra.get("address_id"):
+        lat, long = ent_lat, ent_long
     closed = ticket.status in CLOSED
     notes = STATUS_LABELS.get(ticket.status, ticket.status)
     if survivor is not None:
@@ -778,7 +796,7 @@ def _request_view(row: Any) -> dict[str, Any]:
         "address": extra.get("address_string") or enterprise_address,
         "address_id": extra.get("address_id"),
         "zipcode": None,
-        "lat": extra.get("lat"),
-        "long": extra.get("long"),
+        "lat": lat,
+        "long": long,
         "media_url": extra.get("media_url"),
     }

@@ -128,13 +128,19 @@ def read_enterprise(enterprise_id: int, session: SessionDep, actor: CurrentActor
 
 
 @router.post("/enterprises", responses=CONFLICT, response_model=schemas.EnterpriseRead, status_code=status.HTTP_201_CREATED,
-             tags=["reference"], summary="新增企业（管理员）")
+             tags=["reference"], summary="新增企业（管理员）",
+             description="地址 `address`、坐标 `latitude`（-90..90）/`longitude`（-180..180，WGS 84，须同时提供）"
+                         "与联系邮箱 `contact_email` 可选：Open311 诉求未带位置时显示企业的地址与坐标，"
+                         "邮件受理把来自 `contact_email` 的邮件视为该企业的邮件（docs/open311.md、docs/mail_intake.md）。"
+                         "字段有误时 422 并指明字段。")
 def create_enterprise(body: schemas.EnterpriseCreate, session: SessionDep, _admin: AdminActor):
     return ref.create_enterprise(session, body)
 
 
 @router.patch("/enterprises/{enterprise_id}", responses=CONFLICT, response_model=schemas.EnterpriseRead, tags=["reference"],
-              summary="修改企业（管理员）")
+              summary="修改企业（管理员）",
+              description="只修改给出的字段；`null` 清空可选字段。`latitude`（-90..90）与 `longitude`（-180..180）"
+                          "须同时有值或同时为空，`contact_email` 须为邮件地址；有误时 422 并指明字段。")
 def update_enterprise(enterprise_id: int, body: schemas.EnterpriseUpdate, session: SessionDep,
                       _admin: AdminActor):
     return ref.update_enterprise(session, _get(session, Enterprise, enterprise_id, "企业"), body)

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import Field, StringConstraints, field_validator
 
 from service.common.enums import RegionKind, ServiceType
-from service.common.schemas import InputModel, RowRead, ShortText
+from service.common.schemas import EmailAddress, InputModel, RowRead, ShortText
 from service.enterprises.models import ENTERPRISE_TAGS
 from service.enterprises.uscc import InvalidUSCC, normalize_uscc
 
@@ -96,6 +96,12 @@ class CategoryRead(_CodedRead):
     default_department_id: int | None
 
 
+#: WGS 84 latitude and longitude of an enterprise's site, degrees (issue 12; Open311 ``lat``/``long``).
+#: Strict: a JSON number only (``true`` or ``"30.5"`` is a 422, not a coordinate).
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False, strict=True)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False, strict=True)]
+
+
 def _check_uscc(value: str | None) -> str | None:
     if value is None:
         return None
@@ -123,6 +129,9 @@ class EnterpriseCreate(_In):
     contact_name: str | None = Field(default=None, max_length=50)
     contact_phone: str | None = Field(default=None, max_length=32)
     address: str | None = Field(default=None, max_length=200)
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
+    contact_email: EmailAddress | None = None
     officer_id: int | None = Field(default=None, ge=1)
 
     _uscc = field_validator("uscc")(_check_uscc)
@@ -131,7 +140,9 @@ class EnterpriseCreate(_In):
 
 class EnterpriseUpdate(_In):
     """Only the fields given change; ``null`` clears the optional ones (``industry``, ``grid_id``,
-    contacts, ``address``, ``officer_id``) and is a 422 for ``name`` and ``tags``."""
+    contacts, ``address``, ``latitude``, ``longitude``, ``contact_email``, ``officer_id``) and is a
+    422 for ``name`` and ``tags``. ``latitude`` -90..90 and ``longitude`` -180..180 (WGS 84
+    degrees), ``contact_email`` an e-mail address: else 422 naming the field."""
 
     name: ShortText = None  # type: ignore[assignment]
     industry: str | None = Field(default=None, max_length=100)
@@ -140,6 +151,9 @@ class EnterpriseUpdate(_In):
     contact_name: str | None = Field(default=None, max_length=50)
     contact_phone: str | None = Field(default=None, max_length=32)
     address: str | None = Field(default=None, max_length=200)
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
+    contact_email: EmailAddress | None = None
     officer_id: int | None = Field(default=None, ge=1)
 
     @field_validator("tags")
@@ -157,5 +171,8 @@ class EnterpriseRead(RowRead):
     contact_name: str | None
     contact_phone: str | None
     address: str | None
+    latitude: float | None
+    longitude: float | None
+    contact_email: str | None
     officer_id: int | None
     created_at: datetime

@@ -113,21 +113,49 @@ def _require_officer(session: Session, officer_id: int | None) -> None:
 
 
 def create_enterprise(session: Session, data: schemas.EnterpriseCreate) -> Enterprise:
+    """Register an enterprise (SPEC §2).
+
+    Raises:
+        Conflict (409): the ``uscc`` is taken.
+        FieldError (422): unknown ``grid_id`` or ``officer_id``; ``latitude`` without
+            ``longitude`` or the reverse (:func:`_check_coordinates`).
+    """
     require_unique(session, Enterprise.uscc, data.uscc, "uscc")
     require_row(session, Grid, data.grid_id, "grid_id")
     _require_officer(session, data.officer_id)
     row = Enterprise(**data.model_dump())
+    _check_coordinates(row)
     session.add(row)
     session.flush()
     return row
 
 
 def update_enterprise(session: Session, row: Enterprise, data: schemas.EnterpriseUpdate) -> Enterprise:
+    """Change the fields given of an enterprise (``null`` clears an optional one).
+
+    Raises:
+        FieldError (422): unknown ``grid_id`` or ``officer_id``; the coordinates would be left
+            half set (:func:`_check_coordinates`).
+    """
     require_row(session, Grid, data.grid_id, "grid_id")
     _require_officer(session, data.officer_id)
     _apply(row, data)
+    _check_coordinates(row)
     session.flush()
     return row
+
+
+def _check_coordinates(row: Enterprise) -> None:
+    """An enterprise's site is both coordinates or neither (WGS 84 degrees, issue 12: Open311 shows
+    them as a point).
+
+    Raises:
+        FieldError (422): naming the missing one (``longitude`` when only ``latitude`` is set).
+    """
+    if row.latitude is not None and row.longitude is None:
+        raise FieldError("longitude", "经纬度须同时提供：缺少 longitude")
+    if row.longitude is not None and row.latitude is None:
+        raise FieldError("latitude", "经纬度须同时提供：缺少 latitude")
 
 
 def create_user(session: Session, data: UserCreate) -> User:

@@ -8,15 +8,10 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from service.common.enums import Role
-from service.common.schemas import InputModel
+from service.common.schemas import EmailAddress, InputModel
 
 #: ``user_account.full_name`` holds 100 characters.
 FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-#: An e-mail address (``user_account.email``, 254 characters, RFC 5321 §4.5.3.1.3): where the
-#: user's notification e-mails go, and for an enterprise user the sender address the e-mail
-#: intake recognises (docs/mail_intake.md). ``local@domain`` with a dot in the domain; no blanks.
-EmailAddress = Annotated[str, StringConstraints(strip_whitespace=True, max_length=254,
-                                                pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 
 
 class UserRead(BaseModel):

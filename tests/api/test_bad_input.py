@@ -447,6 +447,14 @@ REF_CASES: list[tuple[str, str, type, list[tuple[Any, str]]]] = [
         ({"uscc": GOOD_USCC, "name": "x", "contact_phone": "1" * 33}, "contact_phone"),
         ({"uscc": GOOD_USCC, "name": "x", "industry": NUL}, "industry"),
         ({"uscc": GOOD_USCC, "name": "x", "address": "址" * 201}, "address"),
+        ({"uscc": GOOD_USCC, "name": "x", "latitude": 90.5, "longitude": 120}, "latitude"),
+        ({"uscc": GOOD_USCC, "name": "x", "latitude": 30, "longitude": -180.01}, "longitude"),
+        ({"uscc": GOOD_USCC, "name": "x", "latitude": "北纬30度", "longitude": 120}, "latitude"),
+        ({"uscc": GOOD_USCC, "name": "x", "latitude": 30}, "longitude"),
+        ({"uscc": GOOD_USCC, "name": "x", "longitude": 120}, "latitude"),
+        ({"uscc": GOOD_USCC, "name": "x", "contact_email": "no-at-sign"}, "contact_email"),
+        ({"uscc": GOOD_USCC, "name": "x", "contact_email": "a b@example.com"}, "contact_email"),
+        ({"uscc": GOOD_USCC, "name": "x", "contact_email": "x" * 250 + "@e.com"}, "contact_email"),
     ]),
     ("patch", "/api/v1/enterprises/@ent", Enterprise, [
         ({"tags": ["bogus"]}, "tags"),
@@ -455,6 +463,12 @@ REF_CASES: list[tuple[str, str, type, list[tuple[Any, str]]]] = [
         ({"grid_id": 999_999}, "grid_id"),
         ({"name": ""}, "name"),
         ({"grid_id": HUGE}, "grid_id"),
+        ({"latitude": -91, "longitude": 0}, "latitude"),
+        ({"latitude": 0, "longitude": 181}, "longitude"),
+        ({"latitude": 30.5, "longitude": None}, "longitude"),  # both or neither
+        ({"latitude": None, "longitude": 120.5}, "latitude"),
+        ({"contact_email": "a@@example.com"}, "contact_email"),
+        ({"contact_email": "a\x00@example.com"}, "contact_email"),
     ]),
     ("post", "/api/v1/users", User, [
         ({"username": "newu", "full_name": "x", "role": "admin"}, "password"),
