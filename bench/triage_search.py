@@ -227,6 +227,13 @@ def bench_search(url: str, data: Path, queries: int) -> None:
             print(f"{name} search ({s.execute(sa.text('SELECT count(*) FROM ' + ('past_reply' if name == 'past replies' else 'knowledge_article'))).scalar():,} rows), "
                   f"{len(times)} queries of 附件3 messages: p50 {_pct(times, .5):.1f} ms, p99 {_pct(times, .99):.1f} ms "
                   f"({_load()})", flush=True)
+        # ranking quality: a 附件4 question should find its own reply first
+        sample = random.Random(5).sample(records, 100)
+        top1 = 0
+        for r in sample:
+            hits = knowledge.search_past_replies(s, f"{r.title}\n{r.question}", limit=1)
+            top1 += bool(hits) and hits[0].external_ref == r.external_ref
+        print(f"self-retrieval: {top1}/100 附件4 questions find their own reply first", flush=True)
     engine.dispose()
 
 
