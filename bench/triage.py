@@ -251,6 +251,12 @@ def part_eval() -> None:
     print_per_class("per class (keyword baseline, time split):", dsplit["keywords"])
 
 
+def set_db_name(name: str) -> None:
+    """Use the database ``name`` instead of :data:`DB_NAME` (helpers prefix theirs)."""
+    global DB_NAME
+    DB_NAME = name
+
+
 def part_train() -> str:
     import sqlalchemy as sa
     from sqlmodel import Session
@@ -400,7 +406,9 @@ def main() -> None:
     ap.add_argument("--part", action="append", choices=["eval", "train", "latency"])
     ap.add_argument("--requests", type=int, default=600)
     ap.add_argument("--keep", action="store_true", help=f"keep the database {DB_NAME}")
+    ap.add_argument("--db", default=DB_NAME, help=f"the database's name (default {DB_NAME})")
     args = ap.parse_args()
+    set_db_name(args.db)
     parts = args.part or ["eval", "train", "latency"]
     if "eval" in parts:
         part_eval()

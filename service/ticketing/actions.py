@@ -41,7 +41,7 @@ Action = wf.Action
 
 #: The request body model of each action (one endpoint each).
 ACTION_BODIES: dict[Action, type[BaseModel]] = {
-    Action.accept: schemas.EmptyIn,
+    Action.accept: schemas.AcceptIn,
     Action.reject: schemas.ReasonIn,
     Action.answer: schemas.TextIn,
     Action.dispatch: schemas.DispatchIn,
@@ -147,8 +147,36 @@ def _active_department(session: Session, department_id: int, field_name: str) ->
     return dept
 
 
+def _correct_category(ctx: _Ctx) -> None:
+    """The officer's correction of the category at triage (accept, dispatch: ``body.category_id``).
+
+    Same service type only: the service type decided the SLA steps already running (a
+    consultation's first reply) and which actions are legal (answer). Recorded in the event
+    payload as ``from_category_id`` → ``category_id``; nothing when the category is unchanged.
+
+    Raises:
+        FieldError (422, ``category_id``): unknown category, or one of another service type.
+    """
+    t, new_id = ctx.ticket, ctx.body.category_id
+    if new_id is None or new_id == t.category_id:
+        return
+    category = ctx.session.get(Category, new_id)
+    if category is None:
+        raise FieldError("category_id", f"分类 {new_id} 不存在")
+    if category.service_type != t.service_type:
+        raise FieldError("category_id", f"分类 {new_id} 属于其他服务类型（{category.service_type}），"
+                                        f"不能更正为该分类；工单服务类型为 {t.service_type}")
+    ctx.event.payload = {**ctx.event.payload, "from_category_id": t.category_id, "category_id": new_id}
+    t.category_id = new_id
+
+
+def _on_accept(ctx: _Ctx) -> None:
+    _correct_category(ctx)
+
+
 def _on_dispatch(ctx: _Ctx) -> None:
     t, body, session = ctx.ticket, ctx.body, ctx.session
+    _correct_category(ctx)
     lead_id = body.lead_department_id
     if lead_id is None:
         lead_id = session.get(Category, t.category_id).default_department_id
@@ -162,7 +190,7 @@ def _on_dispatch(ctx: _Ctx) -> None:
         session.execute(sa.delete(TicketCoDepartment).where(TicketCoDepartment.ticket_id == t.id))
     session.add_all(TicketCoDepartment(ticket_id=t.id, department_id=d) for d in co_ids)
     t.lead_department_id = lead_id
-    ctx.event.payload = {"lead_department_id": lead_id, "co_department_ids": co_ids}
+    ctx.event.payload = {**ctx.event.payload, "lead_department_id": lead_id, "co_department_ids": co_ids}
 
 
 def _on_claim(ctx: _Ctx) -> None:
@@ -317,7 +345,7 @@ def _on_deny_extension(ctx: _Ctx) -> None:
 HANDLERS: dict[Action, Callable[[_Ctx], None]] = {
     Action.request_extension: _on_request_extension, Action.approve_extension: _on_approve_extension,
     Action.deny_extension: _on_deny_extension,
-    Action.reject: _on_reject, Action.answer: _on_answer,
+    Action.accept: _on_accept, Action.reject: _on_reject, Action.answer: _on_answer,
     Action.dispatch: _on_dispatch, Action.claim: _on_claim, Action.return_: _on_return,
     Action.hold: _on_hold, Action.resume: _on_resume, Action.reply: _on_reply,
     Action.confirm: _on_confirm, Action.reopen: _on_reopen, Action.comment: _on_comment,
@@ -327,7 +355,7 @@ HANDLERS: dict[Action, Callable[[_Ctx], None]] = {
 
 
 def _no_handler(ctx: _Ctx) -> None:
-    """accept, auto_close: nothing beyond the declared effects."""
+    """auto_close: nothing beyond the declared effects."""
 
 
 def apply_action(

@@ -139,17 +139,27 @@ def _make_action_endpoint(action: Action):
 
 
 ACTION_SUMMARIES = {
-    Action.accept: "受理", Action.reject: "不予受理", Action.answer: "直接答复（政策咨询）",
-    Action.dispatch: "交办（主办+协办）", Action.claim: "签收", Action.return_: "退单",
+    Action.accept: "受理（可更正分类）", Action.reject: "不予受理", Action.answer: "直接答复（政策咨询）",
+    Action.dispatch: "交办（主办+协办，可更正分类）", Action.claim: "签收", Action.return_: "退单",
     Action.hold: "挂起", Action.resume: "恢复办理", Action.reply: "答复", Action.confirm: "确认办结（评价）",
     Action.reopen: "重办", Action.comment: "评论", Action.add_info: "补充材料", Action.remind: "催办",
     Action.escalate: "督办", Action.merge: "合并为重复件", Action.link: "关联工单",
     Action.request_extension: "申请延期", Action.approve_extension: "批准延期", Action.deny_extension: "驳回延期",
 }
 
+_CATEGORY_CORRECTION = (
+    "可带 `category_id` 更正分类（官员分诊时的更正，issue 13）：须与原分类同一服务类型，否则 422；"
+    "流转记录载明 `from_category_id` 与 `category_id`；此后交办未指定主办单位时按新分类的默认承办单位；"
+    "统计按新分类计数；模型训练读取最终分类。")
+ACTION_DESCRIPTIONS = {
+    Action.accept: "受理诉求（官员）。" + _CATEGORY_CORRECTION,
+    Action.dispatch: "交办主办单位（默认：分类的默认承办单位）及协办单位。" + _CATEGORY_CORRECTION
+    + "分类先于默认承办单位生效。",
+}
+
 for _action, _summary in ACTION_SUMMARIES.items():
     router.add_api_route(
         f"/{{number}}/{_action.value}", _make_action_endpoint(_action), methods=["POST"],
-        response_model=schemas.TicketRead, summary=_summary,
+        response_model=schemas.TicketRead, summary=_summary, description=ACTION_DESCRIPTIONS.get(_action, ""),
         responses=problem_responses(403, 404, 409, 412),
     )

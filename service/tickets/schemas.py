@@ -124,9 +124,22 @@ class _Body(InputModel):
 
 
 class EmptyIn(_Body):
-    """Body of actions that need nothing (accept, claim, resume): ``{}`` or an optional note."""
+    """Body of actions that need nothing (claim, resume): ``{}`` or an optional note."""
 
     note: NoteText | None = None
+
+
+class AcceptIn(_Body):
+    """Body of accept (受理): an optional note and an optional corrected ``category_id``.
+
+    The officer's correction of the category at triage (issue 13): the ticket takes the new
+    category (of the same service type), the event records ``from_category_id`` and
+    ``category_id``, a later dispatch without a lead department follows the new category's default
+    department, and training reads the category as finally set (docs/decisions.md).
+    """
+
+    note: NoteText | None = None
+    category_id: int | None = Field(default=None, ge=1, description="更正后的分类（须与原分类同一服务类型）；省略则不变")
 
 
 class ReasonIn(_Body):
@@ -142,9 +155,12 @@ class TextIn(_Body):
 
 
 class DispatchIn(_Body):
-    """Body of dispatch: the lead department (default: the category's) and co-handling ones."""
+    """Body of dispatch: the lead department (default: the category's) and co-handling ones, and
+    an optional corrected ``category_id`` (as :class:`AcceptIn`; applied before the default lead
+    department is looked up, e.g. after a return for a wrong category)."""
 
     lead_department_id: int | None = Field(default=None, ge=1)
+    category_id: int | None = Field(default=None, ge=1, description="更正后的分类（须与原分类同一服务类型）；省略则不变")
     co_department_ids: list[int] = Field(default_factory=list, max_length=20)
     note: NoteText | None = None
 

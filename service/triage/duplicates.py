@@ -36,7 +36,6 @@ from functools import lru_cache
 
 import numpy as np
 import sqlalchemy as sa
-from datasketch import MinHash
 from pydantic import BaseModel
 from sqlmodel import Session
 
@@ -76,14 +75,19 @@ def ticket_text(title: str, description: str) -> str:
 
 
 @lru_cache(maxsize=1)
-def _seed() -> MinHash:
+def _seed():
+    # imported on first use: ``import datasketch`` loads its LSH, Redis/Cassandra and asyncio storage
+    # modules and scipy.integrate (seconds on a loaded machine), which no caller of this module's
+    # other functions needs (the API, the importer and ``qifu triage hot-issues`` import it)
+    from datasketch import MinHash
+
     return MinHash(num_perm=NUM_PERM, seed=1, hashfunc=zlib.crc32)
 
 
 def signature(shingle_set: Iterable[str]) -> np.ndarray:
     """The :data:`NUM_PERM` minimum hashes of a shingle set (uint64 array)."""
     seed = _seed()
-    m = MinHash(num_perm=NUM_PERM, hashfunc=zlib.crc32, permutations=seed.permutations, scheme=seed.scheme)
+    m = type(seed)(num_perm=NUM_PERM, hashfunc=zlib.crc32, permutations=seed.permutations, scheme=seed.scheme)
     m.update_batch([s.encode() for s in shingle_set])
     return m.hashvalues
 

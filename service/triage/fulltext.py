@@ -11,19 +11,27 @@ engines then only split on spaces:
 - SQLite: an FTS5 external-content table ``<table>_fts`` (``unicode61`` tokenizer: splits on
   spaces and punctuation, keeps CJK words whole), ``MATCH '"t1" OR "t2" OR …'``.
 
-Both fetch at most :data:`CANDIDATES` rows by their own rank (``ts_rank`` / ``bm25``); the final
-order is one Okapi BM25 computed in Python over those candidates (:func:`bm25_rank`: k1 = 1.2,
-b = 0.75, document frequencies counted among the candidates, which for an ``OR`` query are exactly
-the rows containing each term as long as fewer than :data:`CANDIDATES` rows match), so the two
-engines rank alike.
+Ranking is the engine's, in SQL, with ``LIMIT``: PostgreSQL ``ts_rank(search_tsv, q, 1)``
+(term frequency, divided by 1 + log of the document length) over the stored ``search_tsv``,
+SQLite FTS5 ``bm25()``; ``ts_rank_cd`` (cover density) was measured and not taken: a 附件4
+question found its own reply first 83 times in 100 with it (95 with length normalisation 1, 98
+with 2) against 99 with ``ts_rank``/1, which was also the fastest (docs/triage.md). The score shown
+is ``ts_rank`` or ``−bm25``, so the two engines' scores are not comparable and their orders may differ below the
+best hits. What keeps it fast is the choice of query words (:func:`query_terms`): a long request
+(a 附件3 message) used to match ~60 % of the 2,816 past replies on some common word (企业, 问题,
+领导), and ranking those rows cost more than everything else. The query now keeps the
+:data:`MAX_TERMS` *rarest* words of the text, and drops words in more than
+:data:`COMMON_SHARE` of the rows (a word in half the rows says almost nothing about
+which row is meant: its BM25 idf is ~0.7 against ~6 for a word in 5 of 2,816 rows). The document
+frequencies come from :func:`document_frequencies`, cached per process and table and re-read when
+the table's row count or largest id changes.
 """
 
 from __future__ import annotations
 
-import math
 import re
+import threading
 from collections import Counter
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -31,11 +39,18 @@ from sqlmodel import Session
 from service.triage.search_models import SEARCHABLE
 from service.triage.text import tokens
 
-#: rows fetched from the engine's index per search before the BM25 re-rank
+#: rows fetched from the engine's index per search (callers filter, then keep their limit)
 CANDIDATES = 100
-#: query terms used at most (the first distinct ones of the text)
+#: query terms used at most (the rarest distinct words of the text, :func:`query_terms`)
 MAX_TERMS = 24
+#: words in more than this share of a table's rows are left out of its queries
+COMMON_SHARE = 0.05
+#: ... and in more than this many rows (a small table keeps every word: it is fast anyway)
+COMMON_MIN_ROWS = 50
 _NON_WORD = re.compile(r"[\W_]+", re.UNICODE)
+#: (database URL, table) → (row count, largest id, rows, {word: rows containing it})
+_DF_CACHE: dict[tuple[str, str], tuple[int, int | None, dict[str, int]]] = {}
+_DF_LOCK = threading.Lock()
 
 
 def index_tokens(text: str) -> list[str]:
@@ -54,55 +69,62 @@ def index_text(*parts: str) -> str:
     return " ".join(index_tokens("\n".join(p or "" for p in parts)))
 
 
-def query_terms(text: str) -> list[str]:
-    """The distinct search terms of ``text`` (at most :data:`MAX_TERMS`, in order)."""
-    return list(dict.fromkeys(index_tokens(text)))[:MAX_TERMS]
+def document_frequencies(session: Session, table: str) -> tuple[int, dict[str, int]]:
+    """``(rows, {word: rows whose search_text contains it})`` of ``table`` (one of :data:`SEARCHABLE`).
 
-
-def candidates(session: Session, table: str, terms: Sequence[str], limit: int = CANDIDATES) -> list[int]:
-    """Ids of the rows of ``table`` (one of :data:`SEARCHABLE`) containing any of ``terms``, by the
-    engine's own rank, at most ``limit``."""
+    Cached per process, database and table; one ``SELECT count(*), max(id)`` per call checks that
+    the table did not change (an edit that changes neither is seen at the next insert or delete).
+    PostgreSQL: ``ts_stat`` over ``search_tsv`` (~0.1 s for 2,816 replies); SQLite: counted in
+    Python from ``search_text``.
+    """
     if table not in SEARCHABLE:
         raise ValueError(f"not searchable: {table}")
+    bind = session.get_bind()
+    rows, top = session.execute(sa.text(f"SELECT count(*), max(id) FROM {table}")).one()
+    key = (bind.engine.url.render_as_string(hide_password=True), table)
+    cached = _DF_CACHE.get(key)
+    if cached is not None and cached[0] == rows and cached[1] == top:
+        return rows, cached[2]
+    if bind.dialect.name == "postgresql":
+        df = dict(session.execute(sa.text(f"SELECT word, ndoc FROM ts_stat('SELECT search_tsv FROM {table}')")).all())
+    else:
+        counts: Counter[str] = Counter()
+        for (text,) in session.execute(sa.text(f"SELECT search_text FROM {table}")):
+            counts.update(set((text or "").split()))
+        df = dict(counts)
+    with _DF_LOCK:
+        _DF_CACHE[key] = (rows, top, df)
+    return rows, df
+
+
+def query_terms(text: str, df: dict[str, int] | None = None, rows: int = 0) -> list[str]:
+    """The search terms of ``text``: its distinct words; with the table's document frequencies
+    ``df`` (of ``rows`` rows), without those in more than :data:`COMMON_SHARE` of the rows and more
+    than :data:`COMMON_MIN_ROWS` rows (unless every word is), rarest first (a word unknown to
+    ``df`` counts as rarest: it may be newer than the cache, and matches nothing otherwise); at
+    most :data:`MAX_TERMS`."""
+    words = list(dict.fromkeys(index_tokens(text)))
+    if df is None:
+        return words[:MAX_TERMS]
+    cut = max(COMMON_SHARE * rows, COMMON_MIN_ROWS)
+    rare = [w for w in words if df.get(w, 0) <= cut] or words
+    return sorted(rare, key=lambda w: df.get(w, 0))[:MAX_TERMS]
+
+
+def search(session: Session, table: str, text: str, limit: int = CANDIDATES) -> list[tuple[int, float]]:
+    """``(id, score)`` of the rows of ``table`` (one of :data:`SEARCHABLE`) best matching ``text``,
+    best first (ties by id), at most ``limit``; ranked by the engine (module docstring), scores
+    rounded to 4 decimals, higher is better."""
+    rows, df = document_frequencies(session, table)
+    terms = query_terms(text, df, rows)
     if not terms:
         return []
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        sql = (f"SELECT id FROM {table}, to_tsquery('simple', :q) AS q WHERE search_tsv @@ q "
-               f"ORDER BY ts_rank(search_tsv, q) DESC, id LIMIT :n")
+    if session.get_bind().dialect.name == "postgresql":
+        sql = (f"SELECT id, ts_rank(search_tsv, q, 1) AS score FROM {table}, to_tsquery('simple', :q) AS q "
+               f"WHERE search_tsv @@ q ORDER BY score DESC, id LIMIT :n")
         q = " | ".join(terms)
     else:
-        sql = (f"SELECT rowid FROM {table}_fts WHERE {table}_fts MATCH :q "
-               f"ORDER BY bm25({table}_fts), rowid LIMIT :n")
+        sql = (f"SELECT rowid, -bm25({table}_fts) AS score FROM {table}_fts WHERE {table}_fts MATCH :q "
+               f"ORDER BY score DESC, rowid LIMIT :n")
         q = " OR ".join(f'"{t}"' for t in terms)
-    return [r[0] for r in session.execute(sa.text(sql), {"q": q, "n": limit})]
-
-
-def bm25_rank(terms: Sequence[str], docs: dict[int, str], total: int, *, k1: float = 1.2,
-              b: float = 0.75) -> list[tuple[int, float]]:
-    """Okapi BM25 of each document (id → its ``search_text``) for ``terms``, best first (ties by id).
-
-    ``total``: the number of rows in the table (N of the IDF). Scores are rounded to 4 decimals.
-    """
-    if not docs:
-        return []
-    wanted = set(terms)
-    bags, lengths = {}, {}
-    for i, text in docs.items():
-        words = text.split()
-        lengths[i] = len(words)
-        bags[i] = Counter(w for w in words if w in wanted)
-    avgdl = (sum(lengths.values()) / len(lengths)) or 1.0
-    n = max(total, len(docs))
-    df = {t: sum(1 for bag in bags.values() if t in bag) for t in terms}
-    idf = {t: math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5)) for t in terms}
-    scored = []
-    for i, bag in bags.items():
-        s = 0.0
-        for t in terms:
-            f = bag.get(t, 0)
-            if f:
-                s += idf[t] * f * (k1 + 1) / (f + k1 * (1 - b + b * lengths[i] / avgdl))
-        scored.append((i, round(s, 4)))
-    scored.sort(key=lambda x: (-x[1], x[0]))
-    return scored
+    return [(i, round(float(score), 4)) for i, score in session.execute(sa.text(sql), {"q": q, "n": limit})]

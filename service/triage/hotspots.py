@@ -130,17 +130,26 @@ def _text(m: Message) -> str:
 
 def _pairs(x, days: np.ndarray, threshold: float, window: float, block: int = 512):
     """(i, j, cosine) for i < j with cosine ≥ threshold and |days_i − days_j| ≤ window (rows of
-    ``x`` are L2-normalised, so x·xᵀ is the cosine)."""
+    ``x`` are L2-normalised, so x·xᵀ is the cosine).
+
+    The rows are taken in time order and each block of :data:`block` rows is multiplied only by
+    the rows within ``window`` days of it (``searchsorted`` on the sorted days): over 附件3's 962
+    days with a 60-day window this is about a sixth of the full product, and the same pairs.
+    """
+    order = np.argsort(days, kind="stable")
+    xs, ds = x[order], days[order]
     rows, cols, vals = [], [], []
-    xt = x.T.tocsc()
-    for start in range(0, x.shape[0], block):
-        s = (x[start:start + block] @ xt).tocoo()
-        i = s.row + start
-        keep = (s.col > i) & (s.data >= threshold)
-        i, j, v = i[keep], s.col[keep], s.data[keep]
-        near = np.abs(days[i] - days[j]) <= window
-        rows.append(i[near])
-        cols.append(j[near])
+    for start in range(0, xs.shape[0], block):
+        stop = min(start + block, xs.shape[0])
+        hi = int(np.searchsorted(ds, ds[stop - 1] + window, side="right"))
+        s = (xs[start:stop] @ xs[start:hi].T).tocoo()
+        p, q = s.row + start, s.col + start  # positions in time order
+        keep = (q > p) & (s.data >= threshold)
+        p, q, v = p[keep], q[keep], s.data[keep]
+        near = np.abs(ds[p] - ds[q]) <= window
+        i, j = order[p[near]], order[q[near]]
+        rows.append(np.minimum(i, j))
+        cols.append(np.maximum(i, j))
         vals.append(v[near])
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
 

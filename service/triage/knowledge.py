@@ -75,7 +75,7 @@ class ArticleRead(BaseModel):
 
 
 class ArticleHit(ArticleRead):
-    score: float  # BM25 (higher is more similar; 0 when listed without a query)
+    score: float  # the engine's rank (PostgreSQL ts_rank normalised by length, SQLite −bm25; higher is more similar; 0 without a query)
 
 
 class PastReplyHit(BaseModel):
@@ -178,13 +178,10 @@ def _valid_on(day: date) -> sa.ColumnElement[bool]:
                    sa.or_(KnowledgeArticle.valid_to.is_(None), KnowledgeArticle.valid_to >= day))
 
 
-def _count(session: Session, model) -> int:
-    return session.execute(sa.select(sa.func.count()).select_from(model)).scalar_one()
-
-
 def search_articles(session: Session, q: str | None, *, valid_on: date | None = None,
                     category_id: int | None = None, limit: int = 20) -> list[ArticleHit]:
-    """Articles matching ``q`` best first (BM25 over jieba tokens), or without ``q`` the most
+    """Articles matching ``q`` best first (:func:`service.triage.fulltext.search`: the engine's rank
+    among the first 100 matches, then the filters), or without ``q`` the most
     recently updated; only those valid on ``valid_on`` when given; of ``category_id`` when given."""
     where = []
     if valid_on is not None:
@@ -196,15 +193,13 @@ def search_articles(session: Session, q: str | None, *, valid_on: date | None = 
                             .order_by(KnowledgeArticle.updated_at.desc(), KnowledgeArticle.id.desc())
                             .limit(limit)).all()
         return [ArticleHit(**ArticleRead.model_validate(a).model_dump(), score=0.0) for a in rows]
-    terms = fulltext.query_terms(q)
-    ids = fulltext.candidates(session, "knowledge_article", terms)
-    if not ids:
+    ranked = fulltext.search(session, "knowledge_article", q)
+    if not ranked:
         return []
-    rows = {a.id: a for a in session.exec(select(KnowledgeArticle).where(KnowledgeArticle.id.in_(ids), *where))}
-    ranked = fulltext.bm25_rank(terms, {i: a.search_text for i, a in rows.items()},
-                                _count(session, KnowledgeArticle))
+    rows = {a.id: a for a in session.exec(select(KnowledgeArticle)
+                                          .where(KnowledgeArticle.id.in_([i for i, _s in ranked]), *where))}
     return [ArticleHit(**ArticleRead.model_validate(rows[i]).model_dump(), score=s)
-            for i, s in ranked[:limit] if s > 0]
+            for i, s in ranked if i in rows][:limit]
 
 
 # ------------------------------------------------------------------ past replies
@@ -213,15 +208,7 @@ def search_articles(session: Session, q: str | None, *, valid_on: date | None = 
 def search_past_replies(session: Session, q: str, *, limit: int = 5,
                         exclude_ticket_id: int | None = None) -> list[PastReplyHit]:
     """Past replies whose question (title and body) is most similar to ``q``, best first."""
-    terms = fulltext.query_terms(q)
-    ids = fulltext.candidates(session, "past_reply", terms)
-    if not ids:
-        return []
-    where = [PastReply.id.in_(ids)]
-    if exclude_ticket_id is not None:
-        where.append(sa.or_(PastReply.ticket_id.is_(None), PastReply.ticket_id != exclude_ticket_id))
-    texts = dict(session.execute(sa.select(PastReply.id, PastReply.search_text).where(*where)).all())
-    ranked = [(i, s) for i, s in fulltext.bm25_rank(terms, texts, _count(session, PastReply))[:limit] if s > 0]
+    ranked = fulltext.search(session, "past_reply", q, limit=limit + 1)  # one more: the ticket's own
     if not ranked:
         return []
     rows = {r.id: (r, number) for r, number in session.execute(
@@ -230,10 +217,12 @@ def search_past_replies(session: Session, q: str, *, limit: int = 5,
     out = []
     for i, s in ranked:
         r, number = rows[i]
+        if exclude_ticket_id is not None and r.ticket_id == exclude_ticket_id:
+            continue
         out.append(PastReplyHit(id=r.id, source=r.source, ticket_number=number, external_ref=r.external_ref,
                                 title=r.title, question=r.question, reply=r.reply, replied_at=r.replied_at,
                                 score=s))
-    return out
+    return out[:limit]
 
 
 def answer_suggestions(session: Session, ticket: Ticket, *, limit: int = 5) -> AnswerSuggestions:

@@ -41,7 +41,10 @@ from service.triage.text import tokens
 #: Stored model versions kept (older rows are deleted by :func:`train`).
 KEEP_VERSIONS = 5
 #: Characters of the description used (the start of a long text carries its topic; bounded work).
-TEXT_CHARS = 2_000
+#: 1,000 since session 3 (was 2,000): the longest texts' segmentation was the suggestion's p99;
+#: ``bench/triage.py --part eval`` gave the same figures within one or two test rows at 600, 1,000
+#: and 2,000 characters (docs/triage.md "Latency").
+TEXT_CHARS = 1_000
 
 
 @dataclass(frozen=True)

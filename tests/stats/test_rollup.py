@@ -108,10 +108,14 @@ def _import(session: Session, tmp: Path, day: date, n: int) -> None:
     import_file(session, write_csv(tmp / f"import-{n}.csv", rows), ImportOptions())
 
 
-def _act(session: Session, ticket: Ticket, action: str) -> None:
-    """One action through the services in a savepoint; a refusal (409/422) changes nothing."""
+def _act(session: Session, ticket: Ticket, action: str, category_id: int | None = None) -> None:
+    """One action through the services in a savepoint; a refusal (409/422) changes nothing.
+    ``category_id``: the officer's correction carried by accept/dispatch (issue 13; a category of
+    another service type is refused with 422)."""
     try:
         body = f.action_body(session, ticket, action)  # merge/link: another ticket (committed)
+        if category_id is not None and action in ("accept", "dispatch"):
+            body["category_id"] = category_id
         with session.begin_nested():
             f.act(session, ticket, action, body)
     except AppError:
@@ -144,7 +148,10 @@ def drive(session: Session, data, tmp: Path) -> tuple[date, date, datetime]:
             if kind == "action":
                 ticket = f.reload(session, data.draw(st.sampled_from(tickets), label="ticket"))
                 legal = sorted(a.value for (s, a) in TRANSITIONS if s.value == ticket.status)
-                _act(session, ticket, data.draw(st.sampled_from(legal), label="action"))
+                action = data.draw(st.sampled_from(legal), label="action")
+                corrected = (data.draw(st.sampled_from([None, *categories]), label="corrected category")
+                             if action in ("accept", "dispatch") else None)
+                _act(session, ticket, action, corrected)
             elif kind == "sweep":
                 sweeps.send_reminders(session, now)
                 sweeps.mark_overdue(session, now)

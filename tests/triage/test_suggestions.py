@@ -84,6 +84,24 @@ def test_classifier_ranks_with_probabilities_and_words():
 
 # ----------------------------------------------------------------------------------- imports
 
+@pytest.mark.parametrize("classes", [2, 3])
+def test_fast_rank_equals_scikit_learn_predict_proba(classes: int):
+    """rank() scores the sparse row itself (no scikit-learn call per request): the probabilities
+    and the order are those of predict_proba(transform(...)); unknown words are ignored."""
+    groups = [LABOUR, POWER, [("道路积水严重", "园区门口道路下雨积水，车辆无法通行，请交通部门修路。"),
+                              ("公交线路调整建议", "建议增开到园区的公交线路，员工通勤不便。"),
+                              ("货车限行咨询", "园区货车白天能否通行，限行时间是什么？")]][:classes]
+    docs = [tokens(f"{t} {d}") for group in groups for t, d in group]
+    labels = [i for i, group in enumerate(groups) for _ in group]
+    clf = fit_classifier(docs, labels)
+    probes = [tokens(t) for t in ("厂区停电，线路老化", "社保缴费基数", "公交通勤", "完全无关的词语", "停电 停电 停电 社保")]
+    for doc in probes:
+        want = clf.probabilities([doc])[0]
+        got = clf.rank(doc, k=classes)
+        assert [r.label for r in got] == [clf.labels[i] for i in sorted(range(classes), key=lambda i: -want[i])]
+        assert [r.confidence for r in got] == pytest.approx(sorted(want, reverse=True), abs=1e-6)
+
+
 def test_taxonomy_import_is_idempotent_and_hangs_under_the_root(session: Session, tmp_path: Path):
     path = _xlsx(tmp_path / "tax.xlsx", [("一级分类", "二级分类", "三级分类"), ("劳动和社会保障", "社会保险", "养老保险"),
                                           ("劳动和社会保障", "社会保险", "医疗保险"), ("交通运输", "交通运输", None)])
