@@ -191,7 +191,7 @@ def sweep(session: Session) -> int:
 
 #: :func:`index_pending` looks again at this many ticket ids below the highest one indexed: a ticket
 #: whose statement committed after a later-numbered one was indexed (ids are drawn before commit)
-LOOKBACK_IDS = 10_000
+LOOKBACK_IDS = 2_000
 
 
 def index_pending(session: Session, *, batch: int = 2000, lookback: int = LOOKBACK_IDS) -> int:
@@ -220,20 +220,24 @@ def _index_open_from(session: Session, last: int, batch: int) -> int:
             .order_by(Ticket.id).limit(batch)).all()
         if not rows:
             return done
-        values = [{"band": b, "ticket_id": r.id} for r in rows for b in bands(r.title, r.description)]
-        if values:
-            session.execute(_insert_new_rows(session), values)
+        pairs = [(b, r.id) for r in rows for b in bands(r.title, r.description)]
+        if pairs:
+            _insert_new_rows(session, pairs)
         done += len(rows)
         last = rows[-1].id
 
 
-def _insert_new_rows(session: Session):
-    """``INSERT INTO ticket_lsh … ON CONFLICT DO NOTHING`` in the session's dialect."""
+def _insert_new_rows(session: Session, pairs: list[tuple[int, int]]) -> None:
+    """``INSERT INTO ticket_lsh … ON CONFLICT DO NOTHING`` of ``(band, ticket_id)`` pairs: on
+    PostgreSQL one statement over two arrays (``unnest``), elsewhere an executemany."""
     if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(TicketLsh).on_conflict_do_nothing()
+        session.execute(sa.text("INSERT INTO ticket_lsh (band, ticket_id) SELECT * FROM "
+                                "unnest(CAST(:bands AS bigint[]), CAST(:ids AS integer[])) ON CONFLICT DO NOTHING"),
+                        {"bands": [b for b, _ in pairs], "ids": [t for _, t in pairs]})
+        return
+    from sqlalchemy.dialects.sqlite import insert
+
+    session.execute(insert(TicketLsh).on_conflict_do_nothing(), [{"band": b, "ticket_id": t} for b, t in pairs])
 
 
 def reindex_open(session: Session, *, batch: int = 2000) -> int:
