@@ -96,6 +96,9 @@ class Settings(BaseSettings):
             department suggestion models (``triage.train``, docs/triage.md); default 02:30.
         triage_poll_seconds: how often (seconds) an API process looks for a newer stored suggestion
             model, in a background thread (``service/triage/suggest.py``); default 30.
+        duplicate_index_seconds: how often beat adds the near-duplicate index rows of tickets taken
+            by the one-statement intake (``service.triage.duplicates.index_pending``; default 5 s):
+            until then a new ticket is not yet a candidate in other tickets' duplicate checks.
         open311_jurisdiction_id: the ``jurisdiction_id`` of this office in Open311 GeoReport v2
             (docs/open311.md); a request naming another one is answered 404.
         open311_requests_per_key_per_minute: requests one Open311 API key may make per minute
@@ -171,6 +174,7 @@ class Settings(BaseSettings):
     # suggestions (issue 13): nightly training, polling for a newer model
     triage_train_time: time = time(2, 30)
     triage_poll_seconds: float = Field(default=30.0, ge=0.1, le=86_400)
+    duplicate_index_seconds: float = Field(default=5.0, gt=0, le=3600)
     # embedded scheduler (qifu standalone): seconds between SLA sweeps / outbox relays
     embedded_sweep_seconds: float = 60.0
     stats_fold_seconds: float = Field(default=15.0, gt=0, le=3600)

@@ -52,6 +52,9 @@ def beat_schedule(settings: Settings) -> dict[str, dict]:
         # triage search (issue 13): hot issues hourly, the duplicate index and past replies nightly
         "triage-hot-issues": {"task": "triage.refresh_hot_issues", "schedule": crontab(minute=20)},
         "triage-sweep-duplicates": {"task": "triage.sweep_duplicate_index", "schedule": crontab(hour=2, minute=10)},
+        # the near-duplicate index rows of new tickets, off the intake statement (docs/performance.md)
+        "triage-index-duplicates": {"task": "triage.index_duplicates", "schedule": settings.duplicate_index_seconds,
+                                    "options": {"expires": settings.duplicate_index_seconds}},
         "triage-harvest-replies": {"task": "triage.harvest_replies", "schedule": crontab(hour=2, minute=30)},
     }
 

@@ -15,11 +15,13 @@ log = logging.getLogger("qifu.embedded")
 def run_periodic_once() -> None:
     """One round of the periodic work: SLA sweeps, outbox re-relay, delivery retries, the
     cadence periods that are due (SPEC §5; each runs once per period), the statistics rollup's
-    fold, and the e-mail intake's poll when ``QIFU_MAIL_ENABLED``."""
-    from workers import cadence_tasks, mail_tasks, tasks
+    fold, the near-duplicate index rows of new tickets, and the e-mail intake's poll when
+    ``QIFU_MAIL_ENABLED``."""
+    from workers import cadence_tasks, mail_tasks, search_tasks, tasks
 
     for task in (tasks.send_reminders, tasks.mark_overdue, tasks.auto_close, tasks.relay_outbox,
-                 tasks.retry_failed, cadence_tasks.catch_up, tasks.fold_rollup, mail_tasks.poll_mailbox):
+                 tasks.retry_failed, cadence_tasks.catch_up, tasks.fold_rollup, search_tasks.index_duplicates,
+                 mail_tasks.poll_mailbox):
         try:
             task()
         except Exception:  # noqa: BLE001 - log and go on with the next one

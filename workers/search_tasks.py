@@ -1,5 +1,5 @@
-"""Thin Celery tasks of the triage search features (issue 13): the hot-issue refresh, the sweep of
-the near-duplicate index, and the harvest of closed tickets' replies for answer suggestions. Each
+"""Thin Celery tasks of the triage search features (issue 13): the hot-issue refresh, the batch
+job and the sweep of the near-duplicate index, and the harvest of closed tickets' replies for answer suggestions. Each
 opens its own session and calls a ``service/triage`` function; each is idempotent."""
 
 from __future__ import annotations
@@ -27,6 +27,13 @@ def refresh_hot_issues() -> int:
 def sweep_duplicate_index() -> int:
     """Delete the near-duplicate index rows of tickets no longer open; returns the rows deleted."""
     return _swept("triage.sweep_duplicate_index", duplicates.sweep)
+
+
+@shared_task(name="triage.index_duplicates")
+def index_duplicates() -> int:
+    """Add the near-duplicate index rows of new open tickets that have none (the one-statement
+    intake leaves them to this task); returns the number of tickets indexed."""
+    return _swept("triage.index_duplicates", duplicates.index_pending)
 
 
 @shared_task(name="triage.harvest_replies")

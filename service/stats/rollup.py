@@ -268,8 +268,9 @@ def trigger_ddl(dialect_name: str, calendar: WorkingCalendar) -> list[str]:
     """The statements that (re)create the triggers on ``ticket`` (drop statements included).
 
     PostgreSQL: statement-level ``AFTER INSERT/UPDATE/DELETE`` triggers with transition tables
-    (one ``INSERT … SELECT`` per statement, whatever its number of rows) and a ``TRUNCATE``
-    trigger that empties the rollup. SQLite: row-level triggers doing the same per row."""
+    (one ``INSERT … SELECT`` per statement, whatever its number of rows; an insert of one row
+    without milestones, the intake's, appends its contribution without grouping) and a
+    ``TRUNCATE`` trigger that empties the rollup. SQLite: row-level triggers doing the same per row."""
     insert = f"INSERT INTO stats_delta ({DELTA_COLUMNS}) "
     out: list[str] = []
     if dialect_name == "postgresql":
@@ -281,7 +282,16 @@ def trigger_ddl(dialect_name: str, calendar: WorkingCalendar) -> list[str]:
         def delta(parts: list[tuple[int, str]]) -> str:
             return insert + _delta_select(parts, dialect_name, calendar) + ";"
 
-        insert_body = (f"IF EXISTS (SELECT 1 FROM new_rows WHERE {milestones}) THEN\n{delta([(1, 'new_rows')])}\n"
+        # the one-row intake statement (the hot path, docs/performance.md "Intake, session 3"): its
+        # contribution as it is, without the GROUP BY/HAVING that only folds many rows of one key
+        # (sign +1, received 1: never an all-zero row), 0.1-0.15 ms less PostgreSQL CPU per submission
+        buckets = ", ".join(f"b_{d}" for d in ROLLUP_DURATIONS)
+        counts = ", ".join(n for n in ROLLUP_COUNTS if n != "received")
+        one_row = (f"{insert}SELECT {', '.join(KEY)}, {buckets}, 1, {counts} FROM "
+                   f"({_contrib(dialect_name, calendar, 'new_rows', durations=False)}) AS c")
+        insert_body = (f"SELECT count(*), count(*) FILTER (WHERE {milestones}) INTO n_rows, n_milestones FROM new_rows;\n"
+                       f"IF n_milestones > 0 THEN\n{delta([(1, 'new_rows')])}\n"
+                       f"ELSIF n_rows = 1 THEN\n{one_row};\n"
                        f"ELSE\n{insert}{_delta_select([(1, 'new_rows')], dialect_name, calendar, durations=False)};\n"
                        "END IF;")
         bodies = {
@@ -297,8 +307,9 @@ def trigger_ddl(dialect_name: str, calendar: WorkingCalendar) -> list[str]:
         }
         for name, (event, referencing, body) in bodies.items():
             out.append(f"DROP TRIGGER IF EXISTS {name} ON ticket")
+            declare = "DECLARE n_rows bigint; n_milestones bigint;\n" if name == "stats_ticket_ins" else ""
             out.append(f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $qifu$\n"
-                       f"BEGIN\n{body}\nRETURN NULL;\nEND\n$qifu$")
+                       f"{declare}BEGIN\n{body}\nRETURN NULL;\nEND\n$qifu$")
             out.append(f"CREATE TRIGGER {name} AFTER {event} ON ticket {referencing} FOR EACH STATEMENT "
                        f"EXECUTE FUNCTION {name}()")
         return out

@@ -9,13 +9,16 @@ data-modifying ``WITH`` statement does in one, in its own implicit transaction:
    submission the general path must decide uses up no number here;
 2. inserts the ticket with the values of :func:`service.ticketing.intake.new_ticket_columns` (the
    same rules as every other writer), the grid and officer read from the enterprise row;
-3. inserts its near-duplicate index rows (:mod:`service.triage.duplicates`, bands computed in
-   :func:`prepare`), its ``submit`` event and the notification of ``submit`` to its recipients (both as
+3. inserts its ``submit`` event and the notification of ``submit`` to its recipients (both as
    declared in :data:`service.tickets.effects.EFFECTS`; the notification by the one fan-out,
    :func:`service.notifications.fanout.insert_statement`, compiled into the statement), with a delivery per configured channel and
    their ``notifications.deliver`` outbox message;
 4. with an ``Idempotency-Key``, inserts the key first (``ON CONFLICT DO NOTHING``) and the ticket
    only when the key was new; a concurrent retry waits on the key until the first commits.
+
+The near-duplicate index rows of the new ticket (:mod:`service.triage.duplicates`) are not written
+here: the periodic job :func:`service.triage.duplicates.index_pending` adds them within seconds
+(docs/triage.md "Duplicates"; docs/performance.md "Intake, session 3").
 
 The statement writes nothing, and :func:`submit` returns ``None``, whenever the general path must
 decide: an unknown or changed enterprise or category (to name the field at fault), a key already
@@ -59,7 +62,6 @@ from service.ticketing import intake
 from service.tickets import schemas
 from service.tickets.effects import EFFECTS
 from service.tickets.models import Ticket
-from service.triage import duplicates
 
 
 def applies(session: Session, actor: Actor) -> bool:
@@ -117,7 +119,7 @@ def prepare(session: Session, actor: Actor, data: schemas.TicketCreate,
         p_number_prefix=f"{settings.ticket_number_prefix}{year}-", p_sequence=f"ticket_number_{int(year)}",
         p_category_code=data.category_code, p_actor_id=actor.user_id, p_actor_role=actor.role,
         p_at=at, p_event_payload=_json({**(event_payload or {}), "channel": channel}),
-        p_webhook_url=settings.webhook_url, p_bands=duplicates.bands(data.title, data.description),
+        p_webhook_url=settings.webhook_url,
         **_fanout()[1],
     )
     if idempotency_key is not None:
@@ -185,9 +187,6 @@ def _statement(with_key: bool, webhook: bool, email: bool) -> str:
         "reason, payload, visibility, created_at) SELECT t.id, %(p_actor_id)s::integer, %(p_actor_role)s::text, "
         f"'submit', NULL, t.status, NULL, %(p_event_payload)s::json, '{EFFECTS['submit'].visibility}', "
         "%(p_at)s::timestamptz FROM t)")
-    # the near-duplicate index rows of the new ticket (service.triage.duplicates, bands from prepare)
-    parts.append("lsh AS (INSERT INTO ticket_lsh (band, ticket_id) "
-                 "SELECT b, t.id FROM t CROSS JOIN unnest(%(p_bands)s::bigint[]) AS b)")
     # the notification of submit, from the one fan-out (notifications.fanout), over the new ticket
     parts.append(f"nt AS ({_fanout()[0]})")
     outbox = "NULL::integer"

@@ -18,10 +18,16 @@ every API process and worker shares one index and it survives restarts:
   in the same grid and visible to the caller, and ranks them by the exact Jaccard similarity of
   their shingle sets (computed from their text; at most :data:`MAX_CANDIDATES` are read).
 
-The bands of a new ticket are computed in Python before the intake statement
-(:func:`service.ticketing.intake_pg.prepare`) and inserted by it (one more CTE), or by
-:func:`index_ticket` on the ORM path; rows of tickets that closed, were rejected or merged are
-ignored by the check and deleted by :func:`sweep` (a Celery beat task).
+Who writes the index rows of a new ticket: on the ORM path (SQLite, submissions on an enterprise's
+behalf, imports without history) :func:`index_ticket`, in the submission's transaction; for the
+one-statement intake on PostgreSQL (the bulk of the traffic) the periodic job :func:`index_pending`
+(Celery beat ``triage.index_duplicates`` every ``QIFU_DUPLICATE_INDEX_SECONDS``, default 5 s; the
+embedded scheduler of ``qifu standalone`` every ``QIFU_EMBEDDED_SWEEP_SECONDS``), in batches, off
+the request path (docs/performance.md "Intake, session 3": 16 rows and the MinHash cost 0.1-0.2 ms
+of a submission). Until that job has run, a new ticket is not yet a *candidate* for the checks of
+other tickets; its own check works at once (its bands are computed from its text at query time).
+Rows of tickets that closed, were rejected or merged are ignored by the check and deleted by
+:func:`sweep` (a Celery beat task).
 """
 
 from __future__ import annotations
@@ -118,8 +124,8 @@ def jaccard(a: set[str], b: set[str]) -> float:
 
 
 def index_ticket(session: Session, ticket_id: int, title: str, description: str) -> None:
-    """Insert the index rows of a new ticket (the ORM path; the PostgreSQL intake statement
-    inserts the same rows itself)."""
+    """Insert the index rows of a new ticket (the ORM path; for the PostgreSQL intake statement
+    :func:`index_pending` inserts the same rows later)."""
     rows = [{"band": b, "ticket_id": ticket_id} for b in bands(title, description)]
     if rows:
         session.execute(sa.insert(TicketLsh), rows)
@@ -187,11 +193,28 @@ def sweep(session: Session) -> int:
     return result.rowcount or 0
 
 
-def reindex_open(session: Session, *, batch: int = 2000) -> int:
-    """(Re)build the index rows of every open ticket that has none (after an import or a restore);
-    returns the number of tickets indexed."""
+#: :func:`index_pending` looks again at this many ticket ids below the highest one indexed: a ticket
+#: whose statement committed after a later-numbered one was indexed (ids are drawn before commit)
+LOOKBACK_IDS = 2_000
+
+
+def index_pending(session: Session, *, batch: int = 2000, lookback: int = LOOKBACK_IDS) -> int:
+    """Index the open tickets that the one-statement intake left without index rows: those with an
+    id of at least (the highest id in ``ticket_lsh``) − ``lookback`` and no rows yet, ``batch`` tickets
+    per ``INSERT``; returns the number of tickets indexed. Idempotent, and safe to run twice at
+    once (a ticket with rows is skipped; rows another run inserted meanwhile are left as they are,
+    ``ON CONFLICT DO NOTHING``).
+
+    Cost: one index-only read of the highest id (index ``ix_ticket_lsh_ticket_id``), a range scan
+    of ``ticket`` by primary key from there, and one probe of that index per ticket. Tickets below
+    the window (a database restored without its index rows, an import) are left to
+    :func:`reindex_open` (``qifu search reindex``)."""
+    top = session.execute(sa.select(sa.func.max(TicketLsh.ticket_id))).scalar_one()
+    return _index_open_from(session, 0 if top is None else max(top - lookback - 1, 0), batch)
+
+
+def _index_open_from(session: Session, last: int, batch: int) -> int:
     done = 0
-    last = 0
     has_rows = sa.select(TicketLsh.ticket_id).where(TicketLsh.ticket_id == Ticket.id).exists()
     while True:
         rows = session.execute(
@@ -201,11 +224,30 @@ def reindex_open(session: Session, *, batch: int = 2000) -> int:
             .order_by(Ticket.id).limit(batch)).all()
         if not rows:
             return done
-        values = [{"band": b, "ticket_id": r.id} for r in rows for b in bands(r.title, r.description)]
-        if values:
-            session.execute(sa.insert(TicketLsh), values)
+        pairs = [(b, r.id) for r in rows for b in bands(r.title, r.description)]
+        if pairs:
+            _insert_new_rows(session, pairs)
         done += len(rows)
         last = rows[-1].id
+
+
+def _insert_new_rows(session: Session, pairs: list[tuple[int, int]]) -> None:
+    """``INSERT INTO ticket_lsh … ON CONFLICT DO NOTHING`` of ``(band, ticket_id)`` pairs: on
+    PostgreSQL one statement over two arrays (``unnest``), elsewhere an executemany."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text("INSERT INTO ticket_lsh (band, ticket_id) SELECT * FROM "
+                                "unnest(CAST(:bands AS bigint[]), CAST(:ids AS integer[])) ON CONFLICT DO NOTHING"),
+                        {"bands": [b for b, _ in pairs], "ids": [t for _, t in pairs]})
+        return
+    from sqlalchemy.dialects.sqlite import insert
+
+    session.execute(insert(TicketLsh).on_conflict_do_nothing(), [{"band": b, "ticket_id": t} for b, t in pairs])
+
+
+def reindex_open(session: Session, *, batch: int = 2000) -> int:
+    """(Re)build the index rows of every open ticket that has none (after an import or a restore);
+    returns the number of tickets indexed."""
+    return _index_open_from(session, 0, batch)
 
 
 def band_rows(ticket_ids: Sequence[int], texts: Sequence[tuple[str, str]]) -> list[dict[str, int]]:

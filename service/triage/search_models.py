@@ -39,11 +39,13 @@ class TicketLsh(SQLModel, table=True):
     ``band``: a signed 64-bit hash of (band number, the band's minimum hashes); 16 rows per
     ticket. Tickets that share a ``band`` are near-duplicate candidates. Rows of tickets no longer
     open are ignored by the check and deleted by the nightly sweep. No foreign key: the rows are
-    written in the one-statement intake beside the ticket and a check per row would cost intake
-    time; the sweep removes rows whose ticket is gone.
+    written in batches after the one-statement intake (``duplicates.index_pending``) and on the
+    ORM path; the sweep removes rows whose ticket is gone. ``ix_ticket_lsh_ticket_id``: the
+    highest indexed ticket and the "has rows" probe of the batch job.
     """
 
     __tablename__ = "ticket_lsh"
+    __table_args__ = (sa.Index("ix_ticket_lsh_ticket_id", "ticket_id"),)
 
     band: int = Field(sa_column=sa.Column(sa.BigInteger, primary_key=True, autoincrement=False))
     ticket_id: int = Field(sa_column=sa.Column(sa.Integer, primary_key=True, autoincrement=False))

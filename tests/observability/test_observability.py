@@ -59,6 +59,43 @@ def test_metrics_per_route_template_never_per_ticket(client, login):
     assert "/openapi.json" in client.app.openapi_url and "/metrics" not in client.get("/openapi.json").json()["paths"]
 
 
+def test_route_name_cache_gives_the_librarys_labels(client, login, monkeypatch):
+    """The remembered route names (service.observability.metrics.RouteNameCache) are the library's
+    own lookup: templated routes, a method the route lacks (405), an unknown path, the same path
+    again; and the cache stays bounded."""
+    from prometheus_fastapi_instrumentator import routing
+    from starlette.requests import Request
+
+    from service.observability import metrics
+
+    app = client.app
+    app.build_middleware_stack()
+    # find the instrumentator's middleware instance in the built stack
+    layer, cached = app.middleware_stack, None
+    while layer is not None and cached is None:
+        if isinstance(layer, metrics.RouteNameCache):
+            cached = layer
+        layer = getattr(layer, "app", None)
+    assert cached is not None
+    cases = [("POST", "/api/v1/tickets"), ("GET", "/api/v1/tickets"), ("GET", "/api/v1/tickets/QF2099-000001"),
+             ("DELETE", "/api/v1/tickets/QF2099-000001"), ("GET", "/api/v1/no-such-thing"), ("GET", "/metrics"),
+             ("GET", "/api/v1/tickets/QF2099-000001/duplicates"), ("POST", "/api/v1/tickets")]
+    for method, path in cases:
+        scope = {"type": "http", "method": method, "path": path, "root_path": "", "app": app, "headers": [],
+                 "query_string": b""}
+        name = routing.get_route_name(Request(scope), should_include_root_path=False)
+        expected = (name or path, name is not None)
+        assert cached._get_handler(Request(scope)) == expected
+        assert cached._get_handler(Request(scope)) == expected  # remembered
+    assert cached._get_handler(Request({"type": "http", "method": "GET", "path": "/api/v1/tickets/QF2099-000001",
+                                        "root_path": "", "app": app, "headers": []}))[0] == "/api/v1/tickets/{number}"
+    monkeypatch.setattr(metrics, "ROUTE_NAME_CACHE_SIZE", 3)
+    for i in range(10):
+        cached._get_handler(Request({"type": "http", "method": "GET", "path": f"/api/v1/tickets/QF2099-{i:06}",
+                                     "root_path": "", "app": app, "headers": []}))
+    assert len(cached._route_names) <= 3
+
+
 def test_metrics_token_when_configured(client):
     with settings_env() as set_env:
         set_env(QIFU_METRICS_TOKEN="s3cret-token-for-prometheus")

@@ -476,3 +476,31 @@ def test_an_update_of_no_rollup_input_appends_no_delta(session: Session):
     session.execute(sa.update(Ticket).where(Ticket.id == t.id).values(category_id=other))
     assert session.execute(sa.text("SELECT count(*) FROM stats_delta")).scalar_one() == 2
     assert rollup.differences(session) == []
+
+
+def test_each_branch_of_the_insert_trigger_equals_a_recount(session: Session):
+    """PostgreSQL's INSERT trigger has three branches: one new row without milestones (the
+    one-statement intake: its contribution appended as it is), several rows without milestones
+    (grouped by key), rows with milestones (their working-hour buckets). Each keeps the rollup
+    equal to a recount; the grouped branch still folds rows of one key into one delta row."""
+    first = date(2009, 10, 5)
+    with time_machine.travel(_at(first, 1), tick=False):
+        t = f.make_ticket(session, "submitted", commit=False)
+    rollup.fold(session)
+    names = [c.name for c in Ticket.__table__.c if c.name not in ("id", "number", "external_ref")]
+
+    def copy(n: int, tag: str, **override: str) -> int:
+        values = ", ".join(override.get(c, c) for c in names)
+        session.execute(sa.text(
+            f"INSERT INTO ticket ({', '.join(names)}, number) SELECT {values}, 'TRG-{tag}-' || g "
+            "FROM ticket, generate_series(1, :n) AS g WHERE id = :id"), {"n": n, "id": t.id})
+        return session.execute(sa.text("SELECT count(*) FROM stats_delta")).scalar_one()
+
+    assert copy(1, "one") == 1  # the intake's shape
+    assert rollup.differences(session) == []
+    assert copy(3, "three") == 2  # three rows of one key: one grouped delta row
+    assert rollup.differences(session) == []
+    later = "submitted_at + interval '26 hours'"
+    copy(2, "milestones", status="'closed'", dispatched_at=later, claimed_at=later, first_replied_at=later,
+         replied_at=later, closed_at=later)
+    assert rollup.differences(session) == []

@@ -1,6 +1,6 @@
 """Near-duplicates at intake (issue 13; service/triage/duplicates.py): the MinHash LSH index is
-written by the one-statement intake (PostgreSQL) and by the ORM path (SQLite, on-behalf), and the
-check finds the open near-duplicates of the same grid that the caller may see."""
+written by the batch job after the one-statement intake (PostgreSQL) and by the ORM path (SQLite,
+on-behalf), and the check finds the open near-duplicates of the same grid that the caller may see."""
 
 from __future__ import annotations
 
@@ -47,19 +47,24 @@ def _submit(client, login, who: str, title: str, text: str, **extra) -> str:
     return resp.json()["number"]
 
 
-def test_intake_statement_indexes_and_check_finds(session, client, login):
-    """ent1 submits (the one-statement intake); officer1 submits a near-copy on behalf of a
-    neighbour in the same grid (the ORM path): it is flagged."""
+def test_intake_statement_then_job_indexes_and_check_finds(session, client, login):
+    """ent1 submits (the one-statement intake: no index rows until the batch job ran); officer1
+    submits a near-copy on behalf of a neighbour in the same grid (the ORM path): it is flagged."""
     from service.enterprises.models import Enterprise
 
     ent1 = f.enterprise_of(session, "ent1")
     neighbour = session.exec(select(Enterprise).where(Enterprise.grid_id == ent1.grid_id,
                                                       Enterprise.id != ent1.id)).first()
-    first = _submit(client, login, "ent1", A_TITLE, A_TEXT)
-    other = _submit(client, login, "ent1", OTHER_TITLE, OTHER_TEXT)
+    other = _submit(client, login, "ent1", OTHER_TITLE, OTHER_TEXT)  # may create the year's sequence
+    first = _submit(client, login, "ent1", A_TITLE, A_TEXT)  # the one-statement intake
+    t1 = session.exec(select(f.Ticket).where(f.Ticket.number == first)).one()
+    assert rows_of(session, t1.id) == 0  # the intake statement leaves the rows to the job
+    assert duplicates.index_pending(session) >= 1  # the job (beat triage.index_duplicates)
+    assert rows_of(session, t1.id) == duplicates.BANDS
+    assert duplicates.index_pending(session) == 0  # idempotent
     second = _submit(client, login, "officer1", B_TITLE, B_TEXT, enterprise_id=neighbour.id, channel="hotline")
-    t1, t2 = (session.exec(select(f.Ticket).where(f.Ticket.number == n)).one() for n in (first, second))
-    assert rows_of(session, t1.id) == duplicates.BANDS  # written by the intake statement (PostgreSQL)
+    t2 = session.exec(select(f.Ticket).where(f.Ticket.number == second)).one()
+    assert rows_of(session, t2.id) == duplicates.BANDS  # the ORM path writes them itself
     assert t1.grid_id == t2.grid_id
 
     resp = client.get(f"{API}/tickets/{second}/duplicates", headers=login("officer1"))
@@ -115,3 +120,18 @@ def test_orm_path_on_sqlite(sqlite_session):
     assert found[0].similarity == round(duplicates.jaccard(
         duplicates.shingles(duplicates.ticket_text(A_TITLE, A_TEXT)),
         duplicates.shingles(duplicates.ticket_text(B_TITLE, B_TEXT))), 2)
+
+
+def test_index_pending_looks_back_for_late_commits(session):
+    """A ticket numbered below the highest indexed one (its statement committed later) is indexed
+    while within the look-back window; below the window reindex_open catches it."""
+    late = f.submit(session, enterprise="ent1", title=A_TITLE, description=A_TEXT)
+    newer = f.submit(session, enterprise="ent1", title=OTHER_TITLE, description=OTHER_TEXT)
+    assert late.id < newer.id and rows_of(session, newer.id) == duplicates.BANDS
+    session.execute(sa.delete(TicketLsh).where(TicketLsh.ticket_id == late.id))
+    assert duplicates.index_pending(session, lookback=0) == 0  # outside the window
+    assert rows_of(session, late.id) == 0
+    assert duplicates.index_pending(session, lookback=newer.id - late.id) >= 1
+    assert rows_of(session, late.id) == duplicates.BANDS
+    session.execute(sa.delete(TicketLsh).where(TicketLsh.ticket_id == late.id))
+    assert duplicates.reindex_open(session) >= 1 and rows_of(session, late.id) == duplicates.BANDS

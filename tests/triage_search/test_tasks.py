@@ -12,7 +12,8 @@ def test_beat_entries_name_registered_tasks():
     app = get_celery()
     entries = {k: v for k, v in beat_schedule(get_settings()).items() if k.startswith("triage-")}
     assert {v["task"] for v in entries.values()} == {
-        "triage.refresh_hot_issues", "triage.sweep_duplicate_index", "triage.harvest_replies", "triage.train"}
+        "triage.refresh_hot_issues", "triage.sweep_duplicate_index", "triage.harvest_replies", "triage.train",
+        "triage.index_duplicates"}
     for entry in entries.values():
         assert entry["task"] in app.tasks
 
@@ -30,6 +31,7 @@ def test_tasks_run(sqlite_engine, monkeypatch):
 
         assert search_tasks.refresh_hot_issues() >= 0
         assert search_tasks.sweep_duplicate_index() >= 0
+        assert search_tasks.index_duplicates() >= 0
         assert search_tasks.harvest_replies() >= 0
     finally:
         get_engine().dispose()
