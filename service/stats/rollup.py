@@ -66,7 +66,7 @@ log = logging.getLogger("qifu.stats")
 
 KEY = tuple(name for name, _, _ in KEY_COLUMNS)
 #: Bump when the generated SQL changes in a way the hash would not see.
-VERSION = "3"  # 3: the per-dimension month tables
+VERSION = "3"  # 3: the per-dimension month tables, width_bucket
 #: The days ``working_day`` covers: the API's dates (service.common.schemas, 1990-2100).
 FIRST_DAY, LAST_DAY = date(1990, 1, 1), date(2100, 12, 31)
 FOLD_LOCK = 0x51F0_57A7  # pg_advisory_xact_lock key of fold/rebuild/install
@@ -207,11 +207,22 @@ def contribution_sql(dialect_name: str, hours: WorkingHours, tz: str, correlated
     if text.count(_SRC_MARK) != 1:
         raise RuntimeError("contribution SQL: cannot find the source table")
     text = text.replace(_SRC_MARK, "{src} AS r")
-    # bucket = the number of edges <= s (bisect_right), counted over a VALUES list (both engines
-    # name its column column1): a small expression, unlike a CASE tree over 38 edges
-    edges = ", ".join(f"({e})" for e in EDGES)
-    buckets = ", ".join(f"CASE WHEN s_{d} IS NULL THEN NULL ELSE (SELECT count(*) FROM (VALUES {edges}) AS e "
-                        f"WHERE e.column1 <= q.s_{d}) END AS b_{d}" if durations else f"CAST(NULL AS smallint) AS b_{d}"
+    # bucket = the number of edges <= s (bisect_right). PostgreSQL: width_bucket over the edges (a
+    # binary search: 20x faster than a sub-select per row and duration, which dominated the rebuild
+    # and the triggers); SQLite: counted over a VALUES list (it names the column column1), a small
+    # expression unlike a CASE tree over 38 edges
+    if dialect_name == "postgresql":
+        array = "ARRAY[" + ", ".join(str(e) for e in EDGES) + "]::float8[]"
+
+        def bucket(d: str) -> str:
+            return f"CAST(width_bucket(CAST(q.s_{d} AS float8), {array}) AS smallint)"
+    else:
+        edges = ", ".join(f"({e})" for e in EDGES)
+
+        def bucket(d: str) -> str:
+            return (f"CASE WHEN s_{d} IS NULL THEN NULL ELSE (SELECT count(*) FROM (VALUES {edges}) AS e "
+                    f"WHERE e.column1 <= q.s_{d}) END")
+    buckets = ", ".join(f"{bucket(d)} AS b_{d}" if durations else f"CAST(NULL AS smallint) AS b_{d}"
                         for d in ROLLUP_DURATIONS)
     counts = ", ".join(n for n in ROLLUP_COUNTS if n != "received")
     # a fence: without it the planner substitutes each duration's working-seconds expression into
@@ -442,11 +453,12 @@ def install(session_or_conn, calendar: WorkingCalendar | None = None, force: boo
             apply_calendar(conn, calendar)
             return True
         return False
-    _lock(conn, tickets=True)
+    _lock(conn, tickets=True)  # writers wait; readers go on while the rollup is recomputed
     _fill_working_day(conn, working_day_rows(calendar))
+    _replace(conn, calendar)
+    # last: (re)creating a trigger locks ``ticket`` against readers too, until the commit
     for statement in trigger_ddl(dialect_name, calendar):
         conn.exec_driver_sql(statement)
-    _replace(conn, calendar)
     _set_meta(conn, definitions=wanted, calendar=calendar_hash(calendar))
     log.info("stats rollup installed (%s)", wanted)
     return True
@@ -916,9 +928,17 @@ def whole_months(dn_from: int, dn_to: int) -> tuple[int, int, int] | None:
     """The whole calendar months inside the days ``[dn_from, dn_to]``: ``(first day of the first,
     first day of the last, last day of the last)`` as day numbers, or ``None`` when there is none."""
     first, last = EPOCH + timedelta(days=dn_from), EPOCH + timedelta(days=dn_to)
-    start = first if first.day == 1 else (first.replace(day=28) + timedelta(days=4)).replace(day=1)
-    end_next = (last + timedelta(days=1)).replace(day=1) if (last + timedelta(days=1)).day == 1 else last.replace(day=1)
-    end = end_next - timedelta(days=1)  # the last day of the last whole month
+    if first.day == 1:
+        start = first
+    elif first.month == 12:
+        if first.year == date.max.year:
+            return None
+        start = date(first.year + 1, 1, 1)
+    else:
+        start = date(first.year, first.month + 1, 1)
+    month_end = date(last.year, 12, 31) if last.month == 12 else \
+        date(last.year, last.month + 1, 1) - timedelta(days=1)
+    end = last if last == month_end else last.replace(day=1) - timedelta(days=1)  # the last whole month's end
     if end < start:
         return None
     return (start - EPOCH).days, (end.replace(day=1) - EPOCH).days, (end - EPOCH).days
