@@ -677,6 +677,9 @@ def _fill_from_fresh(conn: sa.Connection) -> None:
                          f"{_month_select(f'SELECT {day_cols} FROM stats_dim_day')}")
     conn.exec_driver_sql(f"INSERT INTO stats_dim_month_hist ({hist_cols}) "
                          f"{_month_select(f'SELECT {hist_cols} FROM stats_dim_hist', True)}")
+    if conn.dialect.name == "postgresql":  # the planner's row counts of the refilled tables
+        for table in ROLLUP_TABLES:
+            conn.exec_driver_sql(f"ANALYZE {table}")
 
 
 def _replace(conn: sa.Connection, calendar: WorkingCalendar) -> None:
