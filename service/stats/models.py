@@ -13,6 +13,9 @@ both PostgreSQL and SQLite).
   ``(dim, key, dn)`` (:data:`DIMS`; ``key`` the dimension's value as text, ``'0'``/``''`` for
   none; dim ``all`` with key ``''`` totals the day), kept by the same fold: the unfiltered
   summaries read them (``stats_day`` barely aggregates: 0.7-0.8 rows per ticket at 10 M).
+- ``stats_dim_month`` / ``stats_dim_month_hist``: the per-dimension level summed per calendar
+  month (``dn`` = the day number of the month's first day), kept by the same fold: a period of
+  whole months reads months × values, not days × values (1 year: 12 rows per value, not 365).
 - ``stats_delta``: append-only changes written by the database triggers on ``ticket``
   (:mod:`service.stats.rollup`), one row per (key, buckets) of a statement's changed rows, with the
   signed counts; moved into the two tables above by :func:`service.stats.rollup.fold`.
@@ -70,6 +73,8 @@ stats_day_hist = sa.Table("stats_day_hist", metadata, *_key(),
                                                   name="pk_stats_day_hist"))
 
 DIM_KEY = ("dim", "key", "dn")
+#: The primary key's order: a dimension's rows of a run of days (or months) lie together.
+DIM_PK = ("dim", "dn", "key")
 
 
 def _dim_key() -> list[sa.Column]:
@@ -78,13 +83,24 @@ def _dim_key() -> list[sa.Column]:
 
 
 stats_dim_day = sa.Table("stats_dim_day", metadata, *_dim_key(), *_counts(),
-                         sa.PrimaryKeyConstraint(*DIM_KEY, name="pk_stats_dim_day"))
+                         sa.PrimaryKeyConstraint(*DIM_PK, name="pk_stats_dim_day"))
 
 stats_dim_hist = sa.Table("stats_dim_hist", metadata, *_dim_key(),
                           sa.Column("duration", sa.SmallInteger, nullable=False),
                           sa.Column("bucket", sa.SmallInteger, nullable=False),
                           sa.Column("n", sa.Integer, nullable=False),
-                          sa.PrimaryKeyConstraint(*DIM_KEY, "duration", "bucket", name="pk_stats_dim_hist"))
+                          sa.PrimaryKeyConstraint(*DIM_PK, "duration", "bucket", name="pk_stats_dim_hist"))
+
+# the per-dimension level per month: dn = the first day of the month (working_day.month_dn)
+stats_dim_month = sa.Table("stats_dim_month", metadata, *_dim_key(), *_counts(),
+                           sa.PrimaryKeyConstraint(*DIM_PK, name="pk_stats_dim_month"))
+
+stats_dim_month_hist = sa.Table("stats_dim_month_hist", metadata, *_dim_key(),
+                                sa.Column("duration", sa.SmallInteger, nullable=False),
+                                sa.Column("bucket", sa.SmallInteger, nullable=False),
+                                sa.Column("n", sa.Integer, nullable=False),
+                                sa.PrimaryKeyConstraint(*DIM_PK, "duration", "bucket",
+                                                        name="pk_stats_dim_month_hist"))
 
 # append-only, no key: writers never contend on a row (folded every few seconds)
 stats_delta = sa.Table("stats_delta", metadata, *_key(),
@@ -98,6 +114,7 @@ working_day = sa.Table(
     sa.Column("wd", sa.SmallInteger, nullable=False),  # 1 = working day
     sa.Column("week", sa.Integer, nullable=False),     # day number of the ISO week's Monday
     sa.Column("month", sa.Integer, nullable=False),    # YYYYMM
+    sa.Column("month_dn", sa.Integer, nullable=True),  # day number of the month's first day (filled by install)
     sa.Column("quarter", sa.Integer, nullable=False),  # YYYYQ
 )
 

@@ -393,9 +393,7 @@ def _summary_rollup(session: Session, actor: Actor, q: _Query, date_from: date, 
         counts, hists = rollup.read_dims(session, group_by, dn_from, dn_to)
     else:
         counts, hists = rollup.read(session, group_by, dn_from, dn_to, where)
-    grp = q.group.label("grp")
-    overdue = dict(session.execute(sa.select(grp, sa.func.count()).select_from(q.from_)
-                                   .where(q.where, COUNTS["overdue"].predicate(q.now)).group_by(grp)).all())
+    overdue = _overdue_now(session, q, group_by)
     rows: dict[Any, SummaryRow] = {}
     total = SummaryRow(key=None, label="合计")
     everything: dict[str, dict[int, int]] = {d: {} for d in DURATIONS}
@@ -412,6 +410,37 @@ def _summary_rollup(session: Session, actor: Actor, q: _Query, date_from: date, 
     for d in DURATIONS:
         _set_percentiles(total, d, everything[d])
     return rows, total
+
+
+def _time_key(group_by: str, day: date) -> str:
+    """The key of a time grouping (as :meth:`LocalTime.day`/``week``/``month``/``quarter`` give it)
+    of a local day."""
+    if group_by == "day":
+        return day.isoformat()
+    if group_by == "week":
+        return (day - timedelta(days=day.weekday())).isoformat()
+    if group_by == "month":
+        return f"{day.year:04d}-{day.month:02d}"
+    return f"{day.year:04d}-Q{(day.month + 2) // 3}"
+
+
+def _overdue_now(session: Session, q: _Query, group_by: str) -> dict[Any, int]:
+    """``{group key: overdue now}`` over the population, counted live on the running tickets
+    (:data:`metrics.COUNTS` ``overdue``: ``sla.deadlines.overdue_clause``; an index-only scan of
+    ``ix_ticket_running_due``). Time groupings are counted per local day number (arithmetic on the
+    timestamp, not a formatted string per row) and summed per week/month/quarter here."""
+    cond = COUNTS["overdue"].predicate(q.now)
+    if group_by not in TIME_GROUPINGS:
+        grp = q.group.label("grp")
+        return dict(session.execute(sa.select(grp, sa.func.count()).select_from(q.from_)
+                                    .where(q.where, cond).group_by(grp)).all())
+    dn = q.local.day_number(T.submitted_at).label("dn")
+    out: dict[Any, int] = {}
+    for day_number, n in session.execute(sa.select(dn, sa.func.count()).select_from(q.from_)
+                                         .where(q.where, cond).group_by(dn)).all():
+        key = _time_key(group_by, EPOCH + timedelta(days=int(day_number)))
+        out[key] = out.get(key, 0) + int(n)
+    return out
 
 
 def _set_percentiles(row: SummaryRow, duration: str, hist: dict[int, int]) -> None:

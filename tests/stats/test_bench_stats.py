@@ -24,7 +24,7 @@ def bench_url() -> str:
             before = set(conn.execute(sa.text("SELECT indexdef FROM pg_indexes WHERE tablename = 'ticket'"))
                          .scalars())
         bench.load_tickets(url, 3000, step=1000)
-        bench.fold_rollup(url)
+        bench.fill_rollup(url)
         with engine.connect() as conn:
             after = set(conn.execute(sa.text("SELECT indexdef FROM pg_indexes WHERE tablename = 'ticket'"))
                         .scalars())

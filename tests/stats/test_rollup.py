@@ -193,15 +193,26 @@ def check_dim_path(session: Session, first: date, last: date, now: datetime,
     assert fine.counts() == (dim["web"].counts() if "web" in dim else fine.counts())
 
 
+def _whole_months(first: date, last: date) -> tuple[date, date]:
+    """The calendar months around ``[first, last]``: read from the per-month tables."""
+    return first.replace(day=1), (last.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+
+
 def _check(session: Session, first: date, last: date, now: datetime) -> None:
     check_against_recount(session, now, first, last, groupings=GROUPINGS)
     check_dim_path(session, first, last, now)  # before a fold: stats_dim_day + stats_delta
+    m_first, m_last = _whole_months(first, last)
+    assert rollup.whole_months((m_first - date(2004, 1, 1)).days, (m_last - date(2004, 1, 1)).days)
+    # whole months (stats_dim_month* + stats_delta), and whole months with edge days around them
+    check_dim_path(session, m_first, m_last, now, ("department", "grid", "month", "quarter", "day"))
+    check_dim_path(session, m_first + timedelta(days=2), m_last + timedelta(days=3), now, ("category", "month"))
     assert rollup.differences(session) == []
     rollup.fold(session)
     assert session.execute(sa.text("SELECT count(*) FROM stats_delta")).scalar_one() == 0
     assert rollup.rebuild(session, check_only=True).differences == []
     check_against_recount(session, now, first, last, groupings=("department", "day"))
     check_dim_path(session, first, last, now, ("department", "region", "category", "month", "week"))
+    check_dim_path(session, *_whole_months(first, last), now, ("officer", "channel", "month", "quarter"))
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, phases=NO_SHRINK,
@@ -257,8 +268,13 @@ def test_rebuild_finds_and_repairs_corrupted_rows(session: Session):
                             "AND key = 'hotline'"), {"dn": dn})
     session.execute(sa.text("DELETE FROM stats_dim_hist WHERE dn = :dn AND dim = 'all' AND duration = 0"),
                     {"dn": dn})
+    session.execute(sa.text("UPDATE stats_dim_month SET accepted = accepted + 7 WHERE dn = :dn AND dim = 'all'"),
+                    {"dn": (first.replace(day=1) - date(2004, 1, 1)).days})
     report = rollup.rebuild(session, check_only=True)
     found = {(d.kind, d.measure, d.live, d.recount) for d in report.differences}
+    # the month row: + 7 here, + 2 from the bogus stats_delta row above
+    assert any(d.kind == "month_count" and d.key["dim"] == "all" and d.measure == "accepted"
+               and d.live - d.recount == 9 for d in report.differences)
     assert ("dim_count", "replied", 5, 0) in found
     dim_rows = [d for d in report.differences if d.kind.startswith("dim_")]
     assert any(d.kind == "dim_count" and d.key == {"dim": "channel", "key": "hotline", "dn": dn} for d in dim_rows)
