@@ -5,7 +5,7 @@ The rows of the new tables are filled by ``service.stats.rollup.install`` (the d
 changes with them), run by ``qifu migrate`` after this migration and by ``qifu stats rebuild``.
 
 Revision ID: stat10000002
-Revises: op311a000001
+Revises: intk00000002
 Create Date: 2026-12-04 19:00:00
 
 """
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision: str = 'stat10000002'
-down_revision: Union[str, Sequence[str], None] = 'op311a000001'
+down_revision: Union[str, Sequence[str], None] = 'intk00000002'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

@@ -5,7 +5,7 @@ job ``service.triage.duplicates.index_pending`` does, and finds the highest inde
 tickets without rows through this index (docs/performance.md "Intake, session 3").
 
 Revision ID: intk00000002
-Revises: op311a000001
+Revises: ent120000002
 Create Date: 2026-12-04 19:15:00
 
 """
@@ -16,7 +16,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = 'intk00000002'
-down_revision: Union[str, Sequence[str], None] = 'op311a000001'
+down_revision: Union[str, Sequence[str], None] = 'ent120000002'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
