@@ -62,13 +62,17 @@ def _counts() -> list[sa.Column]:
     return [sa.Column(name, sa.Integer, nullable=False) for name in ROLLUP_COUNTS]
 
 
+def _hist() -> list[sa.Column]:
+    """A histogram row's columns: ``duration`` (index in ``ROLLUP_DURATIONS``), ``bucket``, count ``n``."""
+    return [sa.Column("duration", sa.SmallInteger, nullable=False),
+            sa.Column("bucket", sa.SmallInteger, nullable=False),
+            sa.Column("n", sa.Integer, nullable=False)]
+
+
 stats_day = sa.Table("stats_day", metadata, *_key(), *_counts(),
                      sa.PrimaryKeyConstraint(*(c for c, _, _ in KEY_COLUMNS), name="pk_stats_day"))
 
-stats_day_hist = sa.Table("stats_day_hist", metadata, *_key(),
-                          sa.Column("duration", sa.SmallInteger, nullable=False),
-                          sa.Column("bucket", sa.SmallInteger, nullable=False),
-                          sa.Column("n", sa.Integer, nullable=False),
+stats_day_hist = sa.Table("stats_day_hist", metadata, *_key(), *_hist(),
                           sa.PrimaryKeyConstraint(*(c for c, _, _ in KEY_COLUMNS), "duration", "bucket",
                                                   name="pk_stats_day_hist"))
 
@@ -85,20 +89,14 @@ def _dim_key() -> list[sa.Column]:
 stats_dim_day = sa.Table("stats_dim_day", metadata, *_dim_key(), *_counts(),
                          sa.PrimaryKeyConstraint(*DIM_PK, name="pk_stats_dim_day"))
 
-stats_dim_hist = sa.Table("stats_dim_hist", metadata, *_dim_key(),
-                          sa.Column("duration", sa.SmallInteger, nullable=False),
-                          sa.Column("bucket", sa.SmallInteger, nullable=False),
-                          sa.Column("n", sa.Integer, nullable=False),
+stats_dim_hist = sa.Table("stats_dim_hist", metadata, *_dim_key(), *_hist(),
                           sa.PrimaryKeyConstraint(*DIM_PK, "duration", "bucket", name="pk_stats_dim_hist"))
 
 # the per-dimension level per month: dn = the first day of the month (working_day.month_dn)
 stats_dim_month = sa.Table("stats_dim_month", metadata, *_dim_key(), *_counts(),
                            sa.PrimaryKeyConstraint(*DIM_PK, name="pk_stats_dim_month"))
 
-stats_dim_month_hist = sa.Table("stats_dim_month_hist", metadata, *_dim_key(),
-                                sa.Column("duration", sa.SmallInteger, nullable=False),
-                                sa.Column("bucket", sa.SmallInteger, nullable=False),
-                                sa.Column("n", sa.Integer, nullable=False),
+stats_dim_month_hist = sa.Table("stats_dim_month_hist", metadata, *_dim_key(), *_hist(),
                                 sa.PrimaryKeyConstraint(*DIM_PK, "duration", "bucket",
                                                         name="pk_stats_dim_month_hist"))
 
