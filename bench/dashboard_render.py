@@ -115,7 +115,9 @@ def main() -> None:
                 for name, duration in calls:
                     print(f"    {duration:7.0f} ms  {name}")
             print(f"run {run + 1} ({'cold cache' if run == 0 else 'warm cache'}): first render {rendered:7.0f} ms; "
-                  f"script started {marks['start']:.0f} ms, data in {marks['data']:.0f} ms, drawn {marks['drawn']:.0f} ms; "
+                  f"script started {marks['start']:.0f} ms, "
+                  + (f"ECharts ready {marks['echarts']:.0f} ms, " if marks.get('echarts') else "")
+                  + f"data in {marks['data']:.0f} ms, drawn {marks['drawn']:.0f} ms; "
                   f"{len(calls)} API calls, slowest {slowest[1]:.0f} ms ({slowest[0][:80]})", flush=True)
         if args.screenshot:
             driver.save_screenshot(args.screenshot)

@@ -56,6 +56,14 @@ def test_dashboard_page_and_its_files(client):
     assert client.get("/static/dashboard/dashboard.js").headers["cache-control"] == "no-cache"
 
 
+def test_dashboard_sends_its_calls_before_echarts_runs(client):
+    """docs/dashboard.md "First render": both scripts are deferred (they run in document order),
+    dashboard.js first, so the page's API calls leave before the 1 MB of ECharts is parsed and run."""
+    scripts = re.findall(r"<script\b[^>]*>", client.get("/dashboard").text)
+    assert len(scripts) == 2 and all(" defer" in tag for tag in scripts), scripts
+    assert "/static/dashboard/dashboard.js" in scripts[0] and "/echarts.min.js" in scripts[1], scripts
+
+
 @pytest.mark.parametrize("path", ["/static/nope.js", "/static/../pyproject.toml", "/static/%2e%2e/qifu/main.py",
                                   "/static/vendor/../../__init__.py", "/static/", "/static/dashboard"])
 def test_static_serves_only_its_files(client, path):

@@ -264,8 +264,18 @@
     };
   }
 
-  function draw(name, option) {
-    /* Set a chart's option and resolve when ECharts finished drawing it. */
+  // ECharts (1 MB) is the deferred script after this one (index.html): this script sends the page's
+  // API calls first, ECharts is parsed and run while they are answered, and DOMContentLoaded fires
+  // once it has run (document.readyState is already 'interactive' while deferred scripts run, so it
+  // cannot tell). KPI cards and tables are drawn as soon as their data arrive; charts wait for it.
+  const echartsReady = new Promise((resolve) => {
+    if (window.echarts) resolve();
+    else document.addEventListener('DOMContentLoaded', () => resolve(), {once: true});
+  }).then(() => { window.__qifuEchartsAt = performance.now(); });
+
+  async function draw(name, option) {
+    /* Set a chart's option (once ECharts is there) and resolve when ECharts finished drawing it. */
+    await echartsReady;
     const el = $(`#chart-${name}`);
     const chart = charts[name] || (charts[name] = echarts.init(el, null, {renderer: 'canvas'}));
     if (!chart.__qifuClick) {
@@ -337,7 +347,7 @@
       window.__qifuRenderCount += 1;
       window.__qifuLastRender = performance.now();
       // milliseconds since the navigation start: loading started, the last data arrived, all drawn
-      window.__qifuTimes = {start: startedAt, data: dataAt, drawn: window.__qifuLastRender};
+      window.__qifuTimes = {start: startedAt, data: dataAt, drawn: window.__qifuLastRender, echarts: window.__qifuEchartsAt};
       if (window.__qifuRendered === undefined) window.__qifuRendered = window.__qifuLastRender;
       setStatus(`已更新：${new Date().toLocaleTimeString('zh-CN')}`);
     } catch (err) {
