@@ -18,7 +18,6 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from seeds.loader import load_seeds
 from service.auth.actor import Actor
 from service.calendar.service import get_calendar
 from service.categories.models import Category
@@ -38,8 +37,8 @@ from service.imports.reader import ImportFileError
 from service.stats.rollup import percentile_error_bound
 from service.stats.service import period_bounds, summary
 from service.tickets.models import Ticket, TicketEvent
-from tests.conftest import PG_SERVER, migrate
-from tests.scratch_db import scratch_database
+from tests.conftest import PG_SERVER
+from tests.scratch_db import build_database, scratch_database
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 TEDDY = DATA / "tipdm2020c" / "from_15625103741_Text-Mining"
@@ -257,11 +256,8 @@ def test_feedback_window_still_open_leaves_ticket_replied(session: Session, tmp_
 
 def test_sqlite_import_commits_batches_and_isolates_bad_rows(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'import.db'}"
-    migrate(url)
+    build_database(url, enterprises=0)
     engine = make_engine(url)
-    with Session(engine) as s:
-        load_seeds(s, enterprises=0)
-        s.commit()
     path = write_csv(tmp_path / "样例.csv", _synthetic_rows())
     result = import_file(engine, path, ImportOptions(batch_size=2))
     assert (result.read, result.imported, result.skipped_count) == (12, 6, 6)
@@ -287,12 +283,7 @@ def test_cli_import_and_stats_on_sqlite(tmp_path: Path, monkeypatch: pytest.Monk
     from service.db import get_engine
 
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    with Session(engine) as s:
-        load_seeds(s, enterprises=0)
-        s.commit()
-    engine.dispose()
+    build_database(url, enterprises=0)
     path = write_csv(tmp_path / "命令行.csv", _synthetic_rows())
     monkeypatch.setenv("QIFU_DATABASE_URL", url)
     get_settings.cache_clear()
@@ -339,11 +330,8 @@ def test_cli_import_and_stats_on_sqlite(tmp_path: Path, monkeypatch: pytest.Monk
 @pytest.mark.realdata
 def test_sqlite_import_of_real_rows(tmp_path: Path):
     url = f"sqlite:///{tmp_path / 'real.db'}"
-    migrate(url)
+    build_database(url, enterprises=0)
     engine = make_engine(url)
-    with Session(engine) as s:
-        load_seeds(s, enterprises=0)
-        s.commit()
     result = import_file(engine, TEDDY / "附件4.xlsx", ImportOptions(limit=300))
     assert (result.read, result.imported, result.closed) == (300, 300, 300)
     with Session(engine) as s:

@@ -259,18 +259,12 @@ def test_cli_imports_trains_and_suggests_on_sqlite(tmp_path: Path, monkeypatch):
     from typer.testing import CliRunner
 
     from qifu.cli import app
-    from seeds.loader import load_seeds
     from service.config import get_settings
-    from service.db import get_engine, make_engine
-    from tests.scratch_db import migrate
+    from service.db import get_engine
+    from tests.scratch_db import build_database
 
     url = f"sqlite:///{tmp_path / 'triage.db'}"
-    migrate(url)
-    engine = make_engine(url)
-    with Session(engine) as s:
-        load_seeds(s, enterprises=0)
-        s.commit()
-    engine.dispose()
+    build_database(url, enterprises=0)
     tax = _xlsx(tmp_path / "tax.xlsx", [("一级分类", "二级分类"), ("劳动和社会保障", "社会保险"), ("交通运输", "公交")])
     lab = _xlsx(tmp_path / "lab.xlsx", [("留言编号", "留言主题", "留言时间", "留言详情", "一级分类")]
                 + [(i, t, "2019/3/1 9:00:00", d, "劳动和社会保障") for i, (t, d) in enumerate(LABOUR)]
