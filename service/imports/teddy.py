@@ -4,9 +4,10 @@ for answer suggestions). Cleaning as every import (:mod:`service.imports.cleanin
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from service.imports.cleaning import TimeParseError, clean_id, clean_text, one_line, parse_time
 from service.imports.reader import ImportFileError, open_table
@@ -17,6 +18,28 @@ from service.triage.knowledge import ReplyRecord
 MESSAGE_COLUMNS = ("留言编号", "留言用户", "留言主题", "留言时间", "留言详情", "反对数", "点赞数")
 
 
+def _records(path: Path, columns: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """The rows of a table file as ``{column: cell}`` over ``columns`` (short rows padded with
+    ``None``); the file is closed when the iteration ends.
+
+    Raises:
+        service.imports.reader.ImportFileError: unreadable file or missing columns.
+    """
+    table = open_table(Path(path))
+    try:
+        missing = [c for c in columns if c not in table.header]
+        if missing:
+            raise ImportFileError(f"缺少列：{', '.join(missing)}")
+        at = {c: table.header.index(c) for c in columns}
+        width = len(table.header)
+        for _number, cells in table.rows:
+            cells = list(cells) + [None] * (width - len(cells))
+            yield {c: cells[i] for c, i in at.items()}
+    finally:
+        if table.close:
+            table.close()
+
+
 def read_messages(path: Path) -> list[Message]:
     """The messages of a 附件3-like file (xlsx/csv), cleaned (service.imports.cleaning); rows
     without a parsable time are skipped.
@@ -24,28 +47,17 @@ def read_messages(path: Path) -> list[Message]:
     Raises:
         service.imports.reader.ImportFileError: unreadable file or missing columns.
     """
-    table = open_table(Path(path))
     out = []
-    try:
-        missing = [c for c in MESSAGE_COLUMNS if c not in table.header]
-        if missing:
-            raise ImportFileError(f"缺少列：{', '.join(missing)}")
-        at = {c: table.header.index(c) for c in MESSAGE_COLUMNS}
-        for _number, cells in table.rows:
-            cells = list(cells) + [None] * (len(table.header) - len(cells))
-            try:
-                when = parse_time(cells[at["留言时间"]])
-            except TimeParseError:
-                continue
-            if when is None:
-                continue
-            out.append(Message(id=clean_id(cells[at["留言编号"]]), user=clean_id(cells[at["留言用户"]]),
-                               title=one_line(clean_text(cells[at["留言主题"]])),
-                               body=clean_text(cells[at["留言详情"]]), at=when,
-                               likes=_int(cells[at["点赞数"]]), against=_int(cells[at["反对数"]])))
-    finally:
-        if table.close:
-            table.close()
+    for row in _records(path, MESSAGE_COLUMNS):
+        try:
+            when = parse_time(row["留言时间"])
+        except TimeParseError:
+            continue
+        if when is None:
+            continue
+        out.append(Message(id=clean_id(row["留言编号"]), user=clean_id(row["留言用户"]),
+                           title=one_line(clean_text(row["留言主题"])), body=clean_text(row["留言详情"]),
+                           at=when, likes=_int(row["点赞数"]), against=_int(row["反对数"])))
     return out
 
 
@@ -54,7 +66,6 @@ def _int(value) -> int:
         return max(int(float(value)), 0)
     except (TypeError, ValueError):
         return 0
-
 
 
 #: columns of 附件4 (留言编号, 留言用户, 留言主题, 留言时间, 留言详情, 答复意见, 答复时间)
@@ -68,30 +79,20 @@ def read_replies(path: Path) -> Iterable[ReplyRecord]:
     Raises:
         service.imports.reader.ImportFileError: unreadable file or missing columns.
     """
-    table = open_table(path)
-    try:
-        missing = [c for c in REPLY_COLUMNS if c not in table.header]
-        if missing:
-            raise ImportFileError(f"缺少列：{', '.join(missing)}")
-        at = {c: table.header.index(c) for c in REPLY_COLUMNS}
-        for _number, cells in table.rows:
-            cells = list(cells) + [None] * (len(table.header) - len(cells))
-            reply = clean_text(cells[at["答复意见"]])
-            ref = clean_id(cells[at["留言编号"]])
-            if not reply or not ref:
-                continue
-            yield ReplyRecord(
-                external_ref=f"import:{ref}"[:64], title=one_line(clean_text(cells[at["留言主题"]]))[:200],
-                question=clean_text(cells[at["留言详情"]]), reply=reply,
-                asked_at=_time(parse_time, cells[at["留言时间"]]), replied_at=_time(parse_time, cells[at["答复时间"]]))
-    finally:
-        if table.close:
-            table.close()
+    for row in _records(path, REPLY_COLUMNS):
+        reply = clean_text(row["答复意见"])
+        ref = clean_id(row["留言编号"])
+        if not reply or not ref:
+            continue
+        yield ReplyRecord(
+            external_ref=f"import:{ref}"[:64], title=one_line(clean_text(row["留言主题"]))[:200],
+            question=clean_text(row["留言详情"]), reply=reply,
+            asked_at=_time(row["留言时间"]), replied_at=_time(row["答复时间"]))
 
 
-def _time(parse, value) -> datetime | None:
+def _time(value) -> datetime | None:
     try:
-        return parse(value)
+        return parse_time(value)
     except ValueError:
         return None
 
