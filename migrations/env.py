@@ -17,11 +17,13 @@ target_metadata = SQLModel.metadata
 
 
 def include_object(obj, name, type_, reflected, compare_to) -> bool:
-    """Leave the full-text objects the models cannot declare (FTS5 tables, GIN expression indexes:
-    :data:`service.triage.search_models.FTS_OBJECTS`) out of the autogenerate comparison."""
+    """Leave the objects the models cannot declare out of the autogenerate comparison: full-text
+    objects (FTS5 tables, GIN expression indexes: :data:`service.triage.search_models.FTS_OBJECTS`)
+    and PostgreSQL-only indexes (:data:`service.stats.models.PG_ONLY_OBJECTS`)."""
+    from service.stats.models import PG_ONLY_OBJECTS
     from service.triage.search_models import FTS_OBJECTS
 
-    return name not in FTS_OBJECTS
+    return name not in FTS_OBJECTS and name not in PG_ONLY_OBJECTS
 
 
 def _url() -> str:

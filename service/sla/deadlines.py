@@ -124,12 +124,20 @@ def is_overdue(step: str | None, due: datetime | None, now: datetime) -> bool:
     return due is not None and step != "feedback" and now >= due
 
 
+def running_deadline_clause() -> sa.ColumnElement[bool]:
+    """The ``ticket`` rows whose running deadline can become overdue (:func:`is_overdue` without
+    the instant): a deadline (``due_at``) of a step other than the enterprise's feedback (whose
+    expiry auto-closes the ticket, SPEC §4). The statistics' deadline rollup counts these rows."""
+    t = Ticket.__table__.c
+    return sa.and_(t.due_step != "feedback", t.due_at.is_not(None))
+
+
 def overdue_clause(now: datetime) -> sa.ColumnElement[bool]:
     """:func:`is_overdue` over the ``ticket`` table's running deadline (``due_step``, ``due_at``,
     kept equal to :func:`running_deadline` by :func:`apply_sla`; none while on hold, closed or
-    rejected), for the statistics and the metrics gauges."""
-    t = Ticket.__table__.c
-    return sa.and_(t.due_step != "feedback", t.due_at <= now)
+    rejected): :func:`running_deadline_clause` with ``due_at <= now``, for the statistics and the
+    metrics gauges."""
+    return sa.and_(running_deadline_clause(), Ticket.__table__.c.due_at <= now)
 
 
 def _schedule(session: Session, ticket: Ticket, calendar: WorkingCalendar, start: datetime,

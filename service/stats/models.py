@@ -19,6 +19,12 @@ both PostgreSQL and SQLite).
 - ``stats_delta``: append-only changes written by the database triggers on ``ticket``
   (:mod:`service.stats.rollup`), one row per (key, buckets) of a statement's changed rows, with the
   signed counts; moved into the two tables above by :func:`service.stats.rollup.fold`.
+- ``stats_due_delta`` / ``stats_due_day`` / ``stats_due_month`` (PostgreSQL; the *deadline rollup*
+  of "overdue now", :mod:`service.stats.rollup` "deadline rollup"): the running deadlines
+  (``sla.deadlines.running_deadline_clause``) counted per ``(dim, key, dn, due_dn)`` — the
+  dimension value, the local submission day (or month), the local day of the deadline — with the
+  deadlines before the stored horizon compacted into ``due_dn = DUE_PAST``. "Overdue now" of an
+  unfiltered summary = the rows with ``due_dn`` before today + the tickets due today by ``now``.
 - ``working_day``: the working calendar per local day (day number, working seconds before local
   midnight, working-day flag) and the week/month/quarter the day belongs to.
 - ``stats_meta``: hashes of the installed definitions and calendar.
@@ -104,6 +110,29 @@ stats_dim_month_hist = sa.Table("stats_dim_month_hist", metadata, *_dim_key(), *
 stats_delta = sa.Table("stats_delta", metadata, *_key(),
                        *(sa.Column(f"b_{d}", sa.SmallInteger, nullable=True) for d in ROLLUP_DURATIONS),
                        *_counts())
+
+#: ``due_dn`` of the deadline rollup's compacted rows: "a local day before the horizon" (stored in
+#: ``stats_meta`` as ``due_horizon``), whichever.
+DUE_PAST = -1_000_000
+#: The deadline rollup's keys: ``(dim, key, dn, due_dn)``, a dimension's rows of a run of days together.
+DUE_PK = ("dim", "dn", "key", "due_dn")
+#: PostgreSQL-only objects of the deadline rollup, made by the migration ``due000000001`` and left
+#: out of the autogenerate comparison (migrations/env.py): the running deadlines by deadline, for
+#: the tickets due today (an index-only range scan; SQLite counts "overdue now" live).
+PG_ONLY_OBJECTS = frozenset({"ix_ticket_running_due_at"})
+
+
+def _due() -> list[sa.Column]:
+    return [sa.Column("due_dn", sa.Integer, nullable=False), sa.Column("n", sa.Integer, nullable=False)]
+
+
+# append-only, no key: the triggers' signed changes (folded with stats_delta)
+stats_due_delta = sa.Table("stats_due_delta", metadata, *_key(), *_due())
+stats_due_day = sa.Table("stats_due_day", metadata, *_dim_key(), *_due(),
+                         sa.PrimaryKeyConstraint(*DUE_PK, name="pk_stats_due_day"))
+# dn = the first day of the month (working_day.month_dn)
+stats_due_month = sa.Table("stats_due_month", metadata, *_dim_key(), *_due(),
+                           sa.PrimaryKeyConstraint(*DUE_PK, name="pk_stats_due_month"))
 
 working_day = sa.Table(
     "working_day", metadata,

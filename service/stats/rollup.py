@@ -47,6 +47,8 @@ from service.stats.metrics import COUNTS, DURATIONS, LocalTime, T, WorkingClockS
 from service.stats.models import (
     DIM_KEY,
     DIMS,
+    DUE_PAST,
+    DUE_PK,
     KEY_COLUMNS,
     ROLLUP_COUNTS,
     ROLLUP_DURATIONS,
@@ -448,7 +450,8 @@ def install(session_or_conn, calendar: WorkingCalendar | None = None, force: boo
     """Install or refresh the rollup on this database: fill ``working_day``, (re)create the
     triggers on ``ticket``, rebuild ``stats_day``/``stats_day_hist`` from the tickets and store the
     hashes — when the stored definitions hash differs from the code's (or ``force``). A changed
-    calendar alone is applied incrementally (:func:`apply_calendar`). Idempotent; runs in the
+    calendar alone is applied incrementally (:func:`apply_calendar`). The deadline rollup
+    (PostgreSQL) likewise, on its own hash (:func:`install_due`). Idempotent; runs in the
     caller's transaction. Returns True when something was (re)built.
 
     Called after ``alembic upgrade head`` by ``qifu migrate`` / ``qifu standalone`` and the test
@@ -459,11 +462,12 @@ def install(session_or_conn, calendar: WorkingCalendar | None = None, force: boo
     dialect_name = conn.dialect.name
     wanted = definitions_hash(dialect_name, calendar)
     meta = _meta(conn)
+    due = install_due(conn, str(calendar.tz), force=force)  # the deadline rollup: its own hash
     if meta.get("definitions") == wanted and not force and triggers_present(conn):
         if meta.get("calendar") != calendar_hash(calendar):
             apply_calendar(conn, calendar)
             return True
-        return False
+        return due
     _lock(conn, tickets=True)  # writers wait; readers go on while the rollup is recomputed
     _fill_working_day(conn, working_day_rows(calendar))
     _replace(conn, calendar)
@@ -595,7 +599,8 @@ def fold(session_or_conn) -> int:
     """Move every ``stats_delta`` row into ``stats_day``/``stats_day_hist`` and, aggregated per
     dimension, into ``stats_dim_day``/``stats_dim_hist`` and per month into
     ``stats_dim_month``/``stats_dim_month_hist`` atomically, and apply a changed calendar
-    (:func:`apply_calendar`) first; returns the number of delta rows moved. Runs in the caller's
+    (:func:`apply_calendar`) first; the deadline rollup's delta likewise (:func:`fold_due`,
+    PostgreSQL). Returns the number of ``stats_delta`` rows moved. Runs in the caller's
     transaction (commit it). Safe beside writers and other folds (PostgreSQL: one
     ``DELETE … RETURNING`` feeding every upsert; an advisory lock)."""
     conn = _conn(session_or_conn)
@@ -607,6 +612,7 @@ def fold(session_or_conn) -> int:
     if meta.get("calendar") != calendar_hash(calendar):
         apply_calendar(conn, calendar)
     _lock(conn)
+    fold_due(conn, calendar.tz)
     if conn.dialect.name == "postgresql":
         dims = _dim_statements("moved")
         ctes = "".join(f"{name} AS ({sql} RETURNING 1), " for name, sql in dims)
@@ -820,7 +826,7 @@ def differences(session_or_conn, calendar: WorkingCalendar | None = None) -> lis
     _lock(conn, tickets=True)
     _fresh_pass(conn, calendar)
     try:
-        return _fresh_differences(conn)
+        return _fresh_differences(conn) + due_differences(conn, str(calendar.tz))
     finally:
         _drop_fresh(conn)
 
@@ -831,7 +837,8 @@ def rebuild(session_or_conn, check_only: bool = False) -> RebuildReport:
     live rows from the same pass (in the caller's transaction; ``ticket`` writers wait until it
     commits, with ``check_only`` too: both sides must see the same tickets). An outdated
     installation (code changed since ``install``) is installed afresh (its rows come from the one
-    pass; no comparison with rows kept under other definitions), or reported when ``check_only``."""
+    pass; no comparison with rows kept under other definitions), or reported when ``check_only``.
+    The deadline rollup (PostgreSQL) is compared and repaired alike (kinds "due_day"/"due_month")."""
     conn = _conn(session_or_conn)
     calendar = get_calendar(session_or_conn) if isinstance(session_or_conn, Session) else _calendar_of(conn)
     meta = _meta(conn)
@@ -841,13 +848,23 @@ def rebuild(session_or_conn, check_only: bool = False) -> RebuildReport:
             return RebuildReport(outdated=True)
         install(conn, calendar, force=True)
         return RebuildReport(installed=True, repaired=True)
+    tz = str(calendar.tz)
+    due_current = conn.dialect.name != "postgresql" or due_is_current(conn, tz, meta)
+    if not due_current and check_only:
+        return RebuildReport(outdated=True)
+    # the deadline rollup alone outdated: installed afresh (recounted), the rest compared
+    report_installed = not due_current and install_due(conn, tz)
     _lock(conn, tickets=True)
     _fresh_pass(conn, calendar)
     try:
         found = _fresh_differences(conn)
-        report = RebuildReport(differences=found)
+        due_found = due_differences(conn, tz)
+        report = RebuildReport(differences=found + due_found, installed=report_installed)
         if found and not check_only:
             _fill_from_fresh(conn)
+            report.repaired = True
+        if due_found and not check_only:
+            _due_fill(conn, tz, _stored_horizon(_meta(conn)))
             report.repaired = True
     finally:
         _drop_fresh(conn)
@@ -958,6 +975,21 @@ def whole_months(dn_from: int, dn_to: int) -> tuple[int, int, int] | None:
     return (start - EPOCH).days, (end.replace(day=1) - EPOCH).days, (end - EPOCH).days
 
 
+def _regroup(session: Session, group_by: str, keys: list[Any]) -> dict[Any, Any]:
+    """``{dimension value: group key}`` of a grouping read from the per-dimension level: the id
+    dimensions' "none" (0) and the text ones' ('') → ``None``; region: the grids' regions; time
+    groupings: as they are."""
+    from service.regions.models import Grid
+
+    if group_by == "region":
+        ids = [k for k in keys if k]
+        region_of = dict(session.execute(sa.select(Grid.id, Grid.region_id).where(Grid.id.in_(ids))).all()) if ids else {}
+        return {k: region_of.get(k) for k in keys}
+    if group_by in ("day", "week", "month", "quarter"):
+        return {k: k for k in keys}
+    return {k: group_key(group_by, k) for k in keys}
+
+
 def read_dims(session: Session, group_by: str, dn_from: int, dn_to: int) -> tuple[
         dict[Any, dict[str, int]], dict[Any, dict[str, dict[int, int]]]]:
     """As :func:`read` for the *whole* population (no filter, unlimited visibility), from the
@@ -967,8 +999,6 @@ def read_dims(session: Session, group_by: str, dn_from: int, dn_to: int) -> tupl
     Rows read: days × the dimension's values, whatever the other dimensions; for the whole months
     of the period (not for day or week groupings) ``stats_dim_month``/``stats_dim_month_hist``
     instead of their days: a year reads 12 month rows per value, five years 60."""
-    from service.regions.models import Grid
-
     dim = GROUPING_DIM[group_by]
     column = dict(DIMS)[dim]
     timed = group_by in ("week", "month", "quarter")
@@ -1036,15 +1066,7 @@ def read_dims(session: Session, group_by: str, dn_from: int, dn_to: int) -> tupl
         if r.n:
             per = raw_hists.setdefault(as_key(r.grp), {d: {} for d in ROLLUP_DURATIONS})
             per[ROLLUP_DURATIONS[r.duration]][int(r.bucket)] = int(r.n)
-    # the id dimensions' "none" (0) and the text ones' ('') → None; region: the grids' regions
-    if group_by == "region":
-        ids = [k for k in raw_counts if k]
-        region_of = dict(session.execute(sa.select(Grid.id, Grid.region_id).where(Grid.id.in_(ids))).all()) if ids else {}
-        mapping = {k: region_of.get(k) for k in set(raw_counts) | set(raw_hists)}
-    elif group_by in ("day", "week", "month", "quarter"):
-        mapping = {k: k for k in set(raw_counts) | set(raw_hists)}
-    else:
-        mapping = {k: group_key(group_by, k) for k in set(raw_counts) | set(raw_hists)}
+    mapping = _regroup(session, group_by, list(set(raw_counts) | set(raw_hists)))
     counts: dict[Any, dict[str, int]] = {}
     for k, figures in raw_counts.items():
         into = counts.setdefault(mapping[k], {n: 0 for n in ROLLUP_COUNTS})
@@ -1058,3 +1080,293 @@ def read_dims(session: Session, group_by: str, dn_from: int, dn_to: int) -> tupl
             for b, n in hist.items():
                 into_h[d][b] = into_h[d].get(b, 0) + n
     return counts, hists
+
+
+# --------------------------------------------------------------------------- deadline rollup
+# "Overdue now" (SPEC §6 当前超期: the running deadlines passed by ``now``,
+# ``sla.deadlines.overdue_clause``) depends on the instant asked, so the rollup above cannot keep
+# it. The deadline rollup keeps what it depends on instead: the running deadlines
+# (``running_deadline_clause``) counted per (dimension value, local submission day, local day of
+# the deadline), by triggers of their own (own definitions hash: installing it never rebuilds the
+# rollup above). "Overdue now" over a period = the rows whose deadline day is before today + the
+# tickets due today by ``now`` (counted live: an index range over today's deadlines). The fold
+# compacts the deadline days before a horizon (the clock's yesterday) into one ``DUE_PAST`` row per
+# (dimension value, day): the sum over "before today" is unchanged for any today >= the horizon,
+# and a query whose today lies before the stored horizon (an "as of" in the past) counts live.
+# PostgreSQL only: on SQLite (the embedded default, small offices) "overdue now" is counted live.
+
+#: The ``ticket`` columns a row's deadline contribution reads (an update changing none: no delta).
+DUE_INPUTS = ("submitted_at", "due_at", "due_step", "lead_department_id", "grid_id", "category_id", "channel",
+              "officer_id", "service_type")
+DUE_TRIGGERS = ("stats_due_ins", "stats_due_upd", "stats_due_del", "stats_due_trunc")
+DUE_TABLES = ("stats_due_delta", "stats_due_day", "stats_due_month")
+DUE_VERSION = "1"
+_DUE_COLUMNS = (*KEY, "due_dn")
+
+
+@lru_cache(maxsize=8)
+def due_contribution_sql(tz: str) -> str:
+    """``SELECT <key>, due_dn FROM ({src} AS r) WHERE <running deadline>`` (PostgreSQL): one row
+    per ticket row of ``{src}`` with a running deadline (:func:`sla.deadlines.running_deadline_clause`):
+    the rollup key (local submission day ``dn`` and the dimensions, sentinels as above) and
+    ``due_dn``, the local day number of ``due_at`` in the office zone ``tz``."""
+    from zoneinfo import ZoneInfo
+
+    from service.sla.deadlines import running_deadline_clause
+
+    local = LocalTime("postgresql", ZoneInfo(tz))
+    inner = sa.select(
+        local.day_number(T.submitted_at).label("dn"),
+        sa.func.coalesce(T.lead_department_id, 0).label("department_id"),
+        sa.func.coalesce(T.grid_id, 0).label("grid_id"),
+        sa.func.coalesce(T.category_id, 0).label("category_id"),
+        sa.func.coalesce(T.channel, "").label("channel"),
+        sa.func.coalesce(T.officer_id, 0).label("officer_id"),
+        sa.func.coalesce(T.service_type, "").label("service_type"),
+        local.day_number(T.due_at).label("due_dn"),
+    ).select_from(Ticket.__table__).where(running_deadline_clause())
+    text = _compile(ClauseAdapter(_R).traverse(inner), "postgresql")
+    if text.count(_SRC_MARK) != 1:  # pragma: no cover - a change of the statement's shape
+        raise RuntimeError("deadline contribution SQL: cannot find the source table")
+    return text.replace(_SRC_MARK, "{src} AS r")
+
+
+def _due_delta_select(parts: list[tuple[int, str]], tz: str) -> str:
+    union = " UNION ALL ".join(f"SELECT {sign} AS sg, c.* FROM ({due_contribution_sql(tz).replace('{src}', src)}) AS c"
+                               for sign, src in parts)
+    cols = ", ".join(_DUE_COLUMNS)
+    return f"SELECT {cols}, sum(sg) AS n FROM ({union}) AS d GROUP BY {cols} HAVING sum(sg) <> 0"
+
+
+def due_trigger_ddl(tz: str) -> list[str]:
+    """The statements that (re)create the deadline rollup's statement-level triggers on ``ticket``
+    (PostgreSQL; transition tables): each statement appends its signed change of the running
+    deadlines to ``stats_due_delta``; ``TRUNCATE`` empties the deadline rollup."""
+    insert = f"INSERT INTO stats_due_delta ({', '.join(_DUE_COLUMNS)}, n) "
+    bodies = {
+        "stats_due_ins": ("INSERT", "REFERENCING NEW TABLE AS new_rows",
+                          insert + _due_delta_select([(1, "new_rows")], tz) + ";"),
+        "stats_due_upd": ("UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
+                          insert + _due_delta_select([(-1, _changed("old_rows", "new_rows", DUE_INPUTS)),
+                                                      (1, _changed("new_rows", "old_rows", DUE_INPUTS))], tz) + ";"),
+        "stats_due_del": ("DELETE", "REFERENCING OLD TABLE AS old_rows",
+                          insert + _due_delta_select([(-1, "old_rows")], tz) + ";"),
+        "stats_due_trunc": ("TRUNCATE", "", " ".join(f"DELETE FROM {t};" for t in DUE_TABLES)),
+    }
+    out: list[str] = []
+    for name, (event, referencing, body) in bodies.items():
+        out.append(f"DROP TRIGGER IF EXISTS {name} ON ticket")
+        out.append(f"CREATE OR REPLACE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $qifu$\n"
+                   f"BEGIN\n{body}\nRETURN NULL;\nEND\n$qifu$")
+        out.append(f"CREATE TRIGGER {name} AFTER {event} ON ticket {referencing} FOR EACH STATEMENT "
+                   f"EXECUTE FUNCTION {name}()")
+    return out
+
+
+@lru_cache(maxsize=8)
+def due_definitions_hash(tz: str) -> str:
+    """Hash of everything the stored deadline rollup depends on: its trigger SQL (the running
+    deadline rule, the zone), the dimensions, the compaction sentinel."""
+    return _hash(DUE_VERSION, DIMS, DUE_PAST, due_trigger_ddl(tz))
+
+
+def due_triggers_present(conn: sa.Connection) -> bool:
+    """Whether every deadline rollup trigger exists and is enabled on ``ticket`` (PostgreSQL)."""
+    names = ", ".join(f"'{name}'" for name in DUE_TRIGGERS)
+    found = conn.exec_driver_sql("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'ticket'::regclass "
+                                 f"AND tgname IN ({names}) AND tgenabled <> 'D'").scalar_one()
+    return found == len(DUE_TRIGGERS)
+
+
+def due_is_current(conn: sa.Connection, tz: str, meta: dict[str, str] | None = None) -> bool:
+    """True on PostgreSQL when the stored deadline rollup matches the code and its triggers are in place."""
+    if conn.dialect.name != "postgresql":
+        return False
+    meta = _meta(conn) if meta is None else meta
+    return meta.get("due_definitions") == due_definitions_hash(tz) and due_triggers_present(conn)
+
+
+def local_day_number(instant: datetime, tz) -> int:
+    """The local day number (days since :data:`EPOCH` in the office zone ``tz``) of an aware instant."""
+    return (instant.astimezone(tz).date() - EPOCH).days
+
+
+def _clock_horizon(tz) -> int:
+    from service import clock
+
+    return local_day_number(clock.now(), tz) - 1  # yesterday: an "as of" a little earlier still reads it
+
+
+def _stored_horizon(meta: dict[str, str]) -> int:
+    return int(meta.get("due_horizon", DUE_PAST))
+
+
+def _due_dims(source: str, horizon: int) -> str:
+    """The deadline rows of ``source`` (``stats_due_delta``'s columns) summed per ``(dim, key, dn,
+    due_dn)`` for every dimension of :data:`DIMS`, the deadline days before ``horizon`` as ``DUE_PAST``."""
+    union = " UNION ALL ".join(
+        f"SELECT '{dim}' AS dim, {_dim_column_key(column)} AS key, dn, "
+        f"CASE WHEN due_dn < {horizon} THEN {DUE_PAST} ELSE due_dn END AS due_dn, n FROM {source}"
+        for dim, column in DIMS)
+    return f"SELECT dim, key, dn, due_dn, sum(n) AS n FROM ({union}) AS u GROUP BY dim, key, dn, due_dn"
+
+
+def _due_months(day_select: str) -> str:
+    """A ``(dim, key, dn, due_dn, n)`` select summed per month (``dn`` = the month's first day)."""
+    return (f"SELECT x.dim AS dim, x.key AS key, w.month_dn AS dn, x.due_dn AS due_dn, sum(x.n) AS n "
+            f"FROM ({day_select}) AS x JOIN working_day AS w ON w.dn = x.dn "
+            f"GROUP BY x.dim, x.key, w.month_dn, x.due_dn")
+
+
+def _due_upsert(table: str, select: str) -> str:
+    return (f"INSERT INTO {table} (dim, key, dn, due_dn, n) {select} "
+            f"ON CONFLICT ({', '.join(DUE_PK)}) DO UPDATE SET n = {table}.n + excluded.n")
+
+
+def _due_fresh(horizon: int, tz: str) -> str:
+    """The deadline rollup's day rows recounted from ``ticket`` (one contribution per running deadline)."""
+    contrib = due_contribution_sql(tz).replace("{src}", "ticket")
+    return _due_dims(f"(SELECT c.*, 1 AS n FROM ({contrib}) AS c) AS t", horizon)
+
+
+def _due_fill(conn: sa.Connection, tz: str, horizon: int) -> None:
+    """Replace the deadline rollup by a recount of the running deadlines (the caller holds
+    :func:`_lock` with tickets); store ``horizon``."""
+    for table in DUE_TABLES:
+        conn.exec_driver_sql(f"DELETE FROM {table}")
+    conn.exec_driver_sql(f"INSERT INTO stats_due_day (dim, key, dn, due_dn, n) "
+                         f"SELECT * FROM ({_due_fresh(horizon, tz)}) AS f WHERE n <> 0 ORDER BY dim, dn")
+    conn.exec_driver_sql("INSERT INTO stats_due_month (dim, key, dn, due_dn, n) "
+                         f"{_due_months('SELECT dim, key, dn, due_dn, n FROM stats_due_day')}")
+    for table in DUE_TABLES:
+        conn.exec_driver_sql(f"ANALYZE {table}")
+    _set_meta(conn, due_horizon=str(horizon))
+
+
+def install_due(conn: sa.Connection, tz: str, force: bool = False, horizon: int | None = None) -> bool:
+    """Install or refresh the deadline rollup (PostgreSQL; nothing on SQLite): when its stored
+    definitions hash differs from the code's, a trigger is missing, or ``force``: recount it from
+    the tickets with ``horizon`` (default: the clock's yesterday, local), (re)create its triggers,
+    store the hash. Runs in the caller's transaction. Returns True when (re)built."""
+    if conn.dialect.name != "postgresql":
+        return False
+    if not force and due_is_current(conn, tz):
+        return False
+    from zoneinfo import ZoneInfo
+
+    _lock(conn, tickets=True)
+    _due_fill(conn, tz, _clock_horizon(ZoneInfo(tz)) if horizon is None else horizon)
+    for statement in due_trigger_ddl(tz):
+        conn.exec_driver_sql(statement)
+    _set_meta(conn, due_definitions=due_definitions_hash(tz))
+    log.info("stats deadline rollup installed")
+    return True
+
+
+def fold_due(conn: sa.Connection, tz) -> int:
+    """Move ``stats_due_delta`` into ``stats_due_day``/``stats_due_month`` and, when the clock's
+    horizon (local yesterday) passed the stored one, compact the deadline days before it into
+    ``DUE_PAST`` (PostgreSQL; the caller holds :func:`_lock`). Returns the delta rows moved."""
+    if conn.dialect.name != "postgresql":
+        return 0
+    meta = _meta(conn)
+    if not due_is_current(conn, str(tz), meta):
+        install_due(conn, str(tz))
+        return 0
+    stored = _stored_horizon(meta)
+    horizon = max(stored, _clock_horizon(tz))
+    day = _due_dims("moved", horizon)
+    moved = conn.exec_driver_sql(
+        "WITH moved AS (DELETE FROM stats_due_delta RETURNING *), "
+        f"d AS ({_due_upsert('stats_due_day', day)} RETURNING 1), "
+        f"m AS ({_due_upsert('stats_due_month', _due_months(day))} RETURNING 1) "
+        "SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM d), (SELECT count(*) FROM m)").one()
+    if horizon > stored:
+        for table in ("stats_due_day", "stats_due_month"):
+            conn.exec_driver_sql(_due_upsert(table, f"SELECT dim, key, dn, {DUE_PAST}, sum(n) FROM {table} "
+                                                    f"WHERE due_dn > {DUE_PAST} AND due_dn < {horizon} "
+                                                    "GROUP BY dim, key, dn"))
+            conn.exec_driver_sql(f"DELETE FROM {table} WHERE (due_dn > {DUE_PAST} AND due_dn < {horizon}) OR n = 0")
+        _set_meta(conn, due_horizon=str(horizon))
+    return int(moved[0])
+
+
+def due_differences(conn: sa.Connection, tz: str) -> list[Difference]:
+    """Every deadline rollup cell (day and month rows plus the unfolded delta, at the stored
+    horizon) that differs from a recount of the running deadlines (PostgreSQL; the caller holds
+    :func:`_lock` with tickets). Kinds "due_day"/"due_month", ``key`` = ``{dim, key, dn, due_dn}``."""
+    if conn.dialect.name != "postgresql" or not due_is_current(conn, tz):
+        return []
+    horizon = _stored_horizon(_meta(conn))
+    delta = _due_dims("stats_due_delta", horizon)
+
+    def live(table: str, delta_select: str) -> str:
+        return (f"SELECT dim, key, dn, due_dn, sum(n) AS n FROM (SELECT dim, key, dn, due_dn, n FROM {table} "
+                f"UNION ALL SELECT * FROM ({delta_select}) AS dl) AS l GROUP BY dim, key, dn, due_dn HAVING sum(n) <> 0")
+
+    fresh = _due_fresh(horizon, tz)
+    out: list[Difference] = []
+    for kind, live_sql, fresh_sql in (
+            ("due_day", live("stats_due_day", delta), f"SELECT * FROM ({fresh}) AS f WHERE n <> 0"),
+            ("due_month", live("stats_due_month", _due_months(delta)),
+             f"SELECT * FROM ({_due_months(fresh)}) AS f WHERE n <> 0")):
+        stmt = (f"WITH l AS ({live_sql}), f AS ({fresh_sql}) "
+                "SELECT 'live' AS side, x.* FROM (SELECT * FROM l EXCEPT SELECT * FROM f) AS x UNION ALL "
+                "SELECT 'recount' AS side, y.* FROM (SELECT * FROM f EXCEPT SELECT * FROM l) AS y "
+                f"LIMIT {MAX_DIFFERENCES}")
+        rows: dict[tuple, dict[str, int]] = {}
+        for r in conn.exec_driver_sql(stmt).mappings():
+            rows.setdefault((r["dim"], r["key"], r["dn"], r["due_dn"]), {})[r["side"]] = int(r["n"])
+        for (dim, key, dn, due_dn), sides in sorted(rows.items(), key=lambda kv: tuple(map(str, kv[0]))):
+            out.append(Difference(kind, {"dim": dim, "key": key, "dn": dn, "due_dn": due_dn}, "running_deadlines",
+                                  sides.get("live", 0), sides.get("recount", 0)))
+    return out
+
+
+def read_due(session: Session, group_by: str, dn_from: int, dn_to: int, now: datetime) -> dict[Any, int] | None:
+    """``{group key: running deadlines of the whole population submitted in the days [dn_from,
+    dn_to] whose deadline falls on a local day before now's}`` from the deadline rollup (the
+    grouping's dimension as :func:`read_dims`: days outside whole months, whole months from
+    ``stats_due_month``, plus the unfolded delta) — "overdue now" except the tickets due today,
+    which the caller counts live. ``None`` when the deadline rollup cannot answer: SQLite, not
+    installed or outdated, or ``now``'s day lies before the stored horizon (compacted rows could
+    hold deadlines after it)."""
+    conn = _conn(session)
+    tz = get_calendar(session).tz
+    if conn.dialect.name != "postgresql":
+        return None
+    meta = _meta(conn)
+    today = local_day_number(now, tz)
+    if today < _stored_horizon(meta) or not due_is_current(conn, str(tz), meta):
+        return None
+    dim = GROUPING_DIM[group_by]
+    column = dict(DIMS)[dim]
+    months = None if group_by in ("day", "week") else whole_months(dn_from, dn_to)
+    if months is None:
+        days = f"dn >= {dn_from} AND dn <= {dn_to}"
+    else:
+        days = f"((dn >= {dn_from} AND dn < {months[0]}) OR (dn > {months[2]} AND dn <= {dn_to}))"
+    key = "''" if column is None else _dim_column_key(column)
+    parts = [f"SELECT key, dn, n FROM stats_due_day WHERE dim = '{dim}' AND {days} AND due_dn < {today}",
+             f"SELECT {key} AS key, dn, n FROM stats_due_delta WHERE dn >= {dn_from} AND dn <= {dn_to} "
+             f"AND due_dn < {today}"]
+    if months is not None:
+        parts.append(f"SELECT key, dn, n FROM stats_due_month WHERE dim = '{dim}' AND dn >= {months[0]} "
+                     f"AND dn <= {months[1]} AND due_dn < {today}")
+    union = " UNION ALL ".join(parts)
+    if group_by in ("week", "month", "quarter"):
+        stmt = (f"SELECT w.{group_by} AS grp, sum(s.n) AS n FROM ({union}) AS s JOIN working_day AS w ON w.dn = s.dn "
+                f"GROUP BY w.{group_by}")
+    else:
+        stmt = f"SELECT {'dn' if group_by == 'day' else 'key'} AS grp, sum(n) AS n FROM ({union}) AS s GROUP BY 1"
+    raw = {r.grp: int(r.n) for r in conn.exec_driver_sql(stmt) if r.n}
+    if today < _stored_horizon(_meta(conn)):  # a fold compacted past ``now``'s day meanwhile
+        return None
+    if group_by in ("day", "week", "month", "quarter"):
+        return {group_key(group_by, k): n for k, n in raw.items()}
+    values = {_dim_value(dim, k): n for k, n in raw.items()}
+    out: dict[Any, int] = {}
+    mapping = _regroup(session, group_by, list(values))
+    for k, n in values.items():
+        out[mapping[k]] = out.get(mapping[k], 0) + n
+    return out

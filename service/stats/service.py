@@ -393,7 +393,7 @@ def _summary_rollup(session: Session, actor: Actor, q: _Query, date_from: date, 
         counts, hists = rollup.read_dims(session, group_by, dn_from, dn_to)
     else:
         counts, hists = rollup.read(session, group_by, dn_from, dn_to, where)
-    overdue = _overdue_now(session, q, group_by)
+    overdue = _overdue_now(session, q, group_by, (dn_from, dn_to) if path == "dim" else None)
     rows: dict[Any, SummaryRow] = {}
     total = SummaryRow(key=None, label="合计")
     everything: dict[str, dict[int, int]] = {d: {} for d in DURATIONS}
@@ -424,12 +424,34 @@ def _time_key(group_by: str, day: date) -> str:
     return f"{day.year:04d}-Q{(day.month + 2) // 3}"
 
 
-def _overdue_now(session: Session, q: _Query, group_by: str) -> dict[Any, int]:
-    """``{group key: overdue now}`` over the population, counted live on the running tickets
-    (:data:`metrics.COUNTS` ``overdue``: ``sla.deadlines.overdue_clause``; an index-only scan of
-    ``ix_ticket_running_due``). Time groupings are counted per local day number (arithmetic on the
-    timestamp, not a formatted string per row) and summed per week/month/quarter here."""
+def _overdue_now(session: Session, q: _Query, group_by: str,
+                 whole: tuple[int, int] | None = None) -> dict[Any, int]:
+    """``{group key: overdue now}`` over the population (:data:`metrics.COUNTS` ``overdue``:
+    ``sla.deadlines.overdue_clause``).
+
+    ``whole``: the period's local day numbers ``(from, to)`` when the population is everything
+    (the per-dimension path): then the deadlines due before today come from the deadline rollup
+    (:func:`rollup.read_due`: rows grow with days or months × the dimension's values, not with the
+    running tickets) and only the tickets due today by ``now`` are counted live (an index range of
+    ``ix_ticket_running_due_at``). Otherwise, or when the deadline rollup cannot answer (SQLite,
+    an "as of" before its horizon), everything is counted live on the running tickets."""
     cond = COUNTS["overdue"].predicate(q.now)
+    if whole is not None:
+        stored = rollup.read_due(session, group_by, whole[0], whole[1], q.now)
+        if stored is not None:
+            tz = get_calendar(session).tz
+            midnight = datetime.combine(q.now.astimezone(tz).date(), time.min, tzinfo=tz).astimezone(UTC)
+            for key, n in _count_overdue(session, q, group_by, sa.and_(cond, T.due_at >= midnight)).items():
+                stored[key] = stored.get(key, 0) + n
+            return stored
+    return _count_overdue(session, q, group_by, cond)
+
+
+def _count_overdue(session: Session, q: _Query, group_by: str, cond: sa.ColumnElement[bool]) -> dict[Any, int]:
+    """``{group key: tickets}`` of the population matching ``cond``, counted on the ticket rows
+    (an index-only scan of the running deadlines). Time groupings are counted per local day number
+    (arithmetic on the timestamp, not a formatted string per row) and summed per week/month/quarter
+    here."""
     if group_by not in TIME_GROUPINGS:
         grp = q.group.label("grp")
         return dict(session.execute(sa.select(grp, sa.func.count()).select_from(q.from_)

@@ -123,9 +123,10 @@ def _act(session: Session, ticket: Ticket, action: str, category_id: int | None 
     session.expire_all()
 
 
-def drive(session: Session, data, tmp: Path) -> tuple[date, date, datetime]:
-    """Random lifecycles in a period of their own; returns ``(first day, last day, now)``."""
-    first, last = _period()
+def drive(session: Session, data, tmp: Path, period: tuple[date, date] | None = None) -> tuple[date, date, datetime]:
+    """Random lifecycles in a period of their own (``period``, default the next of :func:`_period`);
+    returns ``(first day, last day, now)``."""
+    first, last = period or _period()
     tickets: list[Ticket] = []
     hours = 0.0
     for _ in range(data.draw(st.integers(2, 5), label="tickets")):
@@ -520,3 +521,81 @@ def test_each_branch_of_the_insert_trigger_equals_a_recount(session: Session):
     copy(2, "milestones", status="'closed'", dispatched_at=later, claimed_at=later, first_replied_at=later,
          replied_at=later, closed_at=later)
     assert rollup.differences(session) == []
+
+
+# --------------------------------------------------------------------------- the deadline rollup
+
+_future_periods = itertools.count()
+
+
+def _future_period() -> tuple[date, date]:
+    """A month-long period after the real clock (from 2031 on): the deadline rollup's horizon
+    (the folding clock's yesterday, only ever moved forward) lies before the "now" asked."""
+    start = date(2031, 1, 6) + timedelta(days=35 * next(_future_periods))
+    return start, start + timedelta(days=27)
+
+
+def check_overdue(session: Session, first: date, last: date, now: datetime) -> None:
+    """"Overdue now" of every per-dimension grouping equals the exact recount at ``now``, at each
+    running deadline's instant (and a second before it) and at local midnights around ``now``."""
+    system = Actor.system()
+    dues = sorted(session.execute(sa.select(Ticket.due_at).where(Ticket.due_at.is_not(None))
+                                  .where(Ticket.submitted_at >= _at(first, -9))
+                                  .where(Ticket.submitted_at < _at(last, 16))).scalars())
+    midnight = datetime.combine(now.astimezone(SHANGHAI).date(), time.min, tzinfo=SHANGHAI)
+    instants = [now, midnight, midnight - timedelta(microseconds=1), midnight + timedelta(days=1),
+                now + timedelta(days=40)]
+    instants += [d for d in dues[:4] if d >= now] + [d - timedelta(seconds=1) for d in dues[:2] if d > now]
+    for at in instants:
+        for group_by in DIM_GROUPINGS:
+            rows, total = summary(session, system, first, last, group_by, now=at)
+            exact_rows, exact_total = summary(session, system, first, last, group_by, now=at, exact=True)
+            assert total.overdue == exact_total.overdue, (group_by, at)
+            assert {r.key: r.overdue for r in rows} == {r.key: r.overdue for r in exact_rows}, (group_by, at)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True, phases=NO_SHRINK,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_random_lifecycles_keep_the_deadline_rollup_equal_to_a_live_count(session: Session, tmp_path: Path, data):
+    """The deadline rollup (PostgreSQL) through random lifecycles after the clock: "overdue now"
+    read from it (plus today's deadlines counted live) equals the exact recount at many instants,
+    before and after folds that compact the past deadline days; ``rebuild --check`` finds nothing."""
+    first, last, now = drive(session, data, tmp_path, _future_period())
+    assert rollup.read_due(session, "department", (first - date(2004, 1, 1)).days,
+                           (last - date(2004, 1, 1)).days, now) is not None  # the path is taken
+    check_overdue(session, first, last, now)
+    for later in (now, now + timedelta(days=3)):
+        with time_machine.travel(later, tick=False):
+            rollup.fold(session)  # compacts the deadline days before the folding clock's yesterday
+        assert session.execute(sa.text("SELECT count(*) FROM stats_due_delta")).scalar_one() == 0
+        check_overdue(session, first, last, later)
+    assert rollup.rebuild(session, check_only=True).differences == []
+    # an "as of" before the stored horizon is counted live, and still exact
+    check_overdue(session, first, last, _at(first, 30))
+
+
+def test_the_deadline_rollup_is_repaired_by_rebuild(session: Session):
+    """A corrupted deadline row is reported (kind ``due_day``) and repaired; the month rows too."""
+    first = date(2032, 3, 1)
+    with time_machine.travel(_at(first, 1), tick=False):
+        ticket = f.make_ticket(session, "dispatched", commit=False)
+        rollup.fold(session)
+    assert ticket.due_at is not None
+    dn = (first - date(2004, 1, 1)).days
+    session.execute(sa.text("UPDATE stats_due_day SET n = n + 4 WHERE dn = :dn AND dim = 'department'"), {"dn": dn})
+    session.execute(sa.text("DELETE FROM stats_due_month WHERE dn = :dn AND dim = 'all'"), {"dn": dn})
+    report = rollup.rebuild(session, check_only=True)
+    kinds = {(d.kind, d.key["dim"], d.live - d.recount) for d in report.differences}
+    assert ("due_day", "department", 4) in kinds and ("due_month", "all", -1) in kinds
+    assert "due_dn=" in report.differences[0].describe()
+    assert rollup.rebuild(session).repaired
+    assert rollup.rebuild(session, check_only=True).differences == []
+
+
+def test_the_deadline_rollup_is_postgresql_only(sqlite_engine: sa.Engine):
+    """On SQLite (the embedded default) "overdue now" is counted live: the deadline rollup is not
+    installed and :func:`rollup.read_due` declines."""
+    with Session(sqlite_engine) as lite:
+        assert not rollup.due_is_current(lite.connection(), "Asia/Shanghai")
+        assert rollup.read_due(lite, "department", 0, 10_000, clock.now()) is None
