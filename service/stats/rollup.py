@@ -1201,6 +1201,12 @@ def _stored_horizon(meta: dict[str, str]) -> int:
     return int(meta.get("due_horizon", DUE_PAST))
 
 
+def due_horizon(conn: sa.Connection) -> int:
+    """The stored horizon of the deadline rollup (a local day number; ``DUE_PAST`` before any):
+    its deadline days before it are compacted, so a summary "as of" an earlier day counts live."""
+    return _stored_horizon(_meta(conn))
+
+
 def _due_dims(source: str, horizon: int) -> str:
     """The deadline rows of ``source`` (``stats_due_delta``'s columns) summed per ``(dim, key, dn,
     due_dn)`` for every dimension of :data:`DIMS`, the deadline days before ``horizon`` as ``DUE_PAST``."""
