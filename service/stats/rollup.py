@@ -103,38 +103,52 @@ def bucket_bounds(bucket: int) -> tuple[float, float | None]:
     return lower, upper
 
 
-def _value_at_rank(hist: dict[int, int], rank: int) -> float:
+def _values_at_ranks(hist: dict[int, int], ranks: list[int]) -> dict[int, float]:
+    """``{rank: estimated value (working hours)}`` for ascending ``ranks``, in one pass over the
+    buckets in order: the ``j``-th of a bucket's ``c`` values at ``lower + (j + ½)/c · width``
+    (the overflow bucket's values at its lower edge)."""
+    out: dict[int, float] = {}
     seen = 0
+    i = 0
     for b in sorted(hist):
         c = hist[b]
         if c <= 0:
             continue
-        if rank < seen + c:
+        while i < len(ranks) and ranks[i] < seen + c:
             lower, upper = bucket_bounds(b)
-            if upper is None:
-                return lower
-            return lower + (rank - seen + 0.5) / c * (upper - lower)
+            out[ranks[i]] = lower if upper is None else lower + (ranks[i] - seen + 0.5) / c * (upper - lower)
+            i += 1
+        if i == len(ranks):
+            return out
         seen += c
-    raise ValueError(rank)
+    raise ValueError(ranks[i])
 
 
-def hist_percentile(hist: dict[int, int], fraction: float) -> float | None:
-    """The ``fraction`` percentile (working hours) of a histogram ``{bucket: count}``, with
+def hist_percentiles(hist: dict[int, int], fractions: tuple[float, ...]) -> list[float | None]:
+    """The ``fractions`` percentiles (working hours) of a histogram ``{bucket: count}``, with
     ``percentile_cont``'s interpolation between ranks, each rank's value estimated by spreading a
-    bucket's ``c`` values evenly over it (the ``j``-th at ``lower + (j + ½)/c · width``).
+    bucket's ``c`` values evenly over it (the ``j``-th at ``lower + (j + ½)/c · width``). One pass
+    over the buckets for all fractions.
 
     Error bound: every rank's estimate lies in the bucket of the true value, so the result is
     within the wider of the two buckets holding the ranks it interpolates between: < 0.25 h below
     1 h, < 25 % of the value above (and ≥ 1,972 h the estimate is the overflow's lower edge).
-    ``None`` for an empty histogram."""
+    ``None`` each for an empty histogram."""
     n = sum(c for c in hist.values() if c > 0)
     if n == 0:
-        return None
-    x = fraction * (n - 1)
-    lo = int(x)
-    hi = min(lo + 1, n - 1)
-    a, b = _value_at_rank(hist, lo), _value_at_rank(hist, hi)
-    return a + (x - lo) * (b - a)
+        return [None] * len(fractions)
+    spans = []
+    for fraction in fractions:
+        x = fraction * (n - 1)
+        lo = int(x)
+        spans.append((x, lo, min(lo + 1, n - 1)))
+    at = _values_at_ranks(hist, sorted({r for _, lo, hi in spans for r in (lo, hi)}))
+    return [at[lo] + (x - lo) * (at[hi] - at[lo]) for x, lo, hi in spans]
+
+
+def hist_percentile(hist: dict[int, int], fraction: float) -> float | None:
+    """The ``fraction`` percentile of a histogram: :func:`hist_percentiles` of one fraction."""
+    return hist_percentiles(hist, (fraction,))[0]
 
 
 def percentile_error_bound(values: list[float], fraction: float) -> float:
@@ -975,6 +989,43 @@ def whole_months(dn_from: int, dn_to: int) -> tuple[int, int, int] | None:
     return (start - EPOCH).days, (end.replace(day=1) - EPOCH).days, (end - EPOCH).days
 
 
+def _hist_rows(session: Session, h, grp, from_, as_key, collapse: bool = True) -> dict[Any, dict[str, dict[int, int]]]:
+    """``{as_key(grp): {duration: {bucket: n}}}`` summed over the histogram rows ``(…, duration,
+    bucket, n)`` of the sub-select ``h`` grouped by ``grp`` (over ``from_``). Summed per bucket in
+    SQL, except on PostgreSQL without ``collapse`` (groups of few rows each, as days and weeks):
+    one row per (group, duration) with the rows' buckets and counts as two arrays, summed here (a
+    five-year day grouping: 5,500 rows through the driver instead of 100,000, and no hash
+    aggregation of the 100,000 in the database)."""
+    out: dict[Any, dict[str, dict[int, int]]] = {}
+    keys: dict[Any, Any] = {}
+
+    def per_key(value: Any) -> dict[str, dict[int, int]]:
+        key = keys[value] if value in keys else keys.setdefault(value, as_key(value))
+        per = out.get(key)
+        if per is None:
+            per = out[key] = {d: {} for d in ROLLUP_DURATIONS}
+        return per
+
+    if not collapse and session.get_bind().dialect.name == "postgresql":
+        stmt = (sa.select(grp.label("grp"), h.c.duration, sa.func.array_agg(h.c.bucket), sa.func.array_agg(h.c.n))
+                .select_from(from_).group_by(grp, h.c.duration))
+        for value, duration, buckets, counts in session.execute(stmt).all():
+            hist = per_key(value)[ROLLUP_DURATIONS[duration]]
+            for b, n in zip(buckets, counts, strict=True):
+                hist[b] = hist.get(b, 0) + n
+        for per in out.values():
+            for d, hist in per.items():
+                if 0 in hist.values():
+                    per[d] = {b: n for b, n in hist.items() if n}
+        return out
+    stmt = (sa.select(grp.label("grp"), h.c.duration, h.c.bucket, sa.func.sum(h.c.n).label("n"))
+            .select_from(from_).group_by(grp, h.c.duration, h.c.bucket))
+    for value, duration, bucket, n in session.execute(stmt).all():
+        if n:
+            per_key(value)[ROLLUP_DURATIONS[duration]][int(bucket)] = int(n)
+    return out
+
+
 def _regroup(session: Session, group_by: str, keys: list[Any]) -> dict[Any, Any]:
     """``{dimension value: group key}`` of a grouping read from the per-dimension level: the id
     dimensions' "none" (0) and the text ones' ('') → ``None``; region: the grids' regions; time
@@ -1059,13 +1110,9 @@ def read_dims(session: Session, group_by: str, dn_from: int, dn_to: int) -> tupl
                         .where(in_days(stats_delta), stats_delta.c[f"b_{d}"].is_not(None)))
     h = sa.union_all(*branches).subquery("h")
     grp, from_ = grouped(h)
-    stmt = (sa.select(grp.label("grp"), h.c.duration, h.c.bucket, sa.func.sum(h.c.n).label("n"))
-            .select_from(from_).group_by(grp, h.c.duration, h.c.bucket))
-    raw_hists: dict[Any, dict[str, dict[int, int]]] = {}
-    for r in session.execute(stmt).all():
-        if r.n:
-            per = raw_hists.setdefault(as_key(r.grp), {d: {} for d in ROLLUP_DURATIONS})
-            per[ROLLUP_DURATIONS[r.duration]][int(r.bucket)] = int(r.n)
+    raw_hists = _hist_rows(session, h, grp, from_, as_key, collapse=group_by not in ("day", "week"))
+    if group_by in ("day", "week", "month", "quarter"):
+        return {k: v for k, v in raw_counts.items() if v["received"] > 0}, raw_hists
     mapping = _regroup(session, group_by, list(set(raw_counts) | set(raw_hists)))
     counts: dict[Any, dict[str, int]] = {}
     for k, figures in raw_counts.items():

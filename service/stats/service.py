@@ -402,8 +402,9 @@ def _summary_rollup(session: Session, actor: Actor, q: _Query, date_from: date, 
         per = hists.get(key, {})
         for d in DURATIONS:
             hist = per.get(d, {})
+            into = everything[d]
             for b, n in hist.items():
-                everything[d][b] = everything[d].get(b, 0) + n
+                into[b] = into.get(b, 0) + n
             _set_percentiles(row, d, hist)
     for name in COUNTS:
         setattr(total, name, sum(getattr(r, name) for r in rows.values()))
@@ -465,9 +466,11 @@ def _count_overdue(session: Session, q: _Query, group_by: str, cond: sa.ColumnEl
     return out
 
 
+_FRACTIONS = tuple(frac for _, frac in PERCENTILES)
+
+
 def _set_percentiles(row: SummaryRow, duration: str, hist: dict[int, int]) -> None:
-    for p, frac in PERCENTILES:
-        value = rollup.hist_percentile(hist, frac)
+    for (p, _), value in zip(PERCENTILES, rollup.hist_percentiles(hist, _FRACTIONS), strict=True):
         setattr(row, f"{duration}_p{p}", round(value, 2) if value is not None else None)
 
 
