@@ -205,7 +205,7 @@ def fill_rollup(url: str) -> float | None:
     (:func:`service.stats.rollup.install` with ``force``). Returns the seconds it took, ``None``
     without a rollup."""
     try:
-        from service.stats.rollup import install
+        from service.stats.rollup import ROLLUP_TABLES, install
     except ImportError:  # before the rollup (issue 10)
         return None
     engine = sa.create_engine(url)
@@ -215,8 +215,7 @@ def fill_rollup(url: str) -> float | None:
         session.commit()
         vacuum = sa.create_engine(url, isolation_level="AUTOCOMMIT")
         with vacuum.connect() as conn:
-            for table in ("stats_day", "stats_day_hist", "stats_dim_day", "stats_dim_hist", "stats_dim_month",
-                          "stats_dim_month_hist"):
+            for table in [t for t in ROLLUP_TABLES if t != "stats_delta"]:
                 conn.execute(sa.text(f"VACUUM ANALYZE {table}"))
         vacuum.dispose()
     seconds = round(time.perf_counter() - t0, 1)
@@ -422,7 +421,7 @@ def run(args: argparse.Namespace, url: str, meta: dict) -> list[dict]:
                 results.append(row)
                 print(f"ranking {kind} {period}: service {row.get('service')} HTTP {row.get('http')} "
                       f"load {row['load']}", flush=True)
-            if api is not None:
+            if api is not None and args.drill_repeat > 0:
                 for period, (first, last) in periods.items():
                     times, body = _timed(lambda first=first, last=last: api.get(
                         "tickets", date_from=str(first), date_to=str(last), measure="received", limit=100),

@@ -16,6 +16,10 @@ both PostgreSQL and SQLite).
 - ``stats_dim_month`` / ``stats_dim_month_hist``: the per-dimension level summed per calendar
   month (``dn`` = the day number of the month's first day), kept by the same fold: a period of
   whole months reads months × values, not days × values (1 year: 12 rows per value, not 365).
+- ``stats_dim_week`` / ``stats_dim_week_hist`` and ``stats_dim_year`` / ``stats_dim_year_hist``:
+  the same per ISO week (``dn`` = its Monday) and per calendar year (``dn`` = its 1 January)
+  (:data:`DIM_LEVELS`): a week grouping reads weeks, a long period of a dimension reads whole
+  years, then whole months, then days at its edges.
 - ``stats_delta``: append-only changes written by the database triggers on ``ticket``
   (:mod:`service.stats.rollup`), one row per (key, buckets) of a statement's changed rows, with the
   signed counts; moved into the two tables above by :func:`service.stats.rollup.fold`.
@@ -106,6 +110,26 @@ stats_dim_month_hist = sa.Table("stats_dim_month_hist", metadata, *_dim_key(), *
                                 sa.PrimaryKeyConstraint(*DIM_PK, "duration", "bucket",
                                                         name="pk_stats_dim_month_hist"))
 
+# the per-dimension level per ISO week: dn = the week's Monday (working_day.week)
+stats_dim_week = sa.Table("stats_dim_week", metadata, *_dim_key(), *_counts(),
+                          sa.PrimaryKeyConstraint(*DIM_PK, name="pk_stats_dim_week"))
+stats_dim_week_hist = sa.Table("stats_dim_week_hist", metadata, *_dim_key(), *_hist(),
+                               sa.PrimaryKeyConstraint(*DIM_PK, "duration", "bucket", name="pk_stats_dim_week_hist"))
+
+# the per-dimension level per calendar year: dn = the year's 1 January (working_day.year_dn)
+stats_dim_year = sa.Table("stats_dim_year", metadata, *_dim_key(), *_counts(),
+                          sa.PrimaryKeyConstraint(*DIM_PK, name="pk_stats_dim_year"))
+stats_dim_year_hist = sa.Table("stats_dim_year_hist", metadata, *_dim_key(), *_hist(),
+                               sa.PrimaryKeyConstraint(*DIM_PK, "duration", "bucket", name="pk_stats_dim_year_hist"))
+
+#: The per-dimension levels above the day: level → (counts table, histogram table, the
+#: ``working_day`` column naming the first day of the day's week/month/year).
+DIM_LEVELS: dict[str, tuple[str, str, str]] = {
+    "week": ("stats_dim_week", "stats_dim_week_hist", "week"),
+    "month": ("stats_dim_month", "stats_dim_month_hist", "month_dn"),
+    "year": ("stats_dim_year", "stats_dim_year_hist", "year_dn"),
+}
+
 # append-only, no key: writers never contend on a row (folded every few seconds)
 stats_delta = sa.Table("stats_delta", metadata, *_key(),
                        *(sa.Column(f"b_{d}", sa.SmallInteger, nullable=True) for d in ROLLUP_DURATIONS),
@@ -142,6 +166,7 @@ working_day = sa.Table(
     sa.Column("week", sa.Integer, nullable=False),     # day number of the ISO week's Monday
     sa.Column("month", sa.Integer, nullable=False),    # YYYYMM
     sa.Column("month_dn", sa.Integer, nullable=True),  # day number of the month's first day (filled by install)
+    sa.Column("year_dn", sa.Integer, nullable=True),   # day number of the year's 1 January (filled by install)
     sa.Column("quarter", sa.Integer, nullable=False),  # YYYYQ
 )
 

@@ -46,19 +46,19 @@ from service.db.types import UTCDateTime
 from service.stats.metrics import COUNTS, DURATIONS, LocalTime, T, WorkingClockSQL, duration_condition
 from service.stats.models import (
     DIM_KEY,
+    DIM_LEVELS,
     DIMS,
     DUE_PAST,
     DUE_PK,
     KEY_COLUMNS,
     ROLLUP_COUNTS,
     ROLLUP_DURATIONS,
+    metadata,
     stats_day,
     stats_day_hist,
     stats_delta,
     stats_dim_day,
     stats_dim_hist,
-    stats_dim_month,
-    stats_dim_month_hist,
     stats_meta,
     working_day,
 )
@@ -68,7 +68,7 @@ log = logging.getLogger("qifu.stats")
 
 KEY = tuple(name for name, _, _ in KEY_COLUMNS)
 #: Bump when the generated SQL changes in a way the hash would not see.
-VERSION = "3"  # 3: the per-dimension month tables, width_bucket
+VERSION = "4"  # 3: the per-dimension month tables, width_bucket; 4: week and year tables
 #: The days ``working_day`` covers: the API's dates (service.common.schemas, 1990-2100).
 FIRST_DAY, LAST_DAY = date(1990, 1, 1), date(2100, 12, 31)
 FOLD_LOCK = 0x51F0_57A7  # pg_advisory_xact_lock key of fold/rebuild/install
@@ -378,7 +378,7 @@ def calendar_hash(calendar: WorkingCalendar) -> str:
 def working_day_rows(calendar: WorkingCalendar) -> list[dict[str, int]]:
     """Every day of ``[FIRST_DAY, LAST_DAY]``: day number, ``W`` at local midnight (whole working
     seconds: ``W`` of the first midnight, then + a working day's seconds after each working day),
-    working-day flag, and the Monday/month (and the month's first day)/quarter of the day. Years without official data fall
+    working-day flag, and the Monday/month (and the month's and the year's first day)/quarter of the day. Years without official data fall
     back to Monday-Friday (the calendar's rule; its warning is not repeated here)."""
     calendar_log = logging.getLogger("qifu.calendar")
     level = calendar_log.level
@@ -394,6 +394,7 @@ def working_day_rows(calendar: WorkingCalendar) -> list[dict[str, int]]:
             wd = 1 if calendar.is_working_day(d) else 0
             rows.append({"dn": dn, "cum": cum, "wd": wd, "week": dn - d.weekday(),
                          "month": d.year * 100 + d.month, "month_dn": dn - d.day + 1,
+                         "year_dn": dn - d.timetuple().tm_yday + 1,
                          "quarter": d.year * 10 + (d.month + 2) // 3})
             cum += wd * day_seconds
             d += one
@@ -575,15 +576,17 @@ def _dim_hist_select(hist_source: str, having: bool = False,
             f"WHERE true GROUP BY {cols}{cond}")
 
 
-def _month_select(dim_select: str, hist: bool = False, having: bool = False) -> str:
+def _level_select(level: str, dim_select: str, hist: bool = False, having: bool = False) -> str:
     """A per-dimension day select (:func:`_dim_day_select`/:func:`_dim_hist_select`) summed per
-    month: ``dn`` becomes the month's first day (``working_day.month_dn``)."""
+    week, month or year (:data:`DIM_LEVELS`): ``dn`` becomes the period's first day (the
+    ``working_day`` column of the level: ``week``, ``month_dn``, ``year_dn``)."""
+    column = DIM_LEVELS[level][2]
     extra = ["duration", "bucket"] if hist else []
     names = ["n"] if hist else list(ROLLUP_COUNTS)
     sums = ", ".join(f"sum(x.{n}) AS {n}" for n in names)
-    group = ", ".join(["x.dim", "x.key", "w.month_dn", *(f"x.{c}" for c in extra)])
+    group = ", ".join(["x.dim", "x.key", f"w.{column}", *(f"x.{c}" for c in extra)])
     cond = (" HAVING " + " OR ".join(f"sum(x.{n}) <> 0" for n in names)) if having else ""
-    return (f"SELECT x.dim AS dim, x.key AS key, w.month_dn AS dn, {''.join(f'x.{c} AS {c}, ' for c in extra)}"
+    return (f"SELECT x.dim AS dim, x.key AS key, w.{column} AS dn, {''.join(f'x.{c} AS {c}, ' for c in extra)}"
             f"{sums} FROM ({dim_select}) AS x JOIN working_day AS w ON w.dn = x.dn WHERE true GROUP BY {group}{cond}")
 
 
@@ -596,23 +599,25 @@ def _upsert_dim(table: str, select: str, hist: bool) -> str:
 
 
 def _dim_statements(source: str) -> list[tuple[str, str]]:
-    """``(name, upsert)`` of the per-dimension tables (day and month, counts and histograms) from a
-    delta-shaped ``source`` (``stats_delta``'s columns)."""
+    """``(name, upsert)`` of the per-dimension tables (day, week, month and year; counts and
+    histograms) from a delta-shaped ``source`` (``stats_delta``'s columns)."""
     hist_source = f"({_hist_source(source)}) AS hs"
-    return [("dd", _upsert_dim("stats_dim_day", _dim_day_select(source), False)),
-            ("dh", _upsert_dim("stats_dim_hist", _dim_hist_select(hist_source), True)),
-            ("dm", _upsert_dim("stats_dim_month", _month_select(_dim_day_select(source)), False)),
-            ("dmh", _upsert_dim("stats_dim_month_hist", _month_select(_dim_hist_select(hist_source), True), True))]
+    out = [("dd", _upsert_dim("stats_dim_day", _dim_day_select(source), False)),
+           ("dh", _upsert_dim("stats_dim_hist", _dim_hist_select(hist_source), True))]
+    for level, (counts, hists, _) in DIM_LEVELS.items():
+        out.append((f"{level}_c", _upsert_dim(counts, _level_select(level, _dim_day_select(source)), False)))
+        out.append((f"{level}_h", _upsert_dim(hists, _level_select(level, _dim_hist_select(hist_source), True), True)))
+    return out
 
 
-ROLLUP_TABLES = ("stats_delta", "stats_day", "stats_day_hist", "stats_dim_day", "stats_dim_hist", "stats_dim_month",
-                 "stats_dim_month_hist")
+ROLLUP_TABLES = ("stats_delta", "stats_day", "stats_day_hist", "stats_dim_day", "stats_dim_hist",
+                 *(t for counts, hists, _ in DIM_LEVELS.values() for t in (counts, hists)))
 
 
 def fold(session_or_conn) -> int:
     """Move every ``stats_delta`` row into ``stats_day``/``stats_day_hist`` and, aggregated per
-    dimension, into ``stats_dim_day``/``stats_dim_hist`` and per month into
-    ``stats_dim_month``/``stats_dim_month_hist`` atomically, and apply a changed calendar
+    dimension, into ``stats_dim_day``/``stats_dim_hist`` and per week, month and year into
+    the tables of :data:`DIM_LEVELS` atomically, and apply a changed calendar
     (:func:`apply_calendar`) first; the deadline rollup's delta likewise (:func:`fold_due`,
     PostgreSQL). Returns the number of ``stats_delta`` rows moved. Runs in the caller's
     transaction (commit it). Safe beside writers and other folds (PostgreSQL: one
@@ -690,7 +695,8 @@ def _fresh_dims(hist: bool, dims: tuple[tuple[str, str | None], ...] = DIMS, hav
 def _fill_from_fresh(conn: sa.Connection) -> None:
     """Replace every rollup table by the aggregates of :data:`FRESH` (the caller holds
     :func:`_lock` with tickets): ``stats_day``/``stats_day_hist`` by key, the per-dimension tables
-    one dimension at a time (a bounded hash table each), in day order, and the months from them."""
+    one dimension at a time (a bounded hash table each), in day order, and the weeks, months and
+    years from them."""
     for table in ROLLUP_TABLES:
         conn.exec_driver_sql(f"DELETE FROM {table}")
     conn.exec_driver_sql(f"INSERT INTO stats_day ({', '.join([*KEY, *ROLLUP_COUNTS])}) {_fresh_day()}")
@@ -704,10 +710,11 @@ def _fill_from_fresh(conn: sa.Connection) -> None:
                              f"({_dim_day_select('stats_day', dims=(dim,))}) AS s ORDER BY dn")
         conn.exec_driver_sql(f"INSERT INTO stats_dim_hist ({hist_cols}) SELECT * FROM "
                              f"({_dim_hist_select('stats_day_hist', dims=(dim,))}) AS s ORDER BY dn")
-    conn.exec_driver_sql(f"INSERT INTO stats_dim_month ({day_cols}) "
-                         f"{_month_select(f'SELECT {day_cols} FROM stats_dim_day')}")
-    conn.exec_driver_sql(f"INSERT INTO stats_dim_month_hist ({hist_cols}) "
-                         f"{_month_select(f'SELECT {hist_cols} FROM stats_dim_hist', True)}")
+    for level, (counts, hists, _) in DIM_LEVELS.items():
+        conn.exec_driver_sql(f"INSERT INTO {counts} ({day_cols}) "
+                             f"{_level_select(level, f'SELECT {day_cols} FROM stats_dim_day')}")
+        conn.exec_driver_sql(f"INSERT INTO {hists} ({hist_cols}) "
+                             f"{_level_select(level, f'SELECT {hist_cols} FROM stats_dim_hist', True)}")
     if conn.dialect.name == "postgresql":  # the planner's row counts of the refilled tables
         for table in ROLLUP_TABLES:
             conn.exec_driver_sql(f"ANALYZE {table}")
@@ -750,7 +757,8 @@ class Difference:
     """One rollup cell that differs from the recount: ``kind`` "count" (``measure`` a count name)
     or "hist" (``measure`` = ``<duration>[<bucket>]``), ``key`` the rollup key as a dict; or
     "dim_count"/"dim_hist" (a per-dimension day row, ``key`` = ``{dim, key, dn}``) or
-    "month_count"/"month_hist" (a per-dimension month row, ``dn`` its first day). ``live``: the
+    "week_count"/"week_hist", "month_count"/"month_hist", "year_count"/"year_hist" (a
+    per-dimension row of :data:`DIM_LEVELS`, ``dn`` its first day). ``live``: the
     table (plus the unfolded ``stats_delta``), ``recount``: the one pass over the tickets."""
 
     kind: str
@@ -783,7 +791,7 @@ MAX_DIFFERENCES = 100_000
 
 
 def _diff(conn: sa.Connection, live: str, fresh: str, names: list[str], kind: str) -> list[Difference]:
-    base = list(DIM_KEY) if kind.startswith(("dim_", "month_")) else list(KEY)
+    base = list(DIM_KEY) if kind.startswith(("dim_", *(f"{level}_" for level in DIM_LEVELS))) else list(KEY)
     key_cols = base + (["duration", "bucket"] if kind.endswith("hist") else [])
     rows: dict[tuple, dict[str, dict[str, int]]] = {}
     # one statement: each side computed once, compared both ways
@@ -822,10 +830,11 @@ def _fresh_differences(conn: sa.Connection) -> list[Difference]:
                     counts, "dim_count")
             + _diff(conn, _live_dims("stats_dim_hist", _dim_hist_select(hist_delta), True), fresh_dim_hist,
                     ["n"], "dim_hist")
-            + _diff(conn, _live_dims("stats_dim_month", _month_select(_dim_day_select("stats_delta")), False),
-                    _month_select(_fresh_dims(False), having=True), counts, "month_count")
-            + _diff(conn, _live_dims("stats_dim_month_hist", _month_select(_dim_hist_select(hist_delta), True), True),
-                    _month_select(_fresh_dims(True), True, having=True), ["n"], "month_hist"))
+            + [d for level, (counts_t, hists_t, _) in DIM_LEVELS.items() for d in (
+                _diff(conn, _live_dims(counts_t, _level_select(level, _dim_day_select("stats_delta")), False),
+                      _level_select(level, _fresh_dims(False), having=True), counts, f"{level}_count")
+                + _diff(conn, _live_dims(hists_t, _level_select(level, _dim_hist_select(hist_delta), True), True),
+                        _level_select(level, _fresh_dims(True), True, having=True), ["n"], f"{level}_hist"))])
 
 
 def differences(session_or_conn, calendar: WorkingCalendar | None = None) -> list[Difference]:
@@ -1041,18 +1050,68 @@ def _regroup(session: Session, group_by: str, keys: list[Any]) -> dict[Any, Any]
     return {k: group_key(group_by, k) for k in keys}
 
 
+#: The levels of :data:`DIM_LEVELS` a grouping reads its whole periods from, coarsest first.
+GROUPING_LEVELS = {"day": (), "week": ("week",), "month": ("month",), "quarter": ("month",)}
+
+
+def _whole_units(level: str, dn_from: int, dn_to: int) -> tuple[int, int, int] | None:
+    """The whole ISO weeks, calendar months or calendar years inside the days ``[dn_from, dn_to]``:
+    ``(first day of the first, first day of the last, last day of the last)`` as day numbers, or
+    ``None`` when there is none."""
+    if level == "month":
+        return whole_months(dn_from, dn_to)
+    first, last = EPOCH + timedelta(days=dn_from), EPOCH + timedelta(days=dn_to)
+    if level == "week":
+        start = first + timedelta(days=(7 - first.weekday()) % 7)  # the first Monday on or after
+        end = last - timedelta(days=(last.weekday() + 1) % 7)       # the last Sunday on or before
+        last_start = end - timedelta(days=6)
+    else:
+        if first.year >= date.max.year or last.year <= date.min.year:
+            return None
+        start = first if (first.month, first.day) == (1, 1) else date(first.year + 1, 1, 1)
+        end = last if (last.month, last.day) == (12, 31) else date(last.year - 1, 12, 31)
+        last_start = date(end.year, 1, 1)
+    if end < start:
+        return None
+    return (start - EPOCH).days, (last_start - EPOCH).days, (end - EPOCH).days
+
+
+def level_spans(levels: tuple[str, ...], dn_from: int, dn_to: int) -> list[tuple[str, int, int]]:
+    """The days ``[dn_from, dn_to]`` cut into ``(level, first, last)`` pieces, coarsest level first:
+    the whole units of ``levels[0]`` (rows of its table with ``dn`` in ``[first, last]``, the
+    units' first days), the rest of each side cut by the next level, days (``"day"``) last. E.g.
+    2021-06-01..2026-05-31 with ("year", "month"): June-December 2021 as months, 2022-2025 as
+    years, January-May 2026 as months."""
+    if dn_from > dn_to:
+        return []
+    if not levels:
+        return [("day", dn_from, dn_to)]
+    units = _whole_units(levels[0], dn_from, dn_to)
+    if units is None:
+        return level_spans(levels[1:], dn_from, dn_to)
+    start, last_start, end = units
+    return (level_spans(levels[1:], dn_from, start - 1) + [(levels[0], start, last_start)]
+            + level_spans(levels[1:], end + 1, dn_to))
+
+
 def read_dims(session: Session, group_by: str, dn_from: int, dn_to: int) -> tuple[
         dict[Any, dict[str, int]], dict[Any, dict[str, dict[int, int]]]]:
     """As :func:`read` for the *whole* population (no filter, unlimited visibility), from the
-    per-dimension level: ``stats_dim_day``/``stats_dim_hist`` of the grouping's dimension
-    (:data:`GROUPING_DIM`; time groupings: ``all`` by day, grouped by ``working_day``'s week/month/
-    quarter) plus the not yet folded ``stats_delta`` regrouped the same way (exact before a fold).
-    Rows read: days × the dimension's values, whatever the other dimensions; for the whole months
-    of the period (not for day or week groupings) ``stats_dim_month``/``stats_dim_month_hist``
-    instead of their days: a year reads 12 month rows per value, five years 60."""
+    per-dimension level: the grouping's dimension (:data:`GROUPING_DIM`; time groupings: ``all``,
+    grouped by ``working_day``'s week/month/quarter) of ``stats_dim_day``/``stats_dim_hist`` and of
+    the week, month and year tables (:data:`DIM_LEVELS`) for the whole units of the period
+    (:func:`level_spans`: dimensions read whole years, then whole months, then days; a week grouping
+    whole weeks; a month or quarter grouping whole months; a day grouping days), plus the not yet
+    folded ``stats_delta`` regrouped the same way (exact before a fold). Rows read: units × the
+    dimension's values, whatever the other dimensions: five years of a dimension read about 5 year
+    rows and 12 month rows per value, not 1,826 days."""
     dim = GROUPING_DIM[group_by]
     column = dict(DIMS)[dim]
     timed = group_by in ("week", "month", "quarter")
+    spans = level_spans(GROUPING_LEVELS.get(group_by, ("year", "month")), dn_from, dn_to)
+    tables = {"day": (stats_dim_day, stats_dim_hist),
+              **{level: (metadata.tables[counts], metadata.tables[hists])
+                 for level, (counts, hists, _) in DIM_LEVELS.items()}}
 
     def delta_key():
         if column is None:
@@ -1061,17 +1120,6 @@ def read_dims(session: Session, group_by: str, dn_from: int, dn_to: int) -> tupl
 
     def in_days(table):
         return sa.and_(table.c.dn >= dn_from, table.c.dn <= dn_to)
-
-    months = None if group_by in ("day", "week") else whole_months(dn_from, dn_to)
-
-    def in_days_outside_months(table):
-        if months is None:
-            return in_days(table)
-        return sa.or_(sa.and_(table.c.dn >= dn_from, table.c.dn < months[0]),
-                      sa.and_(table.c.dn > months[2], table.c.dn <= dn_to))
-
-    def in_months(table):
-        return sa.and_(table.c.dn >= months[0], table.c.dn <= months[1])
 
     def grouped(s):
         if timed:
@@ -1083,27 +1131,20 @@ def read_dims(session: Session, group_by: str, dn_from: int, dn_to: int) -> tupl
             return group_key(group_by, value)
         return _dim_value(dim, value)
 
-    count_parts = [
-        sa.select(stats_dim_day.c.key, stats_dim_day.c.dn, *(stats_dim_day.c[n] for n in ROLLUP_COUNTS))
-        .where(stats_dim_day.c.dim == dim, in_days_outside_months(stats_dim_day)),
-        sa.select(delta_key(), stats_delta.c.dn, *(stats_delta.c[n] for n in ROLLUP_COUNTS))
-        .where(in_days(stats_delta))]
-    if months is not None:
-        count_parts.append(sa.select(stats_dim_month.c.key, stats_dim_month.c.dn,
-                                     *(stats_dim_month.c[n] for n in ROLLUP_COUNTS))
-                           .where(stats_dim_month.c.dim == dim, in_months(stats_dim_month)))
+    count_parts = [sa.select(delta_key(), stats_delta.c.dn, *(stats_delta.c[n] for n in ROLLUP_COUNTS))
+                   .where(in_days(stats_delta))]
+    branches = []
+    for level, first, last in spans:
+        ct, ht = tables[level]
+        count_parts.append(sa.select(ct.c.key, ct.c.dn, *(ct.c[n] for n in ROLLUP_COUNTS))
+                           .where(ct.c.dim == dim, ct.c.dn >= first, ct.c.dn <= last))
+        branches.append(sa.select(ht.c.key, ht.c.dn, ht.c.duration, ht.c.bucket, ht.c.n)
+                        .where(ht.c.dim == dim, ht.c.dn >= first, ht.c.dn <= last))
     s = sa.union_all(*count_parts).subquery("s")
     grp, from_ = grouped(s)
     stmt = (sa.select(grp.label("grp"), *(sa.func.sum(s.c[n]).label(n) for n in ROLLUP_COUNTS))
             .select_from(from_).group_by(grp))
     raw_counts = {as_key(r["grp"]): {n: int(r[n]) for n in ROLLUP_COUNTS} for r in session.execute(stmt).mappings()}
-    branches = [sa.select(stats_dim_hist.c.key, stats_dim_hist.c.dn, stats_dim_hist.c.duration,
-                          stats_dim_hist.c.bucket, stats_dim_hist.c.n)
-                .where(stats_dim_hist.c.dim == dim, in_days_outside_months(stats_dim_hist))]
-    if months is not None:
-        mh = stats_dim_month_hist
-        branches.append(sa.select(mh.c.key, mh.c.dn, mh.c.duration, mh.c.bucket, mh.c.n)
-                        .where(mh.c.dim == dim, in_months(mh)))
     for i, d in enumerate(ROLLUP_DURATIONS):
         branches.append(sa.select(delta_key(), stats_delta.c.dn, sa.literal(i).label("duration"),
                                   stats_delta.c[f"b_{d}"].label("bucket"), stats_delta.c.received.label("n"))

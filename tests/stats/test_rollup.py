@@ -207,11 +207,15 @@ def _check(session: Session, first: date, last: date, now: datetime) -> None:
     # whole months (stats_dim_month* + stats_delta), and whole months with edge days around them
     check_dim_path(session, m_first, m_last, now, ("department", "grid", "month", "quarter", "day"))
     check_dim_path(session, m_first + timedelta(days=2), m_last + timedelta(days=3), now, ("category", "month"))
+    # whole years (stats_dim_year*) with months and days at the edges, whole weeks (stats_dim_week*)
+    check_dim_path(session, first - timedelta(days=400), last + timedelta(days=430), now,
+                   ("department", "region", "channel", "week", "quarter"))
     assert rollup.differences(session) == []
     rollup.fold(session)
     assert session.execute(sa.text("SELECT count(*) FROM stats_delta")).scalar_one() == 0
     assert rollup.rebuild(session, check_only=True).differences == []
     check_against_recount(session, now, first, last, groupings=("department", "day"))
+    check_dim_path(session, date(first.year - 1, 1, 1), date(first.year, 12, 31), now, ("grid", "week", "month"))
     check_dim_path(session, first, last, now, ("department", "region", "category", "month", "week"))
     check_dim_path(session, *_whole_months(first, last), now, ("officer", "channel", "month", "quarter"))
 
@@ -599,3 +603,43 @@ def test_the_deadline_rollup_is_postgresql_only(sqlite_engine: sa.Engine):
     with Session(sqlite_engine) as lite:
         assert not rollup.due_is_current(lite.connection(), "Asia/Shanghai")
         assert rollup.read_due(lite, "department", 0, 10_000, clock.now()) is None
+
+
+def test_level_spans_cut_a_period_into_years_months_weeks_and_days():
+    """:func:`rollup.level_spans`: every day of the period exactly once, each piece a whole unit
+    of its level, coarsest first (random periods, every grouping's levels)."""
+    def dn(d: date) -> int:
+        return (d - date(2004, 1, 1)).days
+
+    assert rollup.level_spans(("year", "month"), dn(date(2021, 6, 1)), dn(date(2026, 5, 31))) == [
+        ("month", dn(date(2021, 6, 1)), dn(date(2021, 12, 1))), ("year", dn(date(2022, 1, 1)), dn(date(2025, 1, 1))),
+        ("month", dn(date(2026, 1, 1)), dn(date(2026, 5, 1)))]
+    assert rollup.level_spans(("week",), dn(date(2021, 6, 1)), dn(date(2021, 6, 30))) == [
+        ("day", dn(date(2021, 6, 1)), dn(date(2021, 6, 6))), ("week", dn(date(2021, 6, 7)), dn(date(2021, 6, 21))),
+        ("day", dn(date(2021, 6, 28)), dn(date(2021, 6, 30)))]
+    rng = random.Random(7)
+    span = {"week": 7}
+    for _ in range(300):
+        lo = rng.randrange(dn(date(1990, 1, 1)), dn(date(2100, 1, 1)))
+        hi = lo + rng.choice([0, 1, 6, 30, 31, 100, 365, 800, 2000])
+        levels = rng.choice([(), ("week",), ("month",), ("year", "month")])
+        covered: list[int] = []
+        for level, first, last in rollup.level_spans(levels, lo, hi):
+            start = date(2004, 1, 1) + timedelta(days=first)
+            if level == "day":
+                covered += range(first, last + 1)
+                continue
+            assert level in levels
+            while dn(start) <= last:  # each unit whole: its first day, then all its days
+                if level == "week":
+                    assert start.weekday() == 0
+                    nxt = start + timedelta(days=span["week"])
+                elif level == "month":
+                    assert start.day == 1
+                    nxt = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+                else:
+                    assert (start.month, start.day) == (1, 1)
+                    nxt = date(start.year + 1, 1, 1)
+                covered += range(dn(start), dn(nxt))
+                start = nxt
+        assert covered == list(range(lo, hi + 1)), (levels, lo, hi)
