@@ -20,6 +20,8 @@ both PostgreSQL and SQLite).
   the same per ISO week (``dn`` = its Monday) and per calendar year (``dn`` = its 1 January)
   (:data:`DIM_LEVELS`): a week grouping reads weeks, a long period of a dimension reads whole
   years, then whole months, then days at its edges.
+- ``stats_day_pct``: the percentiles of each day's total (dim ``all``) histogram, kept by the fold
+  (the day grouping's rows read them, not the buckets).
 - ``stats_delta``: append-only changes written by the database triggers on ``ticket``
   (:mod:`service.stats.rollup`), one row per (key, buckets) of a statement's changed rows, with the
   signed counts; moved into the two tables above by :func:`service.stats.rollup.fold`.
@@ -121,6 +123,16 @@ stats_dim_year = sa.Table("stats_dim_year", metadata, *_dim_key(), *_counts(),
                           sa.PrimaryKeyConstraint(*DIM_PK, name="pk_stats_dim_year"))
 stats_dim_year_hist = sa.Table("stats_dim_year_hist", metadata, *_dim_key(), *_hist(),
                                sa.PrimaryKeyConstraint(*DIM_PK, "duration", "bucket", name="pk_stats_dim_year_hist"))
+
+# the percentiles (working hours, unrounded) of each day's total histogram (dim 'all' of
+# stats_dim_hist as folded), kept by the fold for the days it touches: the day grouping reads
+# them instead of every bucket row of every day (service.stats.rollup "day percentiles")
+stats_day_pct = sa.Table("stats_day_pct", metadata,
+                         sa.Column("dn", sa.Integer, nullable=False),
+                         sa.Column("duration", sa.SmallInteger, nullable=False),
+                         sa.Column("p50", sa.Float, nullable=True),
+                         sa.Column("p90", sa.Float, nullable=True),
+                         sa.PrimaryKeyConstraint("dn", "duration", name="pk_stats_day_pct"))
 
 #: The per-dimension levels above the day: level → (counts table, histogram table, the
 #: ``working_day`` column naming the first day of the day's week/month/year).

@@ -43,7 +43,15 @@ from sqlmodel import Session
 from service.calendar.core import EPOCH, WorkingCalendar, WorkingHours
 from service.calendar.service import get_calendar
 from service.db.types import UTCDateTime
-from service.stats.metrics import COUNTS, DURATIONS, LocalTime, T, WorkingClockSQL, duration_condition
+from service.stats.metrics import (
+    COUNTS,
+    DURATIONS,
+    PERCENTILES,
+    LocalTime,
+    T,
+    WorkingClockSQL,
+    duration_condition,
+)
 from service.stats.models import (
     DIM_KEY,
     DIM_LEVELS,
@@ -56,6 +64,7 @@ from service.stats.models import (
     metadata,
     stats_day,
     stats_day_hist,
+    stats_day_pct,
     stats_delta,
     stats_dim_day,
     stats_dim_hist,
@@ -479,6 +488,7 @@ def install(session_or_conn, calendar: WorkingCalendar | None = None, force: boo
     meta = _meta(conn)
     due = install_due(conn, str(calendar.tz), force=force)  # the deadline rollup: its own hash
     if meta.get("definitions") == wanted and not force and triggers_present(conn):
+        due = install_pct(conn) or due  # the day percentiles: their own hash
         if meta.get("calendar") != calendar_hash(calendar):
             apply_calendar(conn, calendar)
             return True
@@ -640,16 +650,105 @@ def fold(session_or_conn) -> int:
             "WITH moved AS (DELETE FROM stats_delta RETURNING *), "
             f"d AS ({_upsert_day('moved', 'postgresql')} RETURNING 1), "
             f"h AS ({_upsert_hist('moved')} RETURNING 1), {ctes[:-2]} "
-            f"SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM d), (SELECT count(*) FROM h), {counts}").one()
+            f"SELECT (SELECT count(*) FROM moved), (SELECT array_agg(DISTINCT dn) FROM moved), "
+            f"(SELECT count(*) FROM d), (SELECT count(*) FROM h), {counts}").one()
+        if moved[1] and not install_pct(conn):
+            refresh_day_percentiles(conn, list(moved[1]))
         return int(moved[0])
     n = conn.exec_driver_sql("SELECT count(*) FROM stats_delta").scalar_one()
     if n:
+        touched = list(conn.exec_driver_sql("SELECT DISTINCT dn FROM stats_delta").scalars())
         conn.exec_driver_sql(_upsert_day("stats_delta", "sqlite"))
         conn.exec_driver_sql(_upsert_hist("stats_delta"))
         for _, sql in _dim_statements("stats_delta"):
             conn.exec_driver_sql(sql)
         conn.exec_driver_sql("DELETE FROM stats_delta")
+        if not install_pct(conn):
+            refresh_day_percentiles(conn, touched)
     return int(n)
+
+
+# --------------------------------------------------------------------------- day percentiles
+# The day grouping over years has one group per day, each with three histograms: reading every
+# bucket row of every day (100,000 rows over five years at 10 M) and estimating 11,000
+# percentiles per query cost more than the rest of the summary. The fold keeps the percentiles of
+# each day's total histogram (dim ``all`` of ``stats_dim_hist``, as folded) in ``stats_day_pct``,
+# computed by the one estimator (:func:`hist_percentiles`) for the days whose deltas it moved; the
+# day grouping reads them for the days without unfolded deltas, and the histograms of the others.
+
+PCT_VERSION = "1"
+#: The fractions kept: :data:`metrics.PERCENTILES`, the columns ``p50``/``p90`` of ``stats_day_pct``.
+PCT_FRACTIONS: tuple[float, ...] = tuple(frac for _, frac in PERCENTILES)
+if {f"p{p}" for p, _ in PERCENTILES} != {c.name for c in stats_day_pct.c} - {"dn", "duration"}:  # pragma: no cover
+    raise RuntimeError("stats_day_pct: its columns must be metrics.PERCENTILES")
+
+
+def pct_definitions_hash() -> str:
+    """Hash of what the stored day percentiles depend on: the buckets, the fractions, the estimator's version."""
+    return _hash(PCT_VERSION, EDGES, PCT_FRACTIONS)
+
+
+def _day_percentile_rows(conn: sa.Connection, dns: list[int] | None) -> list[dict[str, Any]]:
+    """``stats_day_pct`` rows computed from the folded ``stats_dim_hist`` rows of dim ``all`` (of
+    the days ``dns``, or of every day)."""
+    hists: dict[tuple[int, int], dict[int, int]] = {}
+    stmt = (sa.select(stats_dim_hist.c.dn, stats_dim_hist.c.duration, stats_dim_hist.c.bucket, stats_dim_hist.c.n)
+            .where(stats_dim_hist.c.dim == "all"))
+    chunks = [None] if dns is None else [dns[i:i + 5000] for i in range(0, len(dns), 5000)]
+    for chunk in chunks:
+        part = stmt if chunk is None else stmt.where(stats_dim_hist.c.dn.in_(chunk))
+        for dn, duration, bucket, n in conn.execute(part).all():
+            if n:
+                hists.setdefault((dn, duration), {})[bucket] = n
+    out = []
+    for (dn, duration), hist in sorted(hists.items()):
+        values = hist_percentiles(hist, PCT_FRACTIONS)
+        if values[0] is not None:
+            out.append({"dn": dn, "duration": duration, **{f"p{p}": v for (p, _), v in zip(PERCENTILES, values, strict=True)}})
+    return out
+
+
+def refresh_day_percentiles(conn: sa.Connection, dns: list[int] | None = None) -> int:
+    """Recompute ``stats_day_pct`` for the days ``dns`` (``None``: every day) from the folded
+    histograms, in the caller's transaction (after the fold's upserts). Returns the rows written."""
+    if dns is None:
+        conn.execute(sa.delete(stats_day_pct))
+    else:
+        for i in range(0, len(dns), 5000):
+            conn.execute(sa.delete(stats_day_pct).where(stats_day_pct.c.dn.in_(dns[i:i + 5000])))
+    rows = _day_percentile_rows(conn, dns)
+    for i in range(0, len(rows), 5000):
+        conn.execute(sa.insert(stats_day_pct), rows[i:i + 5000])
+    return len(rows)
+
+
+def install_pct(conn: sa.Connection, force: bool = False) -> bool:
+    """Fill ``stats_day_pct`` from the folded histograms when its stored hash differs from the
+    code's (or ``force``). Returns True when filled."""
+    if not force and _meta(conn).get("pct") == pct_definitions_hash():
+        return False
+    refresh_day_percentiles(conn)
+    _set_meta(conn, pct=pct_definitions_hash())
+    return True
+
+
+def pct_differences(conn: sa.Connection) -> list[Difference]:
+    """Every ``stats_day_pct`` value that differs from the estimate of the folded day histogram
+    (kind ``day_pct``, measure ``<duration>_p50``/``_p90``)."""
+    if _meta(conn).get("pct") != pct_definitions_hash():
+        return []
+    names = [f"p{p}" for p, _ in PERCENTILES]
+    stored = {(r["dn"], r["duration"]): tuple(r[n] for n in names)
+              for r in conn.execute(sa.select(stats_day_pct)).mappings()}
+    fresh = {(r["dn"], r["duration"]): tuple(r[n] for n in names) for r in _day_percentile_rows(conn, None)}
+    out = []
+    empty = (None,) * len(names)
+    for key in sorted(set(stored) | set(fresh)):
+        a, b = stored.get(key, empty), fresh.get(key, empty)
+        for (p, _), x, y in zip(PERCENTILES, a, b, strict=True):
+            if x != y:
+                out.append(Difference("day_pct", {"dn": key[0]}, f"{ROLLUP_DURATIONS[key[1]]}_p{p}", x, y))
+    return out
 
 
 # --------------------------------------------------------------------------- rebuild: one pass
@@ -715,6 +814,7 @@ def _fill_from_fresh(conn: sa.Connection) -> None:
                              f"{_level_select(level, f'SELECT {day_cols} FROM stats_dim_day')}")
         conn.exec_driver_sql(f"INSERT INTO {hists} ({hist_cols}) "
                              f"{_level_select(level, f'SELECT {hist_cols} FROM stats_dim_hist', True)}")
+    install_pct(conn, force=True)
     if conn.dialect.name == "postgresql":  # the planner's row counts of the refilled tables
         for table in ROLLUP_TABLES:
             conn.exec_driver_sql(f"ANALYZE {table}")
@@ -849,7 +949,7 @@ def differences(session_or_conn, calendar: WorkingCalendar | None = None) -> lis
     _lock(conn, tickets=True)
     _fresh_pass(conn, calendar)
     try:
-        return _fresh_differences(conn) + due_differences(conn, str(calendar.tz))
+        return _fresh_differences(conn) + due_differences(conn, str(calendar.tz)) + pct_differences(conn)
     finally:
         _drop_fresh(conn)
 
@@ -882,9 +982,13 @@ def rebuild(session_or_conn, check_only: bool = False) -> RebuildReport:
     try:
         found = _fresh_differences(conn)
         due_found = due_differences(conn, tz)
-        report = RebuildReport(differences=found + due_found, installed=report_installed)
+        pct_found = pct_differences(conn)
+        report = RebuildReport(differences=found + due_found + pct_found, installed=report_installed)
         if found and not check_only:
-            _fill_from_fresh(conn)
+            _fill_from_fresh(conn)  # the day percentiles too
+            report.repaired = True
+        elif pct_found and not check_only:
+            refresh_day_percentiles(conn)
             report.repaired = True
         if due_found and not check_only:
             _due_fill(conn, tz, _stored_horizon(_meta(conn)))
@@ -971,7 +1075,7 @@ def read(session: Session, group_by: str, dn_from: int, dn_to: int, where) -> tu
 #: The dimension of :data:`DIMS` each grouping reads (region: the grid's, regrouped by its region).
 GROUPING_DIM = {"department": "department", "region": "grid", "grid": "grid", "category": "category",
                 "channel": "channel", "officer": "officer", "service_type": "service_type",
-                "day": "all", "week": "all", "month": "all", "quarter": "all"}
+                "day": "all", "week": "all", "month": "all", "quarter": "all", "total": "all"}
 
 
 def _dim_value(dim: str, key: str) -> Any:
@@ -1054,6 +1158,20 @@ def _regroup(session: Session, group_by: str, keys: list[Any]) -> dict[Any, Any]
 GROUPING_LEVELS = {"day": (), "week": ("week",), "month": ("month",), "quarter": ("month",)}
 
 
+@dataclass
+class DimRead:
+    """What :func:`read_dims` read: ``counts`` ``{key: {count: n}}`` (groups with tickets only),
+    ``hists`` ``{key: {duration: {bucket: n}}}``; for the day grouping, ``percentiles`` ``{key:
+    {duration: [p50, p90]}}`` of the days read from ``stats_day_pct`` (no histogram in ``hists``
+    for them) and ``total_hist`` ``{duration: {bucket: n}}`` of the whole period (``None``: sum
+    ``hists``)."""
+
+    counts: dict[Any, dict[str, int]]
+    hists: dict[Any, dict[str, dict[int, int]]]
+    percentiles: dict[Any, dict[str, list[float | None]]] = field(default_factory=dict)
+    total_hist: dict[str, dict[int, int]] | None = None
+
+
 def _whole_units(level: str, dn_from: int, dn_to: int) -> tuple[int, int, int] | None:
     """The whole ISO weeks, calendar months or calendar years inside the days ``[dn_from, dn_to]``:
     ``(first day of the first, first day of the last, last day of the last)`` as day numbers, or
@@ -1094,8 +1212,7 @@ def level_spans(levels: tuple[str, ...], dn_from: int, dn_to: int) -> list[tuple
             + level_spans(levels[1:], end + 1, dn_to))
 
 
-def read_dims(session: Session, group_by: str, dn_from: int, dn_to: int) -> tuple[
-        dict[Any, dict[str, int]], dict[Any, dict[str, dict[int, int]]]]:
+def read_dims(session: Session, group_by: str, dn_from: int, dn_to: int) -> DimRead:
     """As :func:`read` for the *whole* population (no filter, unlimited visibility), from the
     per-dimension level: the grouping's dimension (:data:`GROUPING_DIM`; time groupings: ``all``,
     grouped by ``working_day``'s week/month/quarter) of ``stats_dim_day``/``stats_dim_hist`` and of
@@ -1104,7 +1221,39 @@ def read_dims(session: Session, group_by: str, dn_from: int, dn_to: int) -> tupl
     whole weeks; a month or quarter grouping whole months; a day grouping days), plus the not yet
     folded ``stats_delta`` regrouped the same way (exact before a fold). Rows read: units × the
     dimension's values, whatever the other dimensions: five years of a dimension read about 5 year
-    rows and 12 month rows per value, not 1,826 days."""
+    rows and 12 month rows per value, not 1,826 days. The day grouping reads the days'
+    percentiles from ``stats_day_pct`` (kept by the fold) and the histograms only of the days with
+    unfolded deltas, and the period's total histogram from the year and month levels."""
+    if group_by == "day":
+        cached = _read_days(session, dn_from, dn_to)
+        if cached is not None:
+            return cached
+    return _read_dims(session, group_by, dn_from, dn_to)
+
+
+def _read_days(session: Session, dn_from: int, dn_to: int) -> DimRead | None:
+    """The day grouping with the days' percentiles from ``stats_day_pct`` (``None`` when it is
+    not filled for the code's definitions)."""
+    conn = _conn(session)
+    if _meta(conn).get("pct") != pct_definitions_hash():
+        return None
+    pending = set(conn.execute(sa.select(stats_delta.c.dn).distinct()
+                               .where(stats_delta.c.dn >= dn_from, stats_delta.c.dn <= dn_to)).scalars())
+    read = _read_dims(session, "day", dn_from, dn_to, hist_days=pending)
+    names = [f"p{p}" for p, _ in PERCENTILES]
+    for r in conn.execute(sa.select(stats_day_pct).where(stats_day_pct.c.dn >= dn_from,
+                                                          stats_day_pct.c.dn <= dn_to)).mappings():
+        if r["dn"] not in pending:
+            per = read.percentiles.setdefault(group_key("day", r["dn"]), {})
+            per[ROLLUP_DURATIONS[r["duration"]]] = [r[n] for n in names]
+    read.total_hist = _read_dims(session, "total", dn_from, dn_to).hists.get("", {d: {} for d in ROLLUP_DURATIONS})
+    return read
+
+
+def _read_dims(session: Session, group_by: str, dn_from: int, dn_to: int,
+               hist_days: set[int] | None = None) -> DimRead:
+    """:func:`read_dims` from the tables (``group_by`` "total": one group ``''``, dim ``all``);
+    ``hist_days``: read the histograms of these days only."""
     dim = GROUPING_DIM[group_by]
     column = dict(DIMS)[dim]
     timed = group_by in ("week", "month", "quarter")
@@ -1138,8 +1287,13 @@ def read_dims(session: Session, group_by: str, dn_from: int, dn_to: int) -> tupl
         ct, ht = tables[level]
         count_parts.append(sa.select(ct.c.key, ct.c.dn, *(ct.c[n] for n in ROLLUP_COUNTS))
                            .where(ct.c.dim == dim, ct.c.dn >= first, ct.c.dn <= last))
-        branches.append(sa.select(ht.c.key, ht.c.dn, ht.c.duration, ht.c.bucket, ht.c.n)
-                        .where(ht.c.dim == dim, ht.c.dn >= first, ht.c.dn <= last))
+        if hist_days is None:
+            branches.append(sa.select(ht.c.key, ht.c.dn, ht.c.duration, ht.c.bucket, ht.c.n)
+                            .where(ht.c.dim == dim, ht.c.dn >= first, ht.c.dn <= last))
+    for day in sorted(hist_days or ()):
+        branches.append(sa.select(stats_dim_hist.c.key, stats_dim_hist.c.dn, stats_dim_hist.c.duration,
+                                  stats_dim_hist.c.bucket, stats_dim_hist.c.n)
+                        .where(stats_dim_hist.c.dim == dim, stats_dim_hist.c.dn == day))
     s = sa.union_all(*count_parts).subquery("s")
     grp, from_ = grouped(s)
     stmt = (sa.select(grp.label("grp"), *(sa.func.sum(s.c[n]).label(n) for n in ROLLUP_COUNTS))
@@ -1152,8 +1306,8 @@ def read_dims(session: Session, group_by: str, dn_from: int, dn_to: int) -> tupl
     h = sa.union_all(*branches).subquery("h")
     grp, from_ = grouped(h)
     raw_hists = _hist_rows(session, h, grp, from_, as_key, collapse=group_by not in ("day", "week"))
-    if group_by in ("day", "week", "month", "quarter"):
-        return {k: v for k, v in raw_counts.items() if v["received"] > 0}, raw_hists
+    if group_by in ("day", "week", "month", "quarter", "total"):
+        return DimRead({k: v for k, v in raw_counts.items() if v["received"] > 0}, raw_hists)
     mapping = _regroup(session, group_by, list(set(raw_counts) | set(raw_hists)))
     counts: dict[Any, dict[str, int]] = {}
     for k, figures in raw_counts.items():
@@ -1167,7 +1321,7 @@ def read_dims(session: Session, group_by: str, dn_from: int, dn_to: int) -> tupl
         for d, hist in per.items():
             for b, n in hist.items():
                 into_h[d][b] = into_h[d].get(b, 0) + n
-    return counts, hists
+    return DimRead(counts, hists)
 
 
 # --------------------------------------------------------------------------- deadline rollup

@@ -390,26 +390,32 @@ def _summary_rollup(session: Session, actor: Actor, q: _Query, date_from: date, 
         return None
     dn_from, dn_to = (date_from - EPOCH).days, (date_to - EPOCH).days
     if path == "dim":
-        counts, hists = rollup.read_dims(session, group_by, dn_from, dn_to)
+        read = rollup.read_dims(session, group_by, dn_from, dn_to)
     else:
-        counts, hists = rollup.read(session, group_by, dn_from, dn_to, where)
+        read = rollup.DimRead(*rollup.read(session, group_by, dn_from, dn_to, where))
     overdue = _overdue_now(session, q, group_by, (dn_from, dn_to) if path == "dim" else None)
     rows: dict[Any, SummaryRow] = {}
     total = SummaryRow(key=None, label="合计")
     everything: dict[str, dict[int, int]] = {d: {} for d in DURATIONS}
-    for key, figures in counts.items():
+    for key, figures in read.counts.items():
         row = rows[key] = SummaryRow(key=key, label="", overdue=int(overdue.get(key, 0)), **figures)
-        per = hists.get(key, {})
+        kept = read.percentiles.get(key)
+        if kept is not None:  # the day's percentiles as the fold stored them (the same estimator)
+            for d in DURATIONS:
+                _set_values(row, d, kept.get(d, [None] * len(PERCENTILES)))
+            continue
+        per = read.hists.get(key, {})
         for d in DURATIONS:
             hist = per.get(d, {})
-            into = everything[d]
-            for b, n in hist.items():
-                into[b] = into.get(b, 0) + n
+            if read.total_hist is None:
+                into = everything[d]
+                for b, n in hist.items():
+                    into[b] = into.get(b, 0) + n
             _set_percentiles(row, d, hist)
     for name in COUNTS:
         setattr(total, name, sum(getattr(r, name) for r in rows.values()))
     for d in DURATIONS:
-        _set_percentiles(total, d, everything[d])
+        _set_percentiles(total, d, (read.total_hist or everything).get(d, {}))
     return rows, total
 
 
@@ -470,7 +476,12 @@ _FRACTIONS = tuple(frac for _, frac in PERCENTILES)
 
 
 def _set_percentiles(row: SummaryRow, duration: str, hist: dict[int, int]) -> None:
-    for (p, _), value in zip(PERCENTILES, rollup.hist_percentiles(hist, _FRACTIONS), strict=True):
+    _set_values(row, duration, rollup.hist_percentiles(hist, _FRACTIONS))
+
+
+def _set_values(row: SummaryRow, duration: str, values: list[float | None]) -> None:
+    """The percentiles of :data:`PERCENTILES` of a duration, rounded to 0.01 h."""
+    for (p, _), value in zip(PERCENTILES, values, strict=True):
         setattr(row, f"{duration}_p{p}", round(value, 2) if value is not None else None)
 
 

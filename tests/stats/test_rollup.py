@@ -187,11 +187,32 @@ def check_dim_path(session: Session, first: date, last: date, now: datetime,
         exact_rows, exact_total = summary(session, system, first, last, group_by, now=now, exact=True)
         assert total.counts() == exact_total.counts(), group_by
         assert {r.key: r.counts() for r in rows} == {r.key: r.counts() for r in exact_rows}, group_by
+    if "day" in groupings:
+        check_day_percentiles(session, first, last, now)
     channel = Filters(channel="web")
     assert summary_path(session, system, first, last, "department", channel) == "fine"
     fine = summary(session, system, first, last, "channel", channel, now=now)[1]
     dim = {r.key: r for r in summary(session, system, first, last, "channel", now=now)[0]}
     assert fine.counts() == (dim["web"].counts() if "web" in dim else fine.counts())
+
+
+def check_day_percentiles(session: Session, first: date, last: date, now: datetime) -> None:
+    """The day grouping's percentiles (kept per day by the fold in ``stats_day_pct``, the
+    histograms of days with unfolded deltas, the total from the year and month levels) equal those
+    estimated from the fine level's histograms of the same days (``rollup.read``)."""
+    dn = (first - date(2004, 1, 1)).days, (last - date(2004, 1, 1)).days
+    _, hists = rollup.read(session, "day", *dn, lambda columns: sa.true())
+    rows, total = summary(session, Actor.system(), first, last, "day", now=now)
+    everything: dict[str, dict[int, int]] = {}
+    for per in hists.values():
+        for d, hist in per.items():
+            for b, n in hist.items():
+                everything.setdefault(d, {})[b] = everything.get(d, {}).get(b, 0) + n
+    for key, row in [*((r.key, r) for r in rows), (None, total)]:
+        per = everything if key is None else hists.get(key, {})
+        for d in rollup.ROLLUP_DURATIONS:
+            expected = [None if v is None else round(v, 2) for v in rollup.hist_percentiles(per.get(d, {}), (0.5, 0.9))]
+            assert [getattr(row, f"{d}_p50"), getattr(row, f"{d}_p90")] == expected, (key, d)
 
 
 def _whole_months(first: date, last: date) -> tuple[date, date]:
@@ -643,3 +664,18 @@ def test_level_spans_cut_a_period_into_years_months_weeks_and_days():
                 covered += range(dn(start), dn(nxt))
                 start = nxt
         assert covered == list(range(lo, hi + 1)), (levels, lo, hi)
+
+
+def test_the_day_percentiles_are_checked_and_repaired_by_rebuild(session: Session):
+    """A corrupted ``stats_day_pct`` value is reported (kind ``day_pct``) and recomputed."""
+    first = date(2014, 9, 1)
+    with time_machine.travel(_at(first, 1), tick=False):
+        f.make_ticket(session, "closed", commit=False)
+    rollup.fold(session)
+    dn = (first - date(2004, 1, 1)).days
+    assert session.execute(sa.text("SELECT count(*) FROM stats_day_pct WHERE dn = :dn"), {"dn": dn}).scalar_one()
+    session.execute(sa.text("UPDATE stats_day_pct SET p90 = p90 + 1 WHERE dn = :dn AND duration = 2"), {"dn": dn})
+    report = rollup.rebuild(session, check_only=True)
+    assert [(d.kind, d.measure) for d in report.differences] == [("day_pct", "hours_to_close_p90")]
+    assert rollup.rebuild(session).repaired
+    assert rollup.rebuild(session, check_only=True).differences == []
