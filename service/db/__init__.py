@@ -18,6 +18,7 @@ from service.db.engine import (
     insert_now,
     insert_unless_duplicate,
     make_engine,
+    new_row,
     session_scope,
 )
 from service.db.request import POOL_RESERVE, commit_in_thread, get_session
@@ -26,7 +27,8 @@ from service.db.types import UTCDateTime, check_in
 __all__ = [
     "NAMING_CONVENTION", "PING_AFTER_IDLE_SECONDS", "POOL_RESERVE", "UTCDateTime", "async_connection",
     "check_in", "close_async_pools", "commit_in_thread", "database_key", "get_engine", "get_session",
-    "idle_too_long", "insert_now", "insert_unless_duplicate", "make_engine", "open_async_pools", "session_scope",
+    "idle_too_long", "insert_now", "insert_unless_duplicate", "make_engine", "new_row", "open_async_pools",
+    "session_scope",
 ]
 
 _ASYNC_POOL_NAMES = frozenset({"async_connection", "close_async_pools", "open_async_pools"})
