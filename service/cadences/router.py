@@ -15,7 +15,8 @@ from service.cadences import follow_ups, inquiries, reports, return_visits, sche
 from service.cadences import service as cadence_service
 from service.cadences.models import FOLLOW_UP_STATUSES, RETURN_VISIT_STATUSES, CadenceRun, ReportKind
 from service.common.openapi import problem_responses
-from service.common.schemas import INT32_MAX, ApiDate, QueryId
+from service.common.params import QueryId
+from service.common.schemas import INT32_MAX, ApiDate
 from service.errors import NotAllowed
 
 Id = Annotated[int, Path(ge=1, le=INT32_MAX)]

@@ -46,6 +46,11 @@ EPOCH = date(2004, 1, 1)
 DEFAULT_PERIODS: tuple[tuple[time, time], ...] = ((time(9, 0), time(12, 0)), (time(13, 30), time(17, 30)))
 
 
+#: Most ``(date, n)`` answers a calendar keeps for :meth:`WorkingCalendar.next_working_day`
+#: (dropped all at once beyond: ten years of days times a few limits fit).
+_NEXT_CACHE_SIZE = 100_000
+
+
 def _seconds(t: time) -> int:
     return t.hour * 3600 + t.minute * 60 + t.second
 
@@ -148,6 +153,9 @@ class WorkingCalendar:
         self._years: dict[int, tuple[list[bool], list[int]]] = {}
         self._year_start_cum: dict[int, int] = {}
         self._fallback: set[int] = set()
+        #: ``(d, n) -> next_working_day(d, n)``: a deadline of N working days walks N+ days, and an
+        #: import computes the same few thousand over and over (bounded: :data:`_NEXT_CACHE_SIZE`)
+        self._next: dict[tuple[date, int], date] = {}
         # one thread fills a year's tables; the others wait instead of computing it again (the
         # first requests of an API process would otherwise each compute every year since the epoch)
         self._fill_lock = threading.Lock()
@@ -247,11 +255,18 @@ class WorkingCalendar:
         """
         if n < 1:
             raise ValueError("n must be >= 1")
+        key = (d, n)
+        found = self._next.get(key)
+        if found is not None:
+            return found
         current = d
         while n:
             current += timedelta(days=1)
             if self.is_working_day(current):
                 n -= 1
+        if len(self._next) >= _NEXT_CACHE_SIZE:
+            self._next.clear()
+        self._next[key] = current
         return current
 
     # ---------------------------------------------------------------- the working clock

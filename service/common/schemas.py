@@ -3,7 +3,7 @@ problem naming the field, never a 500): bounded ids, bounded dates and datetimes
 length-limited text without NUL, and :class:`InputModel`, the base of every request body.
 
 The bounds are one definition each, used by query and path parameters (``Id``, ``ApiDate``,
-``ApiDateTime``) and by every body field (:class:`InputModel` checks each value with the same
+``ApiDateTime``; ``QueryId`` in :mod:`service.common.params`) and by every body field (:class:`InputModel` checks each value with the same
 functions), see docs/decisions.md "Bounds at the edge of the API".
 """
 
@@ -13,7 +13,6 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated, Any
 
 from annotated_types import Interval
-from fastapi import Query
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -34,8 +33,6 @@ MAX_DATE = date(2100, 12, 31)
 
 #: A row id (path, query or body): ``1 .. INT32_MAX`` (an ``INTEGER`` column).
 Id = Annotated[int, Interval(ge=1, le=INT32_MAX)]
-#: an optional id in a query string (a filter): an :data:`Id`, or absent
-QueryId = Annotated[Id | None, Query()]
 
 
 def check_date(value: date) -> date:

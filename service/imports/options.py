@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from service.config import get_settings
 
 #: The importer's fields and the Teddy Cup (泰迪杯 2020 C) column that fills each by default.
@@ -100,6 +98,8 @@ def load_mapping_file(path: Path) -> dict[str, Any]:
     Raises:
         ImportConfigError: unreadable YAML, unknown keys or fields.
     """
+    import yaml  # only for a mapping file: not at every ``qifu import``'s start-up
+
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:

@@ -140,6 +140,10 @@ def overdue_clause(now: datetime) -> sa.ColumnElement[bool]:
     return sa.and_(running_deadline_clause(), Ticket.__table__.c.due_at <= now)
 
 
+_TRIGGERS = ("remind_at", "overdue_at", "level2_at")
+_UNSET = object()
+
+
 def _schedule(session: Session, ticket: Ticket, calendar: WorkingCalendar, start: datetime,
               action: str, arm: bool = True) -> None:
     step, due = running_deadline(ticket)
@@ -147,7 +151,9 @@ def _schedule(session: Session, ticket: Ticket, calendar: WorkingCalendar, start
         return  # same deadline: leave the triggers as they are (each fires once)
     ticket.due_step, ticket.due_at = step, due
     if due is None or not arm:
-        ticket.remind_at = ticket.overdue_at = ticket.level2_at = None
+        for trigger in _TRIGGERS:  # not re-set when already clear (a replay's every step: 3 ORM sets)
+            if getattr(ticket, trigger, _UNSET) is not None:
+                setattr(ticket, trigger, None)
         return
     fired = _fired(session, ticket, step, due, action)
     lead = REMINDER_LEAD_SECONDS.get(ticket.priority) or calendar.hours.day_seconds

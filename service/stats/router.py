@@ -13,7 +13,8 @@ from pydantic import BaseModel
 
 from service.auth.actor import Actor
 from service.auth.dependencies import SessionDep, require_roles
-from service.common.schemas import ApiDate, QueryId
+from service.common.params import QueryId
+from service.common.schemas import ApiDate
 from service.stats import export
 from service.stats import service as stats_service
 

@@ -417,7 +417,8 @@ def apply_action(
         ticket.updated_at = at
         apply_sla(session, ticket, action.value, at, extension_days=ctx.extension_days, arm=not history)
         event.payload = {**effects.event_payload(ticket), **event.payload}
-    session.add(ticket)
+    if ticket not in session:  # e.g. loaded by another session; in it, add() only walks its mapper
+        session.add(ticket)
     if history:
         event.insert(session)  # the ticket's UPDATE waits for the caller's one flush
         return ticket

@@ -11,7 +11,8 @@ from service.auth.actor import Actor
 from service.auth.dependencies import CurrentActor, SessionDep
 from service.common.enums import Channel, Priority, ServiceType, TicketStatus
 from service.common.openapi import problem_responses
-from service.common.schemas import ApiDateTime, QueryId
+from service.common.params import QueryId
+from service.common.schemas import ApiDateTime
 from service.db import commit_in_thread
 from service.errors import FieldError
 from service.ticketing import intake_pg

@@ -39,8 +39,8 @@ import zlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-import numpy as np
 import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlmodel import Session
@@ -50,6 +50,9 @@ from service.common.enums import OPEN_STATUSES, STATUS_LABELS
 from service.tickets.models import Ticket
 from service.tickets.visibility import ticket_visibility
 from service.triage.search_models import TicketLsh
+
+if TYPE_CHECKING:  # numpy comes with datasketch on first use; importing it costs every process ~0.1 s
+    import numpy as np
 
 NUM_PERM = 64
 BANDS = 16

@@ -14,7 +14,8 @@ from pydantic import BaseModel
 from service.auth.actor import Actor
 from service.auth.dependencies import SessionDep, require_roles
 from service.common.openapi import problem_responses
-from service.common.schemas import ApiDate, Id, QueryId
+from service.common.params import QueryId
+from service.common.schemas import ApiDate, Id
 from service.tickets.visibility import get_visible_ticket
 from service.triage import duplicates, hotspots, knowledge
 
