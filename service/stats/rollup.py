@@ -809,14 +809,15 @@ def _fill_from_fresh(conn: sa.Connection) -> None:
                              f"({_dim_day_select('stats_day', dims=(dim,))}) AS s ORDER BY dn")
         conn.exec_driver_sql(f"INSERT INTO stats_dim_hist ({hist_cols}) SELECT * FROM "
                              f"({_dim_hist_select('stats_day_hist', dims=(dim,))}) AS s ORDER BY dn")
-    for level, (counts, hists, _) in DIM_LEVELS.items():
-        conn.exec_driver_sql(f"INSERT INTO {counts} ({day_cols}) "
-                             f"{_level_select(level, f'SELECT {day_cols} FROM stats_dim_day')}")
-        conn.exec_driver_sql(f"INSERT INTO {hists} ({hist_cols}) "
-                             f"{_level_select(level, f'SELECT {hist_cols} FROM stats_dim_hist', True)}")
+    for level, (counts, hists, _) in DIM_LEVELS.items():  # in key order: a period's rows lie together
+        conn.exec_driver_sql(f"INSERT INTO {counts} ({day_cols}) SELECT * FROM "
+                             f"({_level_select(level, f'SELECT {day_cols} FROM stats_dim_day')}) AS s ORDER BY dim, dn")
+        conn.exec_driver_sql(f"INSERT INTO {hists} ({hist_cols}) SELECT * FROM "
+                             f"({_level_select(level, f'SELECT {hist_cols} FROM stats_dim_hist', True)}) AS s "
+                             "ORDER BY dim, dn")
     install_pct(conn, force=True)
     if conn.dialect.name == "postgresql":  # the planner's row counts of the refilled tables
-        for table in ROLLUP_TABLES:
+        for table in (*ROLLUP_TABLES, "working_day"):
             conn.exec_driver_sql(f"ANALYZE {table}")
 
 
@@ -1240,12 +1241,16 @@ def _read_days(session: Session, dn_from: int, dn_to: int) -> DimRead | None:
     pending = set(conn.execute(sa.select(stats_delta.c.dn).distinct()
                                .where(stats_delta.c.dn >= dn_from, stats_delta.c.dn <= dn_to)).scalars())
     read = _read_dims(session, "day", dn_from, dn_to, hist_days=pending)
-    names = [f"p{p}" for p, _ in PERCENTILES]
-    for r in conn.execute(sa.select(stats_day_pct).where(stats_day_pct.c.dn >= dn_from,
-                                                          stats_day_pct.c.dn <= dn_to)).mappings():
-        if r["dn"] not in pending:
-            per = read.percentiles.setdefault(group_key("day", r["dn"]), {})
-            per[ROLLUP_DURATIONS[r["duration"]]] = [r[n] for n in names]
+    columns = [stats_day_pct.c[f"p{p}"] for p, _ in PERCENTILES]
+    stmt = (sa.select(stats_day_pct.c.dn, stats_day_pct.c.duration, *columns)
+            .where(stats_day_pct.c.dn >= dn_from, stats_day_pct.c.dn <= dn_to))
+    keys: dict[int, dict[str, list[float | None]]] = {}
+    for dn, duration, *values in conn.execute(stmt).all():
+        if dn not in pending:
+            per = keys.get(dn)
+            if per is None:
+                per = keys[dn] = read.percentiles.setdefault(group_key("day", dn), {})
+            per[ROLLUP_DURATIONS[duration]] = values
     read.total_hist = _read_dims(session, "total", dn_from, dn_to).hists.get("", {d: {} for d in ROLLUP_DURATIONS})
     return read
 
@@ -1271,8 +1276,9 @@ def _read_dims(session: Session, group_by: str, dn_from: int, dn_to: int,
         return sa.and_(table.c.dn >= dn_from, table.c.dn <= dn_to)
 
     def grouped(s):
-        if timed:
-            return working_day.c[group_by], s.join(working_day, working_day.c.dn == s.c.dn)
+        if timed:  # the period's calendar rows only: a hash of 1,826 days for five years, not of 40,000
+            return working_day.c[group_by], s.join(working_day, sa.and_(
+                working_day.c.dn == s.c.dn, working_day.c.dn >= dn_from, working_day.c.dn <= dn_to))
         return (s.c.dn if group_by == "day" else s.c.key), s
 
     def as_key(value: Any) -> Any:
@@ -1298,7 +1304,8 @@ def _read_dims(session: Session, group_by: str, dn_from: int, dn_to: int,
     grp, from_ = grouped(s)
     stmt = (sa.select(grp.label("grp"), *(sa.func.sum(s.c[n]).label(n) for n in ROLLUP_COUNTS))
             .select_from(from_).group_by(grp))
-    raw_counts = {as_key(r["grp"]): {n: int(r[n]) for n in ROLLUP_COUNTS} for r in session.execute(stmt).mappings()}
+    raw_counts = {as_key(grp): dict(zip(ROLLUP_COUNTS, map(int, values), strict=True))
+                  for grp, *values in session.execute(stmt).all()}
     for i, d in enumerate(ROLLUP_DURATIONS):
         branches.append(sa.select(delta_key(), stats_delta.c.dn, sa.literal(i).label("duration"),
                                   stats_delta.c[f"b_{d}"].label("bucket"), stats_delta.c.received.label("n"))
@@ -1604,7 +1611,7 @@ def read_due(session: Session, group_by: str, dn_from: int, dn_to: int, now: dat
     union = " UNION ALL ".join(parts)
     if group_by in ("week", "month", "quarter"):
         stmt = (f"SELECT w.{group_by} AS grp, sum(s.n) AS n FROM ({union}) AS s JOIN working_day AS w ON w.dn = s.dn "
-                f"GROUP BY w.{group_by}")
+                f"AND w.dn >= {dn_from} AND w.dn <= {dn_to} GROUP BY w.{group_by}")
     else:
         stmt = f"SELECT {'dn' if group_by == 'day' else 'key'} AS grp, sum(n) AS n FROM ({union}) AS s GROUP BY 1"
     raw = {r.grp: int(r.n) for r in conn.exec_driver_sql(stmt) if r.n}
