@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from service.auth.actor import Actor
 from service.auth.dependencies import SessionDep, require_roles
@@ -34,6 +34,9 @@ class SummaryRead(BaseModel):
     group_by: str
     rows: list[stats_service.SummaryRow]
     total: stats_service.SummaryRow
+
+
+_SUMMARY_JSON = TypeAdapter(SummaryRead)
 
 
 class DrillTicket(BaseModel):
@@ -86,7 +89,10 @@ def summary(session: SessionDep, actor: StatsActor, filters: FiltersDep, date_fr
     fmt = export.choose_format(format_, accept)
     rows, total = stats_service.summary(session, actor, date_from, date_to, group_by, filters, exact=exact)
     if fmt == "json":
-        return SummaryRead(date_from=date_from, date_to=date_to, group_by=group_by, rows=rows, total=total)
+        # serialised once by the model itself: FastAPI would dump it to dicts, validate those
+        # against ``response_model`` again and encode them (≈ 30 ms for five years by day)
+        body = SummaryRead(date_from=date_from, date_to=date_to, group_by=group_by, rows=rows, total=total)
+        return Response(_SUMMARY_JSON.dump_json(body), media_type="application/json")
     title = f"统计汇总 {date_from}至{date_to}"
     return _file(fmt, export.summary_table(group_by, rows, total, title), f"stats-{group_by}-{date_from}-{date_to}")
 
