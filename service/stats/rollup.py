@@ -194,6 +194,18 @@ def _compile(stmt, dialect_name: str) -> str:
     return str(stmt.compile(dialect=_dialect(dialect_name), compile_kwargs={"literal_binds": True}))
 
 
+def key_expressions(local: LocalTime) -> list[sa.ColumnElement[Any]]:
+    """The rollup key of a ``ticket`` row (:data:`KEY`), labelled: the local submission day
+    number and the dimensions, a missing id as ``0`` and a missing text as ``''``."""
+    return [local.day_number(T.submitted_at).label("dn"),
+            sa.func.coalesce(T.lead_department_id, 0).label("department_id"),
+            sa.func.coalesce(T.grid_id, 0).label("grid_id"),
+            sa.func.coalesce(T.category_id, 0).label("category_id"),
+            sa.func.coalesce(T.channel, "").label("channel"),
+            sa.func.coalesce(T.officer_id, 0).label("officer_id"),
+            sa.func.coalesce(T.service_type, "").label("service_type")]
+
+
 @lru_cache(maxsize=16)
 def contribution_sql(dialect_name: str, hours: WorkingHours, tz: str, correlated: bool = False,
                      durations: bool = True) -> str:
@@ -217,13 +229,7 @@ def contribution_sql(dialect_name: str, hours: WorkingHours, tz: str, correlated
                            sa.func.round(wc.clock(DURATIONS[d].end) - wc.clock(DURATIONS[d].start))), else_=None)
                for d in ROLLUP_DURATIONS}
     inner = sa.select(
-        local.day_number(T.submitted_at).label("dn"),
-        sa.func.coalesce(T.lead_department_id, 0).label("department_id"),
-        sa.func.coalesce(T.grid_id, 0).label("grid_id"),
-        sa.func.coalesce(T.category_id, 0).label("category_id"),
-        sa.func.coalesce(T.channel, "").label("channel"),
-        sa.func.coalesce(T.officer_id, 0).label("officer_id"),
-        sa.func.coalesce(T.service_type, "").label("service_type"),
+        *key_expressions(local),
         *((seconds[d] if durations else sa.null()).label(f"s_{d}") for d in ROLLUP_DURATIONS),
         *(sa.case((COUNTS[n].predicate(now), 1), else_=0).label(n) for n in ROLLUP_COUNTS if n != "received"),
     ).select_from(from_)
@@ -1365,13 +1371,7 @@ def due_contribution_sql(tz: str) -> str:
 
     local = LocalTime("postgresql", ZoneInfo(tz))
     inner = sa.select(
-        local.day_number(T.submitted_at).label("dn"),
-        sa.func.coalesce(T.lead_department_id, 0).label("department_id"),
-        sa.func.coalesce(T.grid_id, 0).label("grid_id"),
-        sa.func.coalesce(T.category_id, 0).label("category_id"),
-        sa.func.coalesce(T.channel, "").label("channel"),
-        sa.func.coalesce(T.officer_id, 0).label("officer_id"),
-        sa.func.coalesce(T.service_type, "").label("service_type"),
+        *key_expressions(local),
         local.day_number(T.due_at).label("due_dn"),
     ).select_from(Ticket.__table__).where(running_deadline_clause())
     text = _compile(ClauseAdapter(_R).traverse(inner), "postgresql")
