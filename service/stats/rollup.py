@@ -804,9 +804,12 @@ def _fill_from_fresh(conn: sa.Connection) -> None:
     years from them."""
     for table in ROLLUP_TABLES:
         conn.exec_driver_sql(f"DELETE FROM {table}")
-    conn.exec_driver_sql(f"INSERT INTO stats_day ({', '.join([*KEY, *ROLLUP_COUNTS])}) {_fresh_day()}")
+    # in primary-key order: a period's rows lie together on disk (a month of the fine level read
+    # 6x faster at 10 M than in the aggregation's hash order) and the index is built in order
+    conn.exec_driver_sql(f"INSERT INTO stats_day ({', '.join([*KEY, *ROLLUP_COUNTS])}) "
+                         f"SELECT * FROM ({_fresh_day()}) AS f ORDER BY {', '.join(KEY)}")
     conn.exec_driver_sql(f"INSERT INTO stats_day_hist ({', '.join([*KEY, 'duration', 'bucket', 'n'])}) "
-                         f"{_fresh_hist()}")
+                         f"SELECT * FROM ({_fresh_hist()}) AS f ORDER BY {', '.join([*KEY, 'duration', 'bucket'])}")
     day_cols = ", ".join([*DIM_KEY, *ROLLUP_COUNTS])
     hist_cols = ", ".join([*DIM_KEY, "duration", "bucket", "n"])
     for dim in DIMS:
