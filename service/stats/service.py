@@ -586,9 +586,17 @@ def drill(session: Session, actor: Actor, date_from: date, date_to: date, measur
           group_by: str | None = None, group: Any = None, filters: Filters | None = None,
           now: datetime | None = None, limit: int = 100, offset: int = 0) -> tuple[int, list[Ticket]]:
     """``(count, tickets[offset:offset+limit])`` behind one figure (see :func:`drill_condition`),
-    newest submission first. ``count`` equals the figure."""
+    newest submission first. ``count`` is the figure itself: for a count measure read from
+    :func:`summary` (the rollup where it applies: no ``count(*)`` over millions of tickets), for a
+    duration the rows it is taken over, counted on the tickets."""
+    now = now or clock.now()  # one instant for the figure and the list ("overdue now")
     from_, where = drill_condition(session, actor, date_from, date_to, measure, group_by, group, filters, now)
-    count = session.execute(sa.select(sa.func.count()).select_from(from_).where(where)).scalar_one()
+    if measure in COUNTS:
+        rows, total = summary(session, actor, date_from, date_to, group_by or "department", filters, now)
+        row = total if group_by is None else next((r for r in rows if r.key == group), None)
+        count = getattr(row, measure) if row is not None else 0
+    else:
+        count = session.execute(sa.select(sa.func.count()).select_from(from_).where(where)).scalar_one()
     ids = sa.select(T.id).select_from(from_).where(where).order_by(T.submitted_at.desc(), T.id.desc())
     tickets = list(session.scalars(sa.select(Ticket).where(Ticket.id.in_(ids.limit(limit).offset(offset).scalar_subquery()))
                                    .order_by(Ticket.submitted_at.desc(), Ticket.id.desc())).all())
