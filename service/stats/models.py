@@ -98,31 +98,21 @@ def _dim_key() -> list[sa.Column]:
             sa.Column("dn", sa.Integer, nullable=False)]
 
 
-stats_dim_day = sa.Table("stats_dim_day", metadata, *_dim_key(), *_counts(),
-                         sa.PrimaryKeyConstraint(*DIM_PK, name="pk_stats_dim_day"))
+def _dim_tables(counts: str, hists: str) -> tuple[sa.Table, sa.Table]:
+    """A per-dimension level's counts table and histogram table, keyed :data:`DIM_PK` (the
+    histogram also by duration and bucket)."""
+    return (sa.Table(counts, metadata, *_dim_key(), *_counts(), sa.PrimaryKeyConstraint(*DIM_PK, name=f"pk_{counts}")),
+            sa.Table(hists, metadata, *_dim_key(), *_hist(),
+                     sa.PrimaryKeyConstraint(*DIM_PK, "duration", "bucket", name=f"pk_{hists}")))
 
-stats_dim_hist = sa.Table("stats_dim_hist", metadata, *_dim_key(), *_hist(),
-                          sa.PrimaryKeyConstraint(*DIM_PK, "duration", "bucket", name="pk_stats_dim_hist"))
 
-# the per-dimension level per month: dn = the first day of the month (working_day.month_dn)
-stats_dim_month = sa.Table("stats_dim_month", metadata, *_dim_key(), *_counts(),
-                           sa.PrimaryKeyConstraint(*DIM_PK, name="pk_stats_dim_month"))
-
-stats_dim_month_hist = sa.Table("stats_dim_month_hist", metadata, *_dim_key(), *_hist(),
-                                sa.PrimaryKeyConstraint(*DIM_PK, "duration", "bucket",
-                                                        name="pk_stats_dim_month_hist"))
-
-# the per-dimension level per ISO week: dn = the week's Monday (working_day.week)
-stats_dim_week = sa.Table("stats_dim_week", metadata, *_dim_key(), *_counts(),
-                          sa.PrimaryKeyConstraint(*DIM_PK, name="pk_stats_dim_week"))
-stats_dim_week_hist = sa.Table("stats_dim_week_hist", metadata, *_dim_key(), *_hist(),
-                               sa.PrimaryKeyConstraint(*DIM_PK, "duration", "bucket", name="pk_stats_dim_week_hist"))
-
-# the per-dimension level per calendar year: dn = the year's 1 January (working_day.year_dn)
-stats_dim_year = sa.Table("stats_dim_year", metadata, *_dim_key(), *_counts(),
-                          sa.PrimaryKeyConstraint(*DIM_PK, name="pk_stats_dim_year"))
-stats_dim_year_hist = sa.Table("stats_dim_year_hist", metadata, *_dim_key(), *_hist(),
-                               sa.PrimaryKeyConstraint(*DIM_PK, "duration", "bucket", name="pk_stats_dim_year_hist"))
+stats_dim_day, stats_dim_hist = _dim_tables("stats_dim_day", "stats_dim_hist")
+# per month: dn = the first day of the month (working_day.month_dn)
+stats_dim_month, stats_dim_month_hist = _dim_tables("stats_dim_month", "stats_dim_month_hist")
+# per ISO week: dn = the week's Monday (working_day.week)
+stats_dim_week, stats_dim_week_hist = _dim_tables("stats_dim_week", "stats_dim_week_hist")
+# per calendar year: dn = the year's 1 January (working_day.year_dn)
+stats_dim_year, stats_dim_year_hist = _dim_tables("stats_dim_year", "stats_dim_year_hist")
 
 # the percentiles (working hours, unrounded) of each day's total histogram (dim 'all' of
 # stats_dim_hist as folded), kept by the fold for the days it touches: the day grouping reads

@@ -1599,18 +1599,14 @@ def read_due(session: Session, group_by: str, dn_from: int, dn_to: int, now: dat
         return None
     dim = GROUPING_DIM[group_by]
     column = dict(DIMS)[dim]
-    months = None if group_by in ("day", "week") else whole_months(dn_from, dn_to)
-    if months is None:
-        days = f"dn >= {dn_from} AND dn <= {dn_to}"
-    else:
-        days = f"((dn >= {dn_from} AND dn < {months[0]}) OR (dn > {months[2]} AND dn <= {dn_to}))"
     key = "''" if column is None else _dim_column_key(column)
-    parts = [f"SELECT key, dn, n FROM stats_due_day WHERE dim = '{dim}' AND {days} AND due_dn < {today}",
-             f"SELECT {key} AS key, dn, n FROM stats_due_delta WHERE dn >= {dn_from} AND dn <= {dn_to} "
+    parts = [f"SELECT {key} AS key, dn, n FROM stats_due_delta WHERE dn >= {dn_from} AND dn <= {dn_to} "
              f"AND due_dn < {today}"]
-    if months is not None:
-        parts.append(f"SELECT key, dn, n FROM stats_due_month WHERE dim = '{dim}' AND dn >= {months[0]} "
-                     f"AND dn <= {months[1]} AND due_dn < {today}")
+    # whole months from stats_due_month, the rest from stats_due_day (the cut of read_dims)
+    levels = () if group_by in ("day", "week") else ("month",)
+    for level, first, last in level_spans(levels, dn_from, dn_to):
+        parts.append(f"SELECT key, dn, n FROM stats_due_{level} WHERE dim = '{dim}' AND dn >= {first} "
+                     f"AND dn <= {last} AND due_dn < {today}")
     union = " UNION ALL ".join(parts)
     if group_by in ("week", "month", "quarter"):
         stmt = (f"SELECT w.{group_by} AS grp, sum(s.n) AS n FROM ({union}) AS s JOIN working_day AS w ON w.dn = s.dn "
