@@ -205,7 +205,7 @@ def fill_rollup(url: str) -> float | None:
     (:func:`service.stats.rollup.install` with ``force``). Returns the seconds it took, ``None``
     without a rollup."""
     try:
-        from service.stats.rollup import ROLLUP_TABLES, install
+        from service.stats.rollup import DUE_TABLES, ROLLUP_TABLES, install
     except ImportError:  # before the rollup (issue 10)
         return None
     engine = sa.create_engine(url)
@@ -215,7 +215,9 @@ def fill_rollup(url: str) -> float | None:
         session.commit()
         vacuum = sa.create_engine(url, isolation_level="AUTOCOMMIT")
         with vacuum.connect() as conn:
-            for table in [t for t in ROLLUP_TABLES if t != "stats_delta"]:
+            # the main rollup's tables, the day percentiles and the deadline rollup's (planner
+            # statistics as autovacuum would leave them after such a bulk write)
+            for table in [t for t in (*ROLLUP_TABLES, "stats_day_pct", *DUE_TABLES) if t != "stats_delta"]:
                 conn.execute(sa.text(f"VACUUM ANALYZE {table}"))
         vacuum.dispose()
     seconds = round(time.perf_counter() - t0, 1)

@@ -138,9 +138,12 @@ def rate(num: int, den: int) -> float | None:
     return round(num / den, 4) if den else None
 
 
+_RATE_TERMS = tuple((r.name, r.numerator, r.denominator) for r in RATES.values())
+
+
 def rates_of(counts: dict[str, int]) -> dict[str, float | None]:
-    """Every rate of :data:`RATES` from a row of counts."""
-    return {r.name: rate(counts[r.numerator], counts[r.denominator]) for r in RATES.values()}
+    """Every rate of :data:`RATES` (:func:`rate`) from a row of counts ``{count name: n}``."""
+    return {name: rate(counts[num], counts[den]) for name, num, den in _RATE_TERMS}
 
 
 def count_sql(name: str, now: datetime) -> sa.ColumnElement[int]:

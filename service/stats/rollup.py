@@ -1033,15 +1033,22 @@ def _group(group_by: str, s) -> tuple[sa.ColumnElement, Any]:
 
 def group_key(group_by: str, value: Any) -> Any:
     """A rollup group value as the summary's key (sentinels → ``None``; days → ISO strings)."""
-    if value is None or value == 0 and group_by not in ("day", "week") or value == "":
+    if group_by in ("day", "week") and value is not None:
+        return day_iso(int(value))
+    if value is None or value == 0 or value == "":
         return None
-    if group_by in ("day", "week"):
-        return (EPOCH + timedelta(days=int(value))).isoformat()
     if group_by == "month":
         return f"{int(value) // 100:04d}-{int(value) % 100:02d}"
     if group_by == "quarter":
         return f"{int(value) // 10:04d}-Q{int(value) % 10}"
     return value
+
+
+@lru_cache(maxsize=65536)
+def day_iso(dn: int) -> str:
+    """The ISO date (``YYYY-MM-DD``) of a local day number (days since :data:`EPOCH`); remembered:
+    a five-year day grouping names the same 1,826 days in each of its reads."""
+    return (EPOCH + timedelta(days=dn)).isoformat()
 
 
 def read(session: Session, group_by: str, dn_from: int, dn_to: int, where) -> tuple[
@@ -1172,13 +1179,14 @@ GROUPING_LEVELS = {"day": (), "week": ("week",), "month": ("month",), "quarter":
 class DimRead:
     """What :func:`read_dims` read: ``counts`` ``{key: {count: n}}`` (groups with tickets only),
     ``hists`` ``{key: {duration: {bucket: n}}}``; for the day grouping, ``percentiles`` ``{key:
-    {duration: [p50, p90]}}`` of the days read from ``stats_day_pct`` (no histogram in ``hists``
-    for them) and ``total_hist`` ``{duration: {bucket: n}}`` of the whole period (``None``: sum
+    [values]}`` of the days read from ``stats_day_pct`` (no histogram in ``hists`` for them): the
+    :data:`PERCENTILES` of each duration of :data:`ROLLUP_DURATIONS` in turn (working hours,
+    unrounded; ``None`` where the day has no value) and ``total_hist`` ``{duration: {bucket: n}}`` of the whole period (``None``: sum
     ``hists``)."""
 
     counts: dict[Any, dict[str, int]]
     hists: dict[Any, dict[str, dict[int, int]]]
-    percentiles: dict[Any, dict[str, list[float | None]]] = field(default_factory=dict)
+    percentiles: dict[Any, list[float | None]] = field(default_factory=dict)
     total_hist: dict[str, dict[int, int]] | None = None
 
 
@@ -1249,25 +1257,29 @@ def _read_days(session: Session, dn_from: int, dn_to: int) -> DimRead | None:
         return None
     pending = set(conn.execute(sa.select(stats_delta.c.dn).distinct()
                                .where(stats_delta.c.dn >= dn_from, stats_delta.c.dn <= dn_to)).scalars())
-    read = _read_dims(session, "day", dn_from, dn_to, hist_days=pending)
-    columns = [stats_day_pct.c[f"p{p}"] for p, _ in PERCENTILES]
-    stmt = (sa.select(stats_day_pct.c.dn, stats_day_pct.c.duration, *columns)
-            .where(stats_day_pct.c.dn >= dn_from, stats_day_pct.c.dn <= dn_to))
-    keys: dict[int, dict[str, list[float | None]]] = {}
-    for dn, duration, *values in conn.execute(stmt).all():
-        if dn not in pending:
-            per = keys.get(dn)
-            if per is None:
-                per = keys[dn] = read.percentiles.setdefault(group_key("day", dn), {})
-            per[ROLLUP_DURATIONS[duration]] = values
-    read.total_hist = _read_dims(session, "total", dn_from, dn_to).hists.get("", {d: {} for d in ROLLUP_DURATIONS})
+    read = _read_dims(session, "day", dn_from, dn_to, hist_days=pending, day_percentiles=True)
+    read.total_hist = _read_dims(session, "total", dn_from, dn_to, counts=False).hists.get(
+        "", {d: {} for d in ROLLUP_DURATIONS})
     return read
 
 
+def _day_percentiles(dn_from: int, dn_to: int) -> sa.Subquery:
+    """``stats_day_pct`` of the days ``[dn_from, dn_to]`` as one row per day: ``dn`` and every
+    duration's percentiles side by side (:attr:`DimRead.percentiles`' order)."""
+    pivot = [sa.func.max(stats_day_pct.c[f"p{p}"]).filter(stats_day_pct.c.duration == i)
+             for i in range(len(ROLLUP_DURATIONS)) for p, _ in PERCENTILES]
+    return (sa.select(stats_day_pct.c.dn, *pivot)
+            .where(stats_day_pct.c.dn >= dn_from, stats_day_pct.c.dn <= dn_to).group_by(stats_day_pct.c.dn)
+            .subquery("p"))
+
+
 def _read_dims(session: Session, group_by: str, dn_from: int, dn_to: int,
-               hist_days: set[int] | None = None) -> DimRead:
+               hist_days: set[int] | None = None, counts: bool = True, day_percentiles: bool = False) -> DimRead:
     """:func:`read_dims` from the tables (``group_by`` "total": one group ``''``, dim ``all``);
-    ``hist_days``: read the histograms of these days only."""
+    ``hist_days``: read the histograms of these days only; ``counts`` False: the histograms only;
+    ``day_percentiles`` (the day grouping): with each day's counts, in the same statement, its
+    stored percentiles (``stats_day_pct``) into :attr:`DimRead.percentiles`, except for the days
+    of ``hist_days`` (their deltas are not folded yet: the histograms are read instead)."""
     dim = GROUPING_DIM[group_by]
     column = dict(DIMS)[dim]
     timed = group_by in ("week", "month", "quarter")
@@ -1309,21 +1321,34 @@ def _read_dims(session: Session, group_by: str, dn_from: int, dn_to: int,
         branches.append(sa.select(stats_dim_hist.c.key, stats_dim_hist.c.dn, stats_dim_hist.c.duration,
                                   stats_dim_hist.c.bucket, stats_dim_hist.c.n)
                         .where(stats_dim_hist.c.dim == dim, stats_dim_hist.c.dn == day))
-    s = sa.union_all(*count_parts).subquery("s")
-    grp, from_ = grouped(s)
-    stmt = (sa.select(grp.label("grp"), *(sa.func.sum(s.c[n]).label(n) for n in ROLLUP_COUNTS))
-            .select_from(from_).group_by(grp))
-    raw_counts = {as_key(grp): dict(zip(ROLLUP_COUNTS, map(int, values), strict=True))
-                  for grp, *values in session.execute(stmt).all()}
+    raw_counts: dict[Any, dict[str, int]] = {}
+    percentiles: dict[Any, list[float | None]] = {}
+    if counts:
+        s = sa.union_all(*count_parts).subquery("s")
+        grp, from_ = grouped(s)
+        stmt = (sa.select(grp.label("grp"), *(sa.func.sum(s.c[n]).label(n) for n in ROLLUP_COUNTS))
+                .select_from(from_).group_by(grp))
+        if day_percentiles:
+            c, p = stmt.subquery("c"), _day_percentiles(dn_from, dn_to)
+            stmt = sa.select(c, *list(p.c)[1:]).select_from(c.outerjoin(p, p.c.dn == c.c.grp))
+        n_counts = 1 + len(ROLLUP_COUNTS)
+        for row in session.execute(stmt).all():
+            key = as_key(row[0])
+            raw_counts[key] = dict(zip(ROLLUP_COUNTS, row[1:n_counts], strict=True))  # sum(): ints on both dialects
+            if day_percentiles and row[0] not in (hist_days or ()):
+                percentiles[key] = row[n_counts:]
     for i, d in enumerate(ROLLUP_DURATIONS):
         branches.append(sa.select(delta_key(), stats_delta.c.dn, sa.literal(i).label("duration"),
                                   stats_delta.c[f"b_{d}"].label("bucket"), stats_delta.c.received.label("n"))
                         .where(in_days(stats_delta), stats_delta.c[f"b_{d}"].is_not(None)))
-    h = sa.union_all(*branches).subquery("h")
-    grp, from_ = grouped(h)
-    raw_hists = _hist_rows(session, h, grp, from_, as_key, collapse=group_by not in ("day", "week"))
+    if hist_days is not None and not hist_days:
+        raw_hists = {}  # no day with unfolded deltas: nothing to read (the stored percentiles serve)
+    else:
+        h = sa.union_all(*branches).subquery("h")
+        grp, from_ = grouped(h)
+        raw_hists = _hist_rows(session, h, grp, from_, as_key, collapse=group_by not in ("day", "week"))
     if group_by in ("day", "week", "month", "quarter", "total"):
-        return DimRead({k: v for k, v in raw_counts.items() if v["received"] > 0}, raw_hists)
+        return DimRead({k: v for k, v in raw_counts.items() if v["received"] > 0}, raw_hists, percentiles)
     mapping = _regroup(session, group_by, list(set(raw_counts) | set(raw_hists)))
     counts: dict[Any, dict[str, int]] = {}
     for k, figures in raw_counts.items():
@@ -1613,7 +1638,7 @@ def read_due(session: Session, group_by: str, dn_from: int, dn_to: int, now: dat
                 f"AND w.dn >= {dn_from} AND w.dn <= {dn_to} GROUP BY w.{group_by}")
     else:
         stmt = f"SELECT {'dn' if group_by == 'day' else 'key'} AS grp, sum(n) AS n FROM ({union}) AS s GROUP BY 1"
-    raw = {r.grp: int(r.n) for r in conn.exec_driver_sql(stmt) if r.n}
+    raw = {grp: int(n) for grp, n in conn.exec_driver_sql(stmt).all() if n}
     if today < _stored_horizon(_meta(conn)):  # a fold compacted past ``now``'s day meanwhile
         return None
     if group_by in ("day", "week", "month", "quarter"):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, date, datetime, time, timedelta
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -69,7 +70,7 @@ class Filters:
     officer_id: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class SummaryRow:
     """One group of the summary (or the total). ``key`` is the group's id or value (``None`` = no
     value), ``label`` its Chinese name. Counts are ticket counts (:data:`metrics.COUNTS`), rates
@@ -304,25 +305,44 @@ def summary(session: Session, actor: Actor, date_from: date, date_to: date, grou
     """
     q = _prepare(session, actor, date_from, date_to, group_by, filters, now)
     rolled = None if exact else _summary_rollup(session, actor, q, date_from, date_to, group_by, filters)
-    if rolled is not None:
-        rows, total = rolled
-    else:
-        rows, total = _summary_raw(session, q)
-    labels = group_labels(session, group_by, list(rows))
-    for key, row in rows.items():
-        row.label = labels[key]
-    for row in [*rows.values(), total]:
-        for name, value in metrics.rates_of(row.counts()).items():
-            setattr(row, name, value)
-    out = list(rows.values())
+    groups, total = rolled if rolled is not None else _summary_raw(session, q)
+    labels = group_labels(session, group_by, list(groups))
+    out = [_row(key, labels[key], figures) for key, figures in groups.items()]
     if group_by in TIME_GROUPINGS:
         out.sort(key=lambda r: (r.key is None, r.key or ""))
     else:
         out.sort(key=lambda r: (-r.received, r.key is None, str(r.key)))
-    return out, total
+    return out, _row(None, "合计", total)
 
 
-def _summary_raw(session: Session, q: _Query) -> tuple[dict[Any, SummaryRow], SummaryRow]:
+#: ``{count name: 0}``: the counts of no tickets.
+_EMPTY = {name: 0 for name in COUNTS}
+#: ``{duration: (its p50 name, its p90 name)}`` (:data:`PERCENTILES`); all of them in that order.
+_PERCENTILE_NAMES = {d: tuple(f"{d}_p{p}" for p, _ in PERCENTILES) for d in DURATIONS}
+_ALL_PERCENTILE_NAMES = tuple(name for d in DURATIONS for name in _PERCENTILE_NAMES[d])
+assert tuple(DURATIONS) == rollup.ROLLUP_DURATIONS  # the order of DimRead.percentiles' values
+_FRACTIONS = tuple(frac for _, frac in PERCENTILES)
+
+
+def _row(key: Any, label: str, figures: dict[str, Any]) -> SummaryRow:
+    """The :class:`SummaryRow` of a group's figures by field name: every count of :data:`COUNTS`
+    and the percentiles known (missing ones are ``None``), with its rates (:func:`metrics.rates_of`)."""
+    return SummaryRow(key, label, **figures, **metrics.rates_of(figures))
+
+
+def _put_percentiles(figures: dict[str, Any], duration: str | None, values: Any) -> None:
+    """Store the :data:`PERCENTILES` of a duration (working hours, in that order; ``values`` None
+    when there are none) into ``figures``, rounded to 0.01 h: the one rounding of every path.
+    ``duration`` None: ``values`` holds those of every duration of :data:`DURATIONS` in turn."""
+    if values is None:
+        return
+    names = _ALL_PERCENTILE_NAMES if duration is None else _PERCENTILE_NAMES[duration]
+    figures.update(zip(names, [None if v is None else round(float(v), 2) for v in values], strict=True))
+
+
+def _summary_raw(session: Session, q: _Query) -> tuple[dict[Any, dict[str, Any]], dict[str, Any]]:
+    """``({group key: figures}, total figures)`` (as :func:`_row` takes them) recounted on the
+    ticket rows."""
     counts = [metrics.count_sql(name, q.now).label(name) for name in COUNTS]
     grp = q.group.label("grp")
     span = _day_range(session, q)
@@ -330,8 +350,8 @@ def _summary_raw(session: Session, q: _Query) -> tuple[dict[Any, SummaryRow], Su
         # PostgreSQL: counts and percentiles of every group and the total in one scan
         return _summary_pg(session, q, counts, span)
     grouped = session.execute(sa.select(grp, *counts).select_from(q.from_).where(q.where).group_by(grp)).all()
-    rows = {r.grp: SummaryRow(key=r.grp, label="", **{n: int(getattr(r, n)) for n in COUNTS}) for r in grouped}
-    total = SummaryRow(key=None, label="合计", **{n: sum(getattr(r, n) for r in rows.values()) for n in COUNTS})
+    rows = {r.grp: {n: int(getattr(r, n)) for n in COUNTS} for r in grouped}
+    total = {n: sum(r[n] for r in rows.values()) for n in COUNTS}
     if span is not None:
         _durations_sqlite(session, q, rows, total, span)
     return rows, total
@@ -384,7 +404,9 @@ def summary_path(session: Session, actor: Actor, date_from: date, date_to: date,
 
 
 def _summary_rollup(session: Session, actor: Actor, q: _Query, date_from: date, date_to: date, group_by: str,
-                    filters: Filters | None) -> tuple[dict[Any, SummaryRow], SummaryRow] | None:
+                    filters: Filters | None) -> tuple[dict[Any, dict[str, Any]], dict[str, Any]] | None:
+    """``({group key: figures}, total figures)`` (as :func:`_row` takes them) read from the rollup,
+    or ``None`` when :func:`_choose_path` says the ticket rows must be recounted."""
     path, where = _choose_path(session, actor, date_from, date_to, group_by, filters, False)
     if path == "exact":
         return None
@@ -394,29 +416,28 @@ def _summary_rollup(session: Session, actor: Actor, q: _Query, date_from: date, 
     else:
         read = rollup.DimRead(*rollup.read(session, group_by, dn_from, dn_to, where))
     overdue = _overdue_now(session, q, group_by, (dn_from, dn_to) if path == "dim" else None)
-    rows: dict[Any, SummaryRow] = {}
-    total = SummaryRow(key=None, label="合计")
+    groups = read.counts  # filled in place: the read is this call's own
     everything: dict[str, dict[int, int]] = {d: {} for d in DURATIONS}
-    for key, figures in read.counts.items():
-        row = rows[key] = SummaryRow(key=key, label="", overdue=int(overdue.get(key, 0)), **figures)
+    no_hists: dict[str, dict[int, int]] = {}
+    for key, figures in groups.items():
+        figures["overdue"] = int(overdue.get(key, 0))
         kept = read.percentiles.get(key)
         if kept is not None:  # the day's percentiles as the fold stored them (the same estimator)
-            for d in DURATIONS:
-                _set_values(row, d, kept.get(d, [None] * len(PERCENTILES)))
+            _put_percentiles(figures, None, kept)
             continue
-        per = read.hists.get(key, {})
-        for d in DURATIONS:
-            hist = per.get(d, {})
+        per = read.hists.get(key, no_hists)
+        for d, hist in per.items():
             if read.total_hist is None:
                 into = everything[d]
                 for b, n in hist.items():
                     into[b] = into.get(b, 0) + n
-            _set_percentiles(row, d, hist)
-    for name in COUNTS:
-        setattr(total, name, sum(getattr(r, name) for r in rows.values()))
-    for d in DURATIONS:
-        _set_percentiles(total, d, (read.total_hist or everything).get(d, {}))
-    return rows, total
+            _put_percentiles(figures, d, rollup.hist_percentiles(hist, _FRACTIONS))
+    names = tuple(COUNTS)
+    columns = zip(*map(itemgetter(*names), groups.values()), strict=True)  # one tuple of the groups' figures per count
+    total = {name: sum(column) for name, column in zip(names, columns, strict=True)} if groups else dict(_EMPTY)
+    for d, hist in (read.total_hist or everything).items():
+        _put_percentiles(total, d, rollup.hist_percentiles(hist, _FRACTIONS))
+    return groups, total
 
 
 def _time_key(group_by: str, day: date) -> str:
@@ -472,18 +493,6 @@ def _count_overdue(session: Session, q: _Query, group_by: str, cond: sa.ColumnEl
     return out
 
 
-_FRACTIONS = tuple(frac for _, frac in PERCENTILES)
-
-
-def _set_percentiles(row: SummaryRow, duration: str, hist: dict[int, int]) -> None:
-    _set_values(row, duration, rollup.hist_percentiles(hist, _FRACTIONS))
-
-
-def _set_values(row: SummaryRow, duration: str, values: list[float | None]) -> None:
-    """The percentiles of :data:`PERCENTILES` of a duration, rounded to 0.01 h."""
-    for (p, _), value in zip(PERCENTILES, values, strict=True):
-        setattr(row, f"{duration}_p{p}", round(value, 2) if value is not None else None)
-
 
 def _summary_pg(session: Session, q: _Query, counts: list, span: tuple[date, date]):
     wc = WorkingClockSQL(get_calendar(session), q.local, *span)
@@ -494,22 +503,20 @@ def _summary_pg(session: Session, q: _Query, counts: list, span: tuple[date, dat
     stmt = (sa.select(q.group.label("grp"), sa.func.grouping(q.group).label("is_total"), *counts, *aggs)
             .select_from(q.from_).where(q.where)
             .group_by(sa.func.grouping_sets(sa.tuple_(q.group), sa.tuple_())))
-    rows: dict[Any, SummaryRow] = {}
-    total = SummaryRow(key=None, label="合计")
+    rows: dict[Any, dict[str, Any]] = {}
+    total: dict[str, Any] = dict(_EMPTY)
     for r in session.execute(stmt).all():
         figures = {n: int(getattr(r, n)) for n in COUNTS}
         for d in DURATIONS:
-            values = getattr(r, d) or [None] * len(PERCENTILES)
-            for (p, _), value in zip(PERCENTILES, values, strict=True):
-                figures[f"{d}_p{p}"] = round(float(value), 2) if value is not None else None
+            _put_percentiles(figures, d, getattr(r, d))
         if r.is_total:
-            total = SummaryRow(key=None, label="合计", **figures)
+            total = figures
         else:
-            rows[r.grp] = SummaryRow(key=r.grp, label="", **figures)
+            rows[r.grp] = figures
     return rows, total
 
 
-def _durations_sqlite(session: Session, q: _Query, rows: dict[Any, SummaryRow], total: SummaryRow,
+def _durations_sqlite(session: Session, q: _Query, rows: dict[Any, dict[str, Any]], total: dict[str, Any],
                       span: tuple[date, date]) -> None:
     """Fill the ``hours_*_p50/p90`` figures (working hours) of every group and the total."""
     wc = WorkingClockSQL(get_calendar(session), q.local, *span)
@@ -530,14 +537,11 @@ def _durations_sqlite(session: Session, q: _Query, rows: dict[Any, SummaryRow], 
             if v is not None:
                 per[d].append(float(v))
                 everything[d].append(float(v))
-    for key, per in [*values.items(), (total, everything)]:
-        target = key if isinstance(key, SummaryRow) else rows.get(key)
+    for target, per in [*((rows.get(key), per) for key, per in values.items()), (total, everything)]:
         if target is None:
             continue
         for d in DURATIONS:
-            for p, frac in PERCENTILES:
-                value = metrics.percentile(per[d], frac)
-                setattr(target, f"{d}_p{p}", round(value, 2) if value is not None else None)
+            _put_percentiles(target, d, [metrics.percentile(per[d], frac) for frac in _FRACTIONS])
 
 
 # --------------------------------------------------------------------------- drill-down
