@@ -679,3 +679,29 @@ def test_the_day_percentiles_are_checked_and_repaired_by_rebuild(session: Sessio
     assert [(d.kind, d.measure) for d in report.differences] == [("day_pct", "hours_to_close_p90")]
     assert rollup.rebuild(session).repaired
     assert rollup.rebuild(session, check_only=True).differences == []
+
+
+def test_the_day_grouping_reads_stored_percentiles_of_folded_days_and_histograms_of_pending_ones(session: Session):
+    """Five years by day read lean (docs/statistics.md "The day grouping's read, lean"): the days
+    without unfolded deltas take their percentiles from ``stats_day_pct`` (in the counts'
+    statement), a day with deltas since the fold takes its histograms (its stored row is stale),
+    and both equal the fine level's estimates; with no pending day the histograms are not read."""
+    first = date(2015, 3, 2)
+    days = [first + timedelta(days=i) for i in range(3)]
+    for day in days:
+        with time_machine.travel(_at(day, 1), tick=False):
+            f.make_ticket(session, "closed", commit=False)
+    rollup.fold(session)
+    now = _at(first + timedelta(days=10), 1)
+    check_day_percentiles(session, days[0], days[-1], now)  # every day stored, no histogram read
+    with time_machine.travel(_at(days[1], 2), tick=False):  # a delta on the middle day after the fold
+        f.make_ticket(session, "closed", commit=False)
+    check_day_percentiles(session, days[0], days[-1], now)
+    dn = [(day - date(2004, 1, 1)).days for day in days]
+    stored = sa.text("UPDATE stats_day_pct SET p90 = :value WHERE dn = :dn AND duration = 2")
+    session.execute(stored, {"value": 123.456, "dn": dn[0]})  # a folded day: its stored value is what shows
+    session.execute(stored, {"value": 999.0, "dn": dn[1]})    # the pending day: its stored row is not read
+    rows = {r.key: r for r in summary(session, Actor.system(), days[0], days[-1], "day", now=now)[0]}
+    assert rows[days[0].isoformat()].hours_to_close_p90 == 123.46
+    assert rows[days[1].isoformat()].hours_to_close_p90 != 999.0
+    assert rows[days[1].isoformat()].received == 2
