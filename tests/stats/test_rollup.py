@@ -629,6 +629,14 @@ def check_overdue(session: Session, first: date, last: date, now: datetime) -> N
             exact_rows, exact_total = summary(session, system, first, last, group_by, now=at, exact=True)
             assert total.overdue == exact_total.overdue, (group_by, at)
             assert {r.key: r.overdue for r in rows} == {r.key: r.overdue for r in exact_rows}, (group_by, at)
+    # time groupings of one filter's population: the deadline rollup's rows of those values
+    for at in (*instants[:3], instants[-1]):
+        for filters in one_dimension_filters(session, first, last):
+            for group_by in ("day", "month"):
+                rows, total = summary(session, system, first, last, group_by, filters, now=at)
+                exact_rows, exact_total = summary(session, system, first, last, group_by, filters, now=at, exact=True)
+                assert total.overdue == exact_total.overdue, (filters, group_by, at)
+                assert {r.key: r.overdue for r in rows} == {r.key: r.overdue for r in exact_rows}, (filters, group_by)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, phases=NO_SHRINK,
@@ -641,6 +649,8 @@ def test_random_lifecycles_keep_the_deadline_rollup_equal_to_a_live_count(sessio
     first, last, now = drive(session, data, tmp_path, _future_period())
     assert rollup.read_due(session, "department", (first - date(2004, 1, 1)).days,
                            (last - date(2004, 1, 1)).days, now) is not None  # the path is taken
+    assert rollup.read_due(session, "month", (first - date(2004, 1, 1)).days, (last - date(2004, 1, 1)).days,
+                           now, only=("channel", ["web"])) is not None
     check_overdue(session, first, last, now)
     for later in (now, now + timedelta(days=3)):
         with time_machine.travel(later, tick=False):
