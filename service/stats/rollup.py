@@ -1230,7 +1230,8 @@ def level_spans(levels: tuple[str, ...], dn_from: int, dn_to: int) -> list[tuple
             + level_spans(levels[1:], end + 1, dn_to))
 
 
-def read_dims(session: Session, group_by: str, dn_from: int, dn_to: int) -> DimRead:
+def read_dims(session: Session, group_by: str, dn_from: int, dn_to: int,
+              only: tuple[str, list[str]] | None = None) -> DimRead:
     """As :func:`read` for the *whole* population (no filter, unlimited visibility), from the
     per-dimension level: the grouping's dimension (:data:`GROUPING_DIM`; time groupings: ``all``,
     grouped by ``working_day``'s week/month/quarter) of ``stats_dim_day``/``stats_dim_hist`` and of
@@ -1241,7 +1242,16 @@ def read_dims(session: Session, group_by: str, dn_from: int, dn_to: int) -> DimR
     dimension's values, whatever the other dimensions: five years of a dimension read about 5 year
     rows and 12 month rows per value, not 1,826 days. The day grouping reads the days'
     percentiles from ``stats_day_pct`` (kept by the fold) and the histograms only of the days with
-    unfolded deltas, and the period's total histogram from the year and month levels."""
+    unfolded deltas, and the period's total histogram from the year and month levels.
+
+    ``only`` ``(dim, keys)`` (a time grouping): the population is these values of one dimension
+    (one filter, or a region's supervisor): the rows of that dimension with those keys, grouped by
+    time, instead of ``all`` (the day grouping then reads histograms: the stored day percentiles
+    are those of everything)."""
+    if only is not None:
+        if group_by not in ("day", "week", "month", "quarter"):
+            raise ValueError(group_by)
+        return _read_dims(session, group_by, dn_from, dn_to, only=only)
     if group_by == "day":
         cached = _read_days(session, dn_from, dn_to)
         if cached is not None:
@@ -1274,13 +1284,15 @@ def _day_percentiles(dn_from: int, dn_to: int) -> sa.Subquery:
 
 
 def _read_dims(session: Session, group_by: str, dn_from: int, dn_to: int,
-               hist_days: set[int] | None = None, counts: bool = True, day_percentiles: bool = False) -> DimRead:
+               hist_days: set[int] | None = None, counts: bool = True, day_percentiles: bool = False,
+               only: tuple[str, list[str]] | None = None) -> DimRead:
     """:func:`read_dims` from the tables (``group_by`` "total": one group ``''``, dim ``all``);
     ``hist_days``: read the histograms of these days only; ``counts`` False: the histograms only;
     ``day_percentiles`` (the day grouping): with each day's counts, in the same statement, its
     stored percentiles (``stats_day_pct``) into :attr:`DimRead.percentiles`, except for the days
-    of ``hist_days`` (their deltas are not folded yet: the histograms are read instead)."""
-    dim = GROUPING_DIM[group_by]
+    of ``hist_days`` (their deltas are not folded yet: the histograms are read instead); ``only``
+    ``(dim, keys)``: a time grouping of those values of that dimension (:func:`read_dims`)."""
+    dim = GROUPING_DIM[group_by] if only is None else only[0]
     column = dict(DIMS)[dim]
     timed = group_by in ("week", "month", "quarter")
     spans = level_spans(GROUPING_LEVELS.get(group_by, ("year", "month")), dn_from, dn_to)
@@ -1296,6 +1308,9 @@ def _read_dims(session: Session, group_by: str, dn_from: int, dn_to: int,
     def in_days(table):
         return sa.and_(table.c.dn >= dn_from, table.c.dn <= dn_to)
 
+    def narrowed(key) -> sa.ColumnElement[bool]:  # ``only``'s keys (a column of the level tables', or delta_key())
+        return sa.true() if only is None else key.in_(only[1])
+
     def grouped(s):
         if timed:  # the period's calendar rows only: a hash of 1,826 days for five years, not of 40,000
             return working_day.c[group_by], s.join(working_day, sa.and_(
@@ -1308,19 +1323,20 @@ def _read_dims(session: Session, group_by: str, dn_from: int, dn_to: int,
         return _dim_value(dim, value)
 
     count_parts = [sa.select(delta_key(), stats_delta.c.dn, *(stats_delta.c[n] for n in ROLLUP_COUNTS))
-                   .where(in_days(stats_delta))]
+                   .where(in_days(stats_delta), narrowed(delta_key().element))]
     branches = []
     for level, first, last in spans:
         ct, ht = tables[level]
         count_parts.append(sa.select(ct.c.key, ct.c.dn, *(ct.c[n] for n in ROLLUP_COUNTS))
-                           .where(ct.c.dim == dim, ct.c.dn >= first, ct.c.dn <= last))
+                           .where(ct.c.dim == dim, ct.c.dn >= first, ct.c.dn <= last, narrowed(ct.c.key)))
         if hist_days is None:
             branches.append(sa.select(ht.c.key, ht.c.dn, ht.c.duration, ht.c.bucket, ht.c.n)
-                            .where(ht.c.dim == dim, ht.c.dn >= first, ht.c.dn <= last))
+                            .where(ht.c.dim == dim, ht.c.dn >= first, ht.c.dn <= last, narrowed(ht.c.key)))
     for day in sorted(hist_days or ()):
         branches.append(sa.select(stats_dim_hist.c.key, stats_dim_hist.c.dn, stats_dim_hist.c.duration,
                                   stats_dim_hist.c.bucket, stats_dim_hist.c.n)
-                        .where(stats_dim_hist.c.dim == dim, stats_dim_hist.c.dn == day))
+                        .where(stats_dim_hist.c.dim == dim, stats_dim_hist.c.dn == day,
+                               narrowed(stats_dim_hist.c.key)))
     raw_counts: dict[Any, dict[str, int]] = {}
     percentiles: dict[Any, list[float | None]] = {}
     if counts:
@@ -1340,7 +1356,8 @@ def _read_dims(session: Session, group_by: str, dn_from: int, dn_to: int,
     for i, d in enumerate(ROLLUP_DURATIONS):
         branches.append(sa.select(delta_key(), stats_delta.c.dn, sa.literal(i).label("duration"),
                                   stats_delta.c[f"b_{d}"].label("bucket"), stats_delta.c.received.label("n"))
-                        .where(in_days(stats_delta), stats_delta.c[f"b_{d}"].is_not(None)))
+                        .where(in_days(stats_delta), stats_delta.c[f"b_{d}"].is_not(None),
+                               narrowed(delta_key().element)))
     if hist_days is not None and not hist_days:
         raw_hists = {}  # no day with unfolded deltas: nothing to read (the stored percentiles serve)
     else:
@@ -1606,14 +1623,16 @@ def due_differences(conn: sa.Connection, tz: str) -> list[Difference]:
     return out
 
 
-def read_due(session: Session, group_by: str, dn_from: int, dn_to: int, now: datetime) -> dict[Any, int] | None:
+def read_due(session: Session, group_by: str, dn_from: int, dn_to: int, now: datetime,
+             only: tuple[str, list[str]] | None = None) -> dict[Any, int] | None:
     """``{group key: running deadlines of the whole population submitted in the days [dn_from,
     dn_to] whose deadline falls on a local day before now's}`` from the deadline rollup (the
     grouping's dimension as :func:`read_dims`: days outside whole months, whole months from
     ``stats_due_month``, plus the unfolded delta) — "overdue now" except the tickets due today,
     which the caller counts live. ``None`` when the deadline rollup cannot answer: SQLite, not
     installed or outdated, or ``now``'s day lies before the stored horizon (compacted rows could
-    hold deadlines after it)."""
+    hold deadlines after it). ``only`` ``(dim, keys)`` (a time grouping): the population is these
+    values of one dimension, as :func:`read_dims`."""
     conn = _conn(session)
     tz = get_calendar(session).tz
     if conn.dialect.name != "postgresql":
@@ -1622,16 +1641,20 @@ def read_due(session: Session, group_by: str, dn_from: int, dn_to: int, now: dat
     today = local_day_number(now, tz)
     if today < _stored_horizon(meta) or not due_is_current(conn, str(tz), meta):
         return None
-    dim = GROUPING_DIM[group_by]
+    dim = GROUPING_DIM[group_by] if only is None else only[0]
     column = dict(DIMS)[dim]
     key = "''" if column is None else _dim_column_key(column)
+    narrowed = ""
+    if only is not None:  # ids and enum names (validated by the filters): quoted as SQL literals all the same
+        narrowed = " AND {} IN (" + ", ".join("'" + k.replace("'", "''") + "'" for k in only[1]) + ")" \
+            if only[1] else " AND false"
     parts = [f"SELECT {key} AS key, dn, n FROM stats_due_delta WHERE dn >= {dn_from} AND dn <= {dn_to} "
-             f"AND due_dn < {today}"]
+             f"AND due_dn < {today}{narrowed.format(key)}"]
     # whole months from stats_due_month, the rest from stats_due_day (the cut of read_dims)
     levels = () if group_by in ("day", "week") else ("month",)
     for level, first, last in level_spans(levels, dn_from, dn_to):
         parts.append(f"SELECT key, dn, n FROM stats_due_{level} WHERE dim = '{dim}' AND dn >= {first} "
-                     f"AND dn <= {last} AND due_dn < {today}")
+                     f"AND dn <= {last} AND due_dn < {today}{narrowed.format('key')}")
     union = " UNION ALL ".join(parts)
     if group_by in ("week", "month", "quarter"):
         stmt = (f"SELECT w.{group_by} AS grp, sum(s.n) AS n FROM ({union}) AS s JOIN working_day AS w ON w.dn = s.dn "

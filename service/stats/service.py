@@ -376,10 +376,35 @@ def _rollup_population(session: Session, actor: Actor, filters: Filters):
     return where
 
 
+def _one_dimension(session: Session, actor: Actor, filters: Filters) -> tuple[str, list[str]] | None:
+    """The population as the values of one rollup dimension, ``(dim, keys)`` (keys as the
+    per-dimension tables store them: ids and names as text), or ``None`` when it is not: an
+    unlimited reader with exactly one filter (a region: its subtree's grids; a category: its
+    subtree), or a region's supervisor without a filter (its grids)."""
+    scope = scope_of(session, actor)
+    if not scope.unlimited:
+        if actor.role != "supervisor" or filters != Filters():
+            return None
+        return "grid", [str(g) for g in scope.grid_ids()]
+    given = {name: value for name, value in asdict(filters).items() if value is not None}
+    if len(given) != 1:
+        return None
+    (name, value), = given.items()
+    if name == "region_id":
+        regions = _subtree(session, Region, value, "region_id", "区域")
+        return "grid", [str(g) for g in session.scalars(sa.select(Grid.id).where(Grid.region_id.in_(regions)))]
+    if name == "category_id":
+        return "category", [str(c) for c in _subtree(session, Category, value, "category_id", "类别")]
+    dim = {"department_id": "department", "grid_id": "grid", "officer_id": "officer",
+           "service_type": "service_type", "channel": "channel"}[name]
+    return dim, [str(value)]
+
+
 def _choose_path(session: Session, actor: Actor, date_from: date, date_to: date, group_by: str,
                  filters: Filters | None, exact: bool) -> tuple[str, Any]:
-    """``(path, where)``: "dim" (the per-dimension level: no filter, unlimited visibility),
-    "fine" (``stats_day`` narrowed by ``where``) or "exact" (the ticket rows)."""
+    """``(path, where)``: "dim" (the per-dimension level: no filter and unlimited visibility, or
+    a time grouping of one dimension's values, ``where`` = :func:`_one_dimension`'s ``(dim,
+    keys)``), "fine" (``stats_day`` narrowed by ``where``) or "exact" (the ticket rows)."""
     if exact:
         return "exact", None
     filters = filters or Filters()
@@ -392,6 +417,10 @@ def _choose_path(session: Session, actor: Actor, date_from: date, date_to: date,
         return "exact", None  # not installed, or the calendar changed and the fold has not applied it yet
     if filters == Filters() and scope_of(session, actor).unlimited:
         return "dim", None
+    if group_by in TIME_GROUPINGS:
+        only = _one_dimension(session, actor, filters)
+        if only is not None:  # the dimension's own rows, grouped by time: no key combination read
+            return "dim", only
     return "fine", where
 
 
@@ -412,10 +441,10 @@ def _summary_rollup(session: Session, actor: Actor, q: _Query, date_from: date, 
         return None
     dn_from, dn_to = (date_from - EPOCH).days, (date_to - EPOCH).days
     if path == "dim":
-        read = rollup.read_dims(session, group_by, dn_from, dn_to)
+        read = rollup.read_dims(session, group_by, dn_from, dn_to, only=where)
     else:
         read = rollup.DimRead(*rollup.read(session, group_by, dn_from, dn_to, where))
-    overdue = _overdue_now(session, q, group_by, (dn_from, dn_to) if path == "dim" else None)
+    overdue = _overdue_now(session, q, group_by, (dn_from, dn_to) if path == "dim" else None, only=where)
     groups = read.counts  # filled in place: the read is this call's own
     everything: dict[str, dict[int, int]] = {d: {} for d in DURATIONS}
     no_hists: dict[str, dict[int, int]] = {}
@@ -453,19 +482,20 @@ def _time_key(group_by: str, day: date) -> str:
 
 
 def _overdue_now(session: Session, q: _Query, group_by: str,
-                 whole: tuple[int, int] | None = None) -> dict[Any, int]:
+                 whole: tuple[int, int] | None = None, only: tuple[str, list[str]] | None = None) -> dict[Any, int]:
     """``{group key: overdue now}`` over the population (:data:`metrics.COUNTS` ``overdue``:
     ``sla.deadlines.overdue_clause``).
 
-    ``whole``: the period's local day numbers ``(from, to)`` when the population is everything
-    (the per-dimension path): then the deadlines due before today come from the deadline rollup
+    ``whole``: the period's local day numbers ``(from, to)`` on the per-dimension path (everything,
+    or ``only`` one dimension's values): then the deadlines due before today come from the deadline rollup
     (:func:`rollup.read_due`: rows grow with days or months × the dimension's values, not with the
     running tickets) and only the tickets due today by ``now`` are counted live (an index range of
-    ``ix_ticket_running_due_at``). Otherwise, or when the deadline rollup cannot answer (SQLite,
+    ``ix_ticket_running_due_at``); ``only``: the population is these values of one dimension
+    (:func:`_one_dimension`). Otherwise, or when the deadline rollup cannot answer (SQLite,
     an "as of" before its horizon), everything is counted live on the running tickets."""
     cond = COUNTS["overdue"].predicate(q.now)
     if whole is not None:
-        stored = rollup.read_due(session, group_by, whole[0], whole[1], q.now)
+        stored = rollup.read_due(session, group_by, whole[0], whole[1], q.now, only=only)
         if stored is not None:
             tz = get_calendar(session).tz
             midnight = datetime.combine(q.now.astimezone(tz).date(), time.min, tzinfo=tz).astimezone(UTC)

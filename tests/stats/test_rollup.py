@@ -196,6 +196,50 @@ def check_dim_path(session: Session, first: date, last: date, now: datetime,
     assert fine.counts() == (dim["web"].counts() if "web" in dim else fine.counts())
 
 
+def one_dimension_filters(session: Session, first: date, last: date) -> list[Filters]:
+    """One filter of each field, with a value some ticket of the period has (a region: its grid's;
+    a category: the root of its tree, so that the subtree counts)."""
+    from service.categories.models import Category
+
+    raw = _raw(session, first, last)
+    parents = dict(session.execute(sa.select(Category.id, Category.parent_id)).all())
+    out = []
+    for field, column in (("department_id", "lead_department_id"), ("region_id", "region_id"),
+                          ("grid_id", "grid_id"), ("category_id", "category_id"), ("service_type", "service_type"),
+                          ("channel", "channel"), ("officer_id", "officer_id")):
+        value = next((r[column] for r in raw if r[column] is not None), None)
+        if field == "category_id" and value is not None:
+            while parents.get(value) is not None:
+                value = parents[value]
+        if value is not None:
+            out.append(Filters(**{field: value}))
+    return out
+
+
+def check_one_dimension_path(session: Session, first: date, last: date, now: datetime) -> None:
+    """A time grouping of one filter's population (one dimension's values) reads the per-dimension
+    level ("dim") and equals the recount of the ticket rows (counts, "overdue now" included); its
+    percentiles equal the fine level's estimate over the same population (the same buckets)."""
+    from service.stats.service import _rollup_population
+
+    system = Actor.system()
+    dn = (first - date(2004, 1, 1)).days, (last - date(2004, 1, 1)).days
+    for filters in one_dimension_filters(session, first, last):
+        assert summary_path(session, system, first, last, "department", filters) == "fine", filters
+        for group_by in ("day", "week", "month", "quarter"):
+            assert summary_path(session, system, first, last, group_by, filters) == "dim", (filters, group_by)
+            rows, total = summary(session, system, first, last, group_by, filters, now=now)
+            exact_rows, exact_total = summary(session, system, first, last, group_by, filters, now=now, exact=True)
+            assert total.counts() == exact_total.counts(), (filters, group_by)
+            assert {r.key: r.counts() for r in rows} == {r.key: r.counts() for r in exact_rows}, (filters, group_by)
+            _, hists = rollup.read(session, group_by, *dn, _rollup_population(session, system, filters))
+            for row in rows:
+                for d in rollup.ROLLUP_DURATIONS:
+                    expected = [None if v is None else round(v, 2)
+                                for v in rollup.hist_percentiles(hists.get(row.key, {}).get(d, {}), (0.5, 0.9))]
+                    assert [getattr(row, f"{d}_p50"), getattr(row, f"{d}_p90")] == expected, (filters, row.key, d)
+
+
 def check_day_percentiles(session: Session, first: date, last: date, now: datetime) -> None:
     """The day grouping's percentiles (kept per day by the fold in ``stats_day_pct``, the
     histograms of days with unfolded deltas, the total from the year and month levels) equal those
@@ -223,6 +267,7 @@ def _whole_months(first: date, last: date) -> tuple[date, date]:
 def _check(session: Session, first: date, last: date, now: datetime) -> None:
     check_against_recount(session, now, first, last, groupings=GROUPINGS)
     check_dim_path(session, first, last, now)  # before a fold: stats_dim_day + stats_delta
+    check_one_dimension_path(session, first, last, now)
     m_first, m_last = _whole_months(first, last)
     assert rollup.whole_months((m_first - date(2004, 1, 1)).days, (m_last - date(2004, 1, 1)).days)
     # whole months (stats_dim_month* + stats_delta), and whole months with edge days around them
@@ -239,6 +284,7 @@ def _check(session: Session, first: date, last: date, now: datetime) -> None:
     check_dim_path(session, date(first.year - 1, 1, 1), date(first.year, 12, 31), now, ("grid", "week", "month"))
     check_dim_path(session, first, last, now, ("department", "region", "category", "month", "week"))
     check_dim_path(session, *_whole_months(first, last), now, ("officer", "channel", "month", "quarter"))
+    check_one_dimension_path(session, first - timedelta(days=400), last + timedelta(days=430), now)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, phases=NO_SHRINK,
@@ -369,6 +415,12 @@ def test_supervisor_of_a_region_reads_the_rollup_within_its_grids(session: Sessi
     for exact in (False, True):
         rows, total = summary(session, sup, first, first, "grid", exact=exact)
         assert total.received == expected and sum(r.received for r in rows) == expected
+    # a time grouping: the per-dimension level's rows of its grids
+    assert summary_path(session, sup, first, first, "month") == "dim"
+    assert summary_path(session, sup, first, first, "grid") == "fine"
+    for group_by in ("day", "month"):
+        fast, exact_total = (summary(session, sup, first, first, group_by, exact=exact)[1] for exact in (False, True))
+        assert fast.counts() == exact_total.counts() and fast.received == expected
 
 
 # --------------------------------------------------------------------------- a race (committed)
@@ -577,6 +629,14 @@ def check_overdue(session: Session, first: date, last: date, now: datetime) -> N
             exact_rows, exact_total = summary(session, system, first, last, group_by, now=at, exact=True)
             assert total.overdue == exact_total.overdue, (group_by, at)
             assert {r.key: r.overdue for r in rows} == {r.key: r.overdue for r in exact_rows}, (group_by, at)
+    # time groupings of one filter's population: the deadline rollup's rows of those values
+    for at in (*instants[:3], instants[-1]):
+        for filters in one_dimension_filters(session, first, last):
+            for group_by in ("day", "month"):
+                rows, total = summary(session, system, first, last, group_by, filters, now=at)
+                exact_rows, exact_total = summary(session, system, first, last, group_by, filters, now=at, exact=True)
+                assert total.overdue == exact_total.overdue, (filters, group_by, at)
+                assert {r.key: r.overdue for r in rows} == {r.key: r.overdue for r in exact_rows}, (filters, group_by)
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, phases=NO_SHRINK,
@@ -589,6 +649,8 @@ def test_random_lifecycles_keep_the_deadline_rollup_equal_to_a_live_count(sessio
     first, last, now = drive(session, data, tmp_path, _future_period())
     assert rollup.read_due(session, "department", (first - date(2004, 1, 1)).days,
                            (last - date(2004, 1, 1)).days, now) is not None  # the path is taken
+    assert rollup.read_due(session, "month", (first - date(2004, 1, 1)).days, (last - date(2004, 1, 1)).days,
+                           now, only=("channel", ["web"])) is not None
     check_overdue(session, first, last, now)
     for later in (now, now + timedelta(days=3)):
         with time_machine.travel(later, tick=False):
