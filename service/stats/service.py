@@ -288,10 +288,12 @@ def summary(session: Session, actor: Actor, date_from: date, date_to: date, grou
     percentiles from histograms within the bound of :func:`rollup.hist_percentile`) when the
     population is expressible on its key — an unlimited reader or a supervisor (visibility by
     grid), any filters — and the installed rollup is current: without filters and for an
-    unlimited reader from the per-dimension level (``stats_dim_day``, :func:`rollup.read_dims`),
-    otherwise from ``stats_day`` (:func:`rollup.read`); :func:`summary_path` tells which. Otherwise,
-    or with ``exact``, from the ticket rows (exact percentiles). ``overdue`` is always counted
-    live on the tickets.
+    unlimited reader, or for a time grouping of one dimension's values (:func:`_one_dimension`),
+    from the per-dimension level (``stats_dim_*``, :func:`rollup.read_dims`), otherwise from
+    ``stats_day`` (:func:`rollup.read`); :func:`summary_path` tells which. Otherwise, or with
+    ``exact``, from the ticket rows (exact percentiles). ``overdue``: on the per-dimension path
+    from the deadline rollup plus today's deadlines counted live (:func:`_overdue_now`), otherwise
+    counted live on the tickets.
 
     Args:
         now: the instant "overdue now" refers to (default: the clock).
@@ -444,7 +446,8 @@ def _summary_rollup(session: Session, actor: Actor, q: _Query, date_from: date, 
         read = rollup.read_dims(session, group_by, dn_from, dn_to, only=where)
     else:
         read = rollup.DimRead(*rollup.read(session, group_by, dn_from, dn_to, where))
-    overdue = _overdue_now(session, q, group_by, (dn_from, dn_to) if path == "dim" else None, only=where)
+    dim = path == "dim"
+    overdue = _overdue_now(session, q, group_by, (dn_from, dn_to) if dim else None, only=where if dim else None)
     groups = read.counts  # filled in place: the read is this call's own
     everything: dict[str, dict[int, int]] = {d: {} for d in DURATIONS}
     no_hists: dict[str, dict[int, int]] = {}
