@@ -119,6 +119,8 @@ DURATIONS: dict[str, Duration] = {d.name: d for d in (
     Duration("hours_to_close", "办结用时", "submitted_at", "closed_at"),
 )}
 PERCENTILES = ((50, 0.5), (90, 0.9))
+#: The fractions of :data:`PERCENTILES`, in that order.
+FRACTIONS: tuple[float, ...] = tuple(frac for _, frac in PERCENTILES)
 
 
 def duration_condition(d: Duration) -> sa.ColumnElement[bool]:

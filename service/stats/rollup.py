@@ -46,6 +46,7 @@ from service.db.types import UTCDateTime
 from service.stats.metrics import (
     COUNTS,
     DURATIONS,
+    FRACTIONS,
     PERCENTILES,
     LocalTime,
     T,
@@ -683,15 +684,13 @@ def fold(session_or_conn) -> int:
 # day grouping reads them for the days without unfolded deltas, and the histograms of the others.
 
 PCT_VERSION = "1"
-#: The fractions kept: :data:`metrics.PERCENTILES`, the columns ``p50``/``p90`` of ``stats_day_pct``.
-PCT_FRACTIONS: tuple[float, ...] = tuple(frac for _, frac in PERCENTILES)
 if {f"p{p}" for p, _ in PERCENTILES} != {c.name for c in stats_day_pct.c} - {"dn", "duration"}:  # pragma: no cover
     raise RuntimeError("stats_day_pct: its columns must be metrics.PERCENTILES")
 
 
 def pct_definitions_hash() -> str:
     """Hash of what the stored day percentiles depend on: the buckets, the fractions, the estimator's version."""
-    return _hash(PCT_VERSION, EDGES, PCT_FRACTIONS)
+    return _hash(PCT_VERSION, EDGES, FRACTIONS)
 
 
 def _day_percentile_rows(conn: sa.Connection, dns: list[int] | None) -> list[dict[str, Any]]:
@@ -708,7 +707,7 @@ def _day_percentile_rows(conn: sa.Connection, dns: list[int] | None) -> list[dic
                 hists.setdefault((dn, duration), {})[bucket] = n
     out = []
     for (dn, duration), hist in sorted(hists.items()):
-        values = hist_percentiles(hist, PCT_FRACTIONS)
+        values = hist_percentiles(hist, FRACTIONS)
         if values[0] is not None:
             out.append({"dn": dn, "duration": duration, **{f"p{p}": v for (p, _), v in zip(PERCENTILES, values, strict=True)}})
     return out
@@ -1157,17 +1156,14 @@ def _hist_rows(session: Session, h, grp, from_, as_key, collapse: bool = True) -
 
 
 def _regroup(session: Session, group_by: str, keys: list[Any]) -> dict[Any, Any]:
-    """``{dimension value: group key}`` of a grouping read from the per-dimension level: the id
-    dimensions' "none" (0) and the text ones' ('') → ``None``; region: the grids' regions; time
-    groupings: as they are."""
+    """``{dimension value: group key}`` of a dimension grouping read from the per-dimension level:
+    the id dimensions' "none" (0) and the text ones' ('') → ``None``; region: the grids' regions."""
     from service.regions.models import Grid
 
     if group_by == "region":
         ids = [k for k in keys if k]
         region_of = dict(session.execute(sa.select(Grid.id, Grid.region_id).where(Grid.id.in_(ids))).all()) if ids else {}
         return {k: region_of.get(k) for k in keys}
-    if group_by in ("day", "week", "month", "quarter"):
-        return {k: k for k in keys}
     return {k: group_key(group_by, k) for k in keys}
 
 

@@ -39,7 +39,16 @@ from service.departments.models import Department
 from service.errors import FieldError
 from service.regions.models import Grid, Region
 from service.stats import metrics, rollup
-from service.stats.metrics import COUNTS, DURATIONS, PERCENTILES, RATES, LocalTime, T, WorkingClockSQL
+from service.stats.metrics import (
+    COUNTS,
+    DURATIONS,
+    FRACTIONS,
+    PERCENTILES,
+    RATES,
+    LocalTime,
+    T,
+    WorkingClockSQL,
+)
 from service.tickets.models import Ticket
 from service.tickets.visibility import scope_of, ticket_visibility
 from service.users.models import User
@@ -323,7 +332,6 @@ _EMPTY = {name: 0 for name in COUNTS}
 _PERCENTILE_NAMES = {d: tuple(f"{d}_p{p}" for p, _ in PERCENTILES) for d in DURATIONS}
 _ALL_PERCENTILE_NAMES = tuple(name for d in DURATIONS for name in _PERCENTILE_NAMES[d])
 assert tuple(DURATIONS) == rollup.ROLLUP_DURATIONS  # the order of DimRead.percentiles' values
-_FRACTIONS = tuple(frac for _, frac in PERCENTILES)
 
 
 def _row(key: Any, label: str, figures: dict[str, Any]) -> SummaryRow:
@@ -397,8 +405,7 @@ def _one_dimension(session: Session, actor: Actor, filters: Filters) -> tuple[st
         return "grid", [str(g) for g in session.scalars(sa.select(Grid.id).where(Grid.region_id.in_(regions)))]
     if name == "category_id":
         return "category", [str(c) for c in _subtree(session, Category, value, "category_id", "类别")]
-    dim = {"department_id": "department", "grid_id": "grid", "officer_id": "officer",
-           "service_type": "service_type", "channel": "channel"}[name]
+    dim = {column: dim for dim, column in rollup.DIMS}[name]  # the filters are named as the key's columns
     return dim, [str(value)]
 
 
@@ -463,12 +470,12 @@ def _summary_rollup(session: Session, actor: Actor, q: _Query, date_from: date, 
                 into = everything[d]
                 for b, n in hist.items():
                     into[b] = into.get(b, 0) + n
-            _put_percentiles(figures, d, rollup.hist_percentiles(hist, _FRACTIONS))
+            _put_percentiles(figures, d, rollup.hist_percentiles(hist, FRACTIONS))
     names = tuple(COUNTS)
     columns = zip(*map(itemgetter(*names), groups.values()), strict=True)  # one tuple of the groups' figures per count
     total = {name: sum(column) for name, column in zip(names, columns, strict=True)} if groups else dict(_EMPTY)
     for d, hist in (read.total_hist or everything).items():
-        _put_percentiles(total, d, rollup.hist_percentiles(hist, _FRACTIONS))
+        _put_percentiles(total, d, rollup.hist_percentiles(hist, FRACTIONS))
     return groups, total
 
 
@@ -530,7 +537,7 @@ def _count_overdue(session: Session, q: _Query, group_by: str, cond: sa.ColumnEl
 def _summary_pg(session: Session, q: _Query, counts: list, span: tuple[date, date]):
     wc = WorkingClockSQL(get_calendar(session), q.local, *span)
     # percentile_cont(ARRAY[0.5, 0.9]): both percentiles of a duration from one sort
-    fractions = sa.literal_column("ARRAY[" + ", ".join(str(frac) for _, frac in PERCENTILES) + "]::float8[]")
+    fractions = sa.literal_column("ARRAY[" + ", ".join(map(str, FRACTIONS)) + "]::float8[]")
     aggs = [sa.type_coerce(sa.func.percentile_cont(fractions).within_group(wc.hours(DURATIONS[d])),
                            ARRAY(sa.Float)).label(d) for d in DURATIONS]
     stmt = (sa.select(q.group.label("grp"), sa.func.grouping(q.group).label("is_total"), *counts, *aggs)
@@ -574,7 +581,7 @@ def _durations_sqlite(session: Session, q: _Query, rows: dict[Any, dict[str, Any
         if target is None:
             continue
         for d in DURATIONS:
-            _put_percentiles(target, d, [metrics.percentile(per[d], frac) for frac in _FRACTIONS])
+            _put_percentiles(target, d, [metrics.percentile(per[d], frac) for frac in FRACTIONS])
 
 
 # --------------------------------------------------------------------------- drill-down
