@@ -140,8 +140,8 @@ def new_row(model: type[M], values: dict[str, Any]) -> M:
     Like SQLModel's table constructor it does not validate: the given values are kept as they are,
     the fields not given get their defaults (``default_factory`` called), a required field not
     given stays unset, and ``model_fields_set`` is the given names. The values go into the
-    instance's ``__dict__`` and the ORM state records each as added (``committed_state``, ``modified``),
-as the constructor's attribute events leave them. It falls back to
+    instance's ``__dict__`` and the ORM state records each as added (``committed_state``,
+    ``modified``), as the constructor's attribute events leave them. It falls back to
     ``model(**values)`` when that would do more: a value that is not a field (SQLModel ignores
     it), relationships, aliases, ``extra="allow"``, a ``model_post_init`` or an attribute ``set``
     listener. ``tests/test_db_rows.py`` compares the two, before and after :func:`insert_now`.
@@ -183,7 +183,6 @@ def _new_row_plan(model: type[SQLModel]) -> tuple[Any, dict[str, Any]] | tuple[(
 
 
 _NEW_ROW_PLANS: dict[type, tuple[Any, dict[str, Any]] | tuple[()]] = {}
-
 
 
 def insert_unless_duplicate(session: Session, obj: M) -> M | None:
